@@ -1,0 +1,1 @@
+"""emaboard's training-side library: EMA/SWA averaging, weight statistics, snapshots, streaming."""

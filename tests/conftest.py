@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.utils.server import ServerProcess
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real emaboard server (uvicorn subprocess) on a free loopback port, its own data_dir."""
+    with ServerProcess(data_dir=tmp_path / "server-data") as server:
+        yield server
