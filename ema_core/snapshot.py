@@ -1,0 +1,390 @@
+"""Snapshots: one averager's weights as a safetensors file with metadata.
+
+A snapshot holds the prefix-stripped ``state_dict`` keys of one shadow (parameters and
+averaged buffers) in the shadow's dtype, plus str→str metadata: the averager's name, step,
+decay and schedule (from ``averager.averager_info``), eval metrics as JSON text, the tensor
+element count and the torch version. Files are written with ``safetensors`` and read back
+with it only: nothing is ever pickled or unpickled.
+
+Typical use::
+
+    save_snapshot(ema, "best.safetensors", name="ema_0.999", metrics={"accuracy": 0.97})
+    metadata = load_snapshot(model, "best.safetensors")   # strict key and shape checks
+
+The training thread can hand a snapshot to a background uploader cheaply::
+
+    tensors = snapshot_state(ema, "ema_0.999")   # contiguous CPU copies, safe to ship
+    metadata = snapshot_metadata(ema, "ema_0.999", metrics=results["ema_0.999"])
+    payload = serialize_snapshot(tensors, metadata)          # bytes, on the uploader thread
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import safetensors
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save, save_file
+from torch import Tensor, nn
+
+__all__ = [
+    "FORMAT",
+    "SnapshotError",
+    "SnapshotFormatError",
+    "SnapshotMismatchError",
+    "load_snapshot",
+    "read_snapshot_metadata",
+    "save_snapshot",
+    "serialize_snapshot",
+    "snapshot_metadata",
+    "snapshot_metrics",
+    "snapshot_state",
+    "strip_wrapper_prefixes",
+    "write_snapshot",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "emaboard.snapshot/1"
+"""Value of the ``format`` metadata entry written into every snapshot."""
+
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes added by ``DistributedDataParallel``/``DataParallel`` and ``torch.compile``."""
+
+_MAX_LISTED_KEYS = 5
+
+
+class SnapshotError(ValueError):
+    """Base class of snapshot errors (a ``ValueError``)."""
+
+
+class SnapshotFormatError(SnapshotError):
+    """The file is not a safetensors file (e.g. a ``torch.save`` pickle), or is damaged."""
+
+
+class SnapshotMismatchError(SnapshotError):
+    """The snapshot's keys or shapes differ from the model's."""
+
+
+class Averager(Protocol):
+    """What snapshots need from an averager (``EMA``, ``SWA``)."""
+
+    def shadow_state_dict(self, name: str | None = None) -> dict[str, Tensor]: ...
+
+    def averager_info(self, name: str | None = None) -> Mapping[str, str | int | float]: ...
+
+
+def strip_wrapper_prefixes(key: str) -> str:
+    """Remove leading ``module.`` / ``_orig_mod.`` prefixes (any number, any order) from a key."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+                stripped = True
+    return key
+
+
+def snapshot_state(averager: Averager, name: str | None = None) -> dict[str, Tensor]:
+    """Copy one averager's shadow to contiguous CPU tensors.
+
+    The copies share nothing with the shadow (which keeps changing as training goes on), so
+    the training thread can hand them to a background thread that serializes and uploads them.
+    A shadow on an accelerator is copied synchronously (the copy waits for that device).
+
+    Args:
+        averager: An ``EMA`` or ``SWA`` (anything with ``shadow_state_dict``).
+        name: Which averager, e.g. ``"ema_0.999"``; ``None`` for the only/first one.
+
+    Returns:
+        Key → tensor with the shadow's shapes and dtypes, on CPU, contiguous, not shared.
+    """
+    return {
+        key: tensor.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
+        for key, tensor in averager.shadow_state_dict(name).items()
+    }
+
+
+def _json_number(value: float) -> float | str:
+    """JSON has no NaN/Inf: encode them as the API does (``"NaN"``, ``"Infinity"``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def _metrics_json(metrics: Mapping[str, float]) -> str:
+    encoded: dict[str, float | str] = {}
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not isinstance(value, int | float):
+            raise TypeError(
+                f"Invalid metric {key!r}: {value!r}: expected a str name and a float value"
+            )
+        encoded[key] = _json_number(float(value))
+    return json.dumps(encoded, sort_keys=True, allow_nan=False)
+
+
+def snapshot_metadata(
+    averager: Averager,
+    name: str | None = None,
+    *,
+    metrics: Mapping[str, float] | None = None,
+) -> dict[str, str]:
+    """Build a snapshot's str→str metadata.
+
+    Entries: everything in ``averager.averager_info(name)`` (``averager``, ``step``, ``decay``,
+    ``schedule``, … as text), ``metrics`` (JSON object text; NaN/±Inf as ``"NaN"``/
+    ``"Infinity"``/``"-Infinity"``), ``parameter_count`` (elements in the snapshot's tensors:
+    parameters and averaged buffers), ``torch_version``, ``safetensors_version`` and
+    ``format`` (:data:`FORMAT`).
+
+    Raises:
+        TypeError: A metric name is not a str or its value is not a real number.
+    """
+    info = averager.averager_info(name)
+    shadow = averager.shadow_state_dict(name)
+    metadata = {str(key): str(value) for key, value in info.items()}
+    metadata.update(
+        metrics=_metrics_json(metrics or {}),
+        parameter_count=str(sum(tensor.numel() for tensor in shadow.values())),
+        torch_version=torch.__version__,
+        safetensors_version=safetensors.__version__,
+        format=FORMAT,
+    )
+    return metadata
+
+
+def _check_metadata(metadata: Mapping[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"Invalid metadata entry {key!r}: {value!r}: safetensors metadata maps str to "
+                "str; encode other values as text (e.g. json.dumps)"
+            )
+
+
+def serialize_snapshot(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
+    """Serialize a snapshot to safetensors bytes (what the upload endpoint accepts).
+
+    Args:
+        tensors: Key → CPU tensor (from :func:`snapshot_state`): contiguous, not sharing memory.
+        metadata: str → str (from :func:`snapshot_metadata`).
+
+    Raises:
+        TypeError: A metadata key or value is not a str.
+    """
+    _check_metadata(metadata)
+    return save(dict(tensors), metadata=dict(metadata))
+
+
+def write_snapshot(
+    tensors: Mapping[str, Tensor], metadata: Mapping[str, str], path: str | os.PathLike[str]
+) -> Path:
+    """Write a snapshot file atomically (a temporary file in the same folder, then a rename).
+
+    Args:
+        tensors: Key → CPU tensor (from :func:`snapshot_state`): contiguous, not sharing memory.
+        metadata: str → str (from :func:`snapshot_metadata`).
+        path: Destination; its folder must exist. Replaced if present.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        TypeError: A metadata key or value is not a str.
+        FileNotFoundError: The destination folder does not exist.
+    """
+    _check_metadata(metadata)
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(dict(tensors), tmp_name, metadata=dict(metadata))
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_snapshot(
+    averager: Averager,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+) -> Path:
+    """Save one averager's shadow to ``path`` as safetensors with metadata.
+
+    Equivalent to ``write_snapshot(snapshot_state(averager, name),
+    snapshot_metadata(averager, name, metrics=metrics), path)``.
+
+    Raises:
+        TypeError: A metric name is not a str or its value is not a real number.
+        FileNotFoundError: The destination folder does not exist.
+    """
+    tensors = snapshot_state(averager, name)
+    return write_snapshot(tensors, snapshot_metadata(averager, name, metrics=metrics), path)
+
+
+def _not_safetensors(path: Path, error: Exception) -> SnapshotFormatError:
+    return SnapshotFormatError(
+        f"File {str(path)!r} is not a valid safetensors file ({error}): snapshots are "
+        "safetensors files written by ema_core.snapshot.save_snapshot or downloaded from "
+        "emaboard; torch.save/pickle checkpoints are not accepted"
+    )
+
+
+def read_snapshot_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a snapshot's metadata without loading its tensors.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        SnapshotFormatError: The file is not a valid safetensors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Snapshot file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except SafetensorError as error:
+        raise _not_safetensors(path, error) from error
+
+
+def snapshot_metrics(metadata: Mapping[str, str]) -> dict[str, float]:
+    """Decode the ``metrics`` entry of a snapshot's metadata (``{}`` when absent).
+
+    Raises:
+        SnapshotFormatError: The entry is not a JSON object of numbers.
+    """
+    text = metadata.get("metrics", "{}")
+    try:
+        decoded = json.loads(text)
+        return {str(key): float(value) for key, value in decoded.items()}
+    except (ValueError, TypeError, AttributeError) as error:
+        raise SnapshotFormatError(
+            f"Invalid snapshot metrics {text[:80]!r}: expected a JSON object of numbers"
+        ) from error
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"Snapshot file {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            return tensors, dict(handle.metadata() or {})
+    except SafetensorError as error:
+        raise _not_safetensors(path, error) from error
+
+
+def _model_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state_dict keyed by prefix-stripped names (tensors share the model's memory)."""
+    tensors: dict[str, Tensor] = {}
+    original: dict[str, str] = {}
+    for key, tensor in model.state_dict().items():
+        stripped = strip_wrapper_prefixes(key)
+        if stripped in tensors:
+            raise SnapshotMismatchError(
+                f"Model keys {original[stripped]!r} and {key!r} are both {stripped!r} once "
+                "wrapper prefixes are stripped: load into the unwrapped model instead"
+            )
+        tensors[stripped] = tensor
+        original[stripped] = key
+    return tensors
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(repr(key) for key in keys[:_MAX_LISTED_KEYS])
+    more = len(keys) - _MAX_LISTED_KEYS
+    return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
+
+
+def _check_keys(path: Path, missing: list[str], unexpected: list[str]) -> None:
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing (in the model, not in the file): {_listed(missing)}")
+    if unexpected:
+        parts.append(
+            f"{len(unexpected)} unexpected (in the file, not in the model): {_listed(unexpected)}"
+        )
+    raise SnapshotMismatchError(
+        f"Snapshot {str(path)!r} does not match the model's keys: {'; '.join(parts)}. Load it "
+        "into the architecture it was saved from, or pass strict=False to load the common keys"
+    )
+
+
+def _check_shapes(path: Path, pairs: list[tuple[str, Tensor, Tensor]]) -> None:
+    wrong = [(key, src, dst) for key, src, dst in pairs if src.shape != dst.shape]
+    if not wrong:
+        return
+    details = "; ".join(
+        f"{key!r}: file {tuple(src.shape)} vs model {tuple(dst.shape)}"
+        for key, src, dst in wrong[:_MAX_LISTED_KEYS]
+    )
+    more = len(wrong) - _MAX_LISTED_KEYS
+    raise SnapshotMismatchError(
+        f"Snapshot {str(path)!r} has {len(wrong)} tensor(s) whose shape differs from the "
+        f"model's: {details}{f'; ... and {more} more' if more > 0 else ''}. Load it into the "
+        "architecture it was saved from"
+    )
+
+
+def load_snapshot(
+    model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True
+) -> dict[str, str]:
+    """Load a snapshot into ``model`` in place, after checking keys and shapes.
+
+    Keys are compared after stripping ``module.``/``_orig_mod.`` prefixes on the model side,
+    so a snapshot loads into a bare, a DDP-wrapped or a ``torch.compile``-d model alike.
+    Nothing is copied unless every check passes. Values are ``copy_``-ed into the model's
+    tensors: they keep the model's dtype and device (a bf16 shadow is cast to fp32 weights).
+
+    Args:
+        model: The module to load into.
+        path: A safetensors snapshot file.
+        strict: If true, the file and the model must have exactly the same keys; if false,
+            only the common keys are loaded and the others are logged. Shapes must match
+            either way.
+
+    Returns:
+        The snapshot's metadata (str → str); decode metrics with :func:`snapshot_metrics`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        SnapshotFormatError: The file is not a valid safetensors file (e.g. a pickle).
+        SnapshotMismatchError: Keys differ (with ``strict``) or shapes differ; the message
+            lists the first offending keys.
+    """
+    path = Path(path)
+    source, metadata = _read_tensors(path)
+    target = _model_tensors(model)
+    missing = sorted(target.keys() - source.keys())
+    unexpected = sorted(source.keys() - target.keys())
+    if strict:
+        _check_keys(path, missing, unexpected)
+    elif missing or unexpected:
+        logger.warning(
+            "Loading %s with strict=False: %d model keys missing from the file %s, "
+            "%d file keys not in the model %s",
+            path, len(missing), _listed(missing), len(unexpected), _listed(unexpected),
+        )
+    pairs = [(key, source[key], target[key]) for key in sorted(source.keys() & target.keys())]
+    _check_shapes(path, pairs)
+    with torch.no_grad():
+        for _, src, dst in pairs:
+            dst.copy_(src)
+    return metadata
