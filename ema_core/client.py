@@ -1,0 +1,374 @@
+"""Monitor: stream a training run's metrics, weight statistics and best snapshots to emaboard.
+
+Three lines in a plain PyTorch loop::
+
+    mon = Monitor(project="cifar", run="resnet18-lr0.1", server="http://127.0.0.1:8000")
+    mon.watch(ema, swa, stats_every=50)
+    for step, batch in enumerate(loader):
+        ...; opt.step(); ema.update(model); swa.update(model)
+        mon.step(step, {"loss": loss.item()})
+    mon.finish()
+
+The training thread only appends tuples to a deque (microseconds, no lock, no network, no
+disk); :class:`ema_core.sender.Sender` does the rest on two daemon threads, spooling to
+``<run dir>/spool.sqlite`` whatever the server cannot take. See ``docs/client.md``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import operator
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from time import time
+from types import TracebackType
+from typing import Any
+
+from ema_core.sender import Sender, SenderConfig, SenderStats, SnapshotJob
+from ema_core.spool import SPOOL_FILENAME, Spool
+from ema_core.transport import ApiClient, TransportError
+
+__all__ = ["Monitor", "default_run_dir"]
+
+logger = logging.getLogger(__name__)
+
+_STATUSES = ("finished", "crashed")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_run_dir(project: str, run: str) -> Path:
+    """``$EMABOARD_DIR/runs/<project>/<run>`` (``EMABOARD_DIR`` defaults to ``.emaboard``).
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``.
+    """
+    root = Path(os.environ.get("EMABOARD_DIR", ".emaboard"))
+    return root / "runs" / _UNSAFE.sub("_", project) / _UNSAFE.sub("_", run)
+
+
+@dataclass
+class _BestTracker:
+    metric: str
+    mode: str
+    averager: Any
+    name: str
+    best: float | None = None
+
+    def improved(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+
+class Monitor:
+    """Streams one run (project, name) to an emaboard server without slowing training down.
+
+    Creating the Monitor never waits for the server: the run is created (or resumed) by the
+    background sender, and points queue meanwhile. Points the server cannot take go to
+    the run's spool and are replayed in order later (or by ``emaboard sync``).
+
+    Args:
+        project: project name (non-empty).
+        run: run name, unique within the project; the same name resumes the run.
+        server: base URL of the emaboard server.
+        config: JSON-serializable hyperparameters stored with the run.
+        token: bearer token, when the server has one (``EMABOARD_TOKEN``).
+        run_dir: local directory for the spool and snapshot files (default
+            :func:`default_run_dir`).
+        flush_interval_ms: send queued points this often, in milliseconds.
+        max_batch_points: points per request.
+        max_queue_points: points held in memory for the server; beyond, the spool.
+        initial_backoff_s: first retry delay after a failure, in seconds.
+        max_backoff_s: cap of the exponential retry delay, in seconds.
+        request_timeout_s: timeout of one HTTP request, in seconds.
+        finish_timeout_s: default bound of :meth:`finish`, in seconds.
+
+    Raises:
+        ValueError: an empty name, a bad URL or bound, or ``run_dir`` holding another run.
+        TypeError: ``config`` is not JSON-serializable.
+    """
+
+    def __init__(
+        self, project: str, run: str, server: str = "http://127.0.0.1:8000",
+        config: Mapping[str, Any] | None = None, *, token: str | None = None,
+        run_dir: str | Path | None = None, flush_interval_ms: float = 500.0,
+        max_batch_points: int = 5000, max_queue_points: int = 100_000,
+        initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
+        request_timeout_s: float = 5.0, finish_timeout_s: float = 10.0,
+    ) -> None:
+        for what, value in (("project", project), ("run", run)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"Invalid {what} {value!r}: expected a non-empty string")
+        _check_positive("finish_timeout_s", finish_timeout_s)
+        sender_config = SenderConfig(
+            flush_interval_ms=flush_interval_ms, max_batch_points=max_batch_points,
+            max_queue_points=max_queue_points, initial_backoff_s=initial_backoff_s,
+            max_backoff_s=max_backoff_s, request_timeout_s=request_timeout_s,
+        )
+        self.project, self.run, self.server = project, run, server
+        self.finish_timeout_s = finish_timeout_s
+        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(project, run)
+        self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
+        self.spool = _open_spool(self.run_dir, project, run, _config_json(config))
+        self._sender = Sender(self._api, self.spool, (project, run, dict(config or {})),
+                              self.run_dir / "snapshots", sender_config)
+        self._inbox = self._sender.inbox
+        self._append = self._inbox.append
+        self._nudge_at = max_batch_points
+        self._watched: list[list[Any]] = []  # [averager, the last WeightStats seen]
+        self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
+        self._plain_keys: set[str] = set()  # keys already checked by log()
+        self._trackers: list[_BestTracker] = []
+        self._finished = False
+        self._sender.start()
+        atexit.register(self._finish_at_exit)
+
+    @property
+    def run_id(self) -> int | None:
+        """The server's id of this run, once the sender created it (else None)."""
+        return self._sender.run_id
+
+    @property
+    def sender_stats(self) -> SenderStats:
+        """Counters of the background sender (points posted, spooled, buffer high-water mark)."""
+        return self._sender.stats
+
+    def watch(self, *averagers: Any, stats_every: int = 50) -> None:
+        """Stream the weight statistics of EMA/SWA averagers every ``stats_every`` steps.
+
+        Sets ``averager.stats_every``; each :meth:`step` then forwards a new
+        ``averager.last_stats`` (an identity check, no copy) as ``weights/…``, ``layer/…``
+        and ``decay/…`` points at that step.
+
+        Raises:
+            ValueError: ``stats_every`` is not an int ≥ 1.
+            TypeError: an object without ``averager_names``/``last_stats``.
+        """
+        if not isinstance(stats_every, int) or stats_every < 1:
+            raise ValueError(f"Invalid stats_every {stats_every!r}: expected an int >= 1")
+        for averager in averagers:
+            if not hasattr(averager, "averager_names") or not hasattr(averager, "last_stats"):
+                raise TypeError(f"Cannot watch {type(averager).__name__}: expected an EMA or SWA")
+            averager.stats_every = stats_every
+            self._watched.append([averager, averager.last_stats])
+
+    def step(self, step: int, scalars: Mapping[str, Any] | None = None) -> None:
+        """Record training scalars at ``step`` and forward new weight statistics.
+
+        Costs the caller microseconds: no network, no disk, no device sync.
+
+        Args:
+            step: the global step (int ≥ 0).
+            scalars: name → number; a name without ``/`` is stored as ``train/<name>``.
+
+        Raises:
+            RuntimeError: called after :meth:`finish`.
+            ValueError: a negative or non-integer step, an empty name.
+            TypeError: a value that is not a real number.
+        """
+        step = self._check_step(step)
+        now = time()
+        if scalars:
+            self._put(step, scalars, now, train=True)
+        append = self._append
+        for entry in self._watched:
+            stats = entry[0].last_stats
+            if stats is not entry[1]:
+                entry[1] = stats
+                if stats is not None:
+                    append((None, step, stats, now))
+        if len(self._inbox) >= self._nudge_at:
+            self._sender.nudge()
+
+    def log(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Record any scalars at ``step`` under their own keys (e.g. ``"lr"``, ``"val/acc"``).
+
+        Raises:
+            RuntimeError, ValueError, TypeError: as :meth:`step`.
+        """
+        step = self._check_step(step)
+        self._put(step, metrics, time(), train=False)
+        if len(self._inbox) >= self._nudge_at:
+            self._sender.nudge()
+
+    def log_eval(self, step: int, results: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record dual-model evaluation results as ``eval/<model>/<metric>`` points.
+
+        Args:
+            step: the global step.
+            results: model (``live`` or an averager name) → metric → value, as returned by
+                ``ema_core.swap.evaluate_all``.
+
+        Triggers :meth:`track_best` snapshots when a tracked metric improved.
+        """
+        step = self._check_step(step)
+        flat = {f"eval/{model}/{metric}": value for model, metrics in results.items()
+                for metric, value in metrics.items()}
+        self._put(step, flat, time(), train=False)
+        for tracker in self._trackers:
+            self._maybe_snapshot(tracker, step, results.get(tracker.name, {}))
+        self._sender.nudge()
+
+    def track_best(self, metric: str, mode: str = "max", averager: str | None = None) -> None:
+        """Save and upload a snapshot of ``averager`` each time its ``metric`` improves.
+
+        On :meth:`log_eval`, when ``results[averager][metric]`` beats the best so far, the
+        training thread copies the shadow to CPU (``ema_core.snapshot.snapshot_state``);
+        the sender writes ``<run dir>/snapshots/<averager>-step<step>.safetensors`` and uploads it.
+
+        Args:
+            metric: the eval metric name, e.g. ``"accuracy"``.
+            mode: ``"max"`` or ``"min"``.
+            averager: a watched averager's name (default: the first watched one).
+
+        Raises:
+            ValueError: a bad ``mode``, or no watched averager has that name.
+        """
+        if mode not in ("max", "min"):
+            raise ValueError(f"Invalid mode {mode!r}: expected 'max' or 'min'")
+        names = {name: entry[0] for entry in self._watched for name in entry[0].averager_names}
+        if not names:
+            raise ValueError("track_best() needs a watched averager: call watch(ema) first")
+        name = averager if averager is not None else next(iter(names))
+        if name not in names:
+            raise ValueError(f"Unknown averager {name!r}: expected one of {sorted(names)}")
+        self._trackers.append(_BestTracker(metric, mode, names[name], name))
+
+    def finish(self, status: str | None = None, timeout_s: float | None = None) -> None:
+        """Flush within ``timeout_s``, mark the run ``finished`` (or ``crashed``), stop.
+
+        Whatever the server did not take stays in the spool for ``emaboard sync``. Never
+        raises a network error; calling it again does nothing.
+
+        Args:
+            status: ``"finished"`` (default) or ``"crashed"``.
+            timeout_s: bound on the whole call, in seconds (default ``finish_timeout_s``).
+
+        Raises:
+            ValueError: an unknown status or a non-positive timeout.
+        """
+        status = "finished" if status is None else status
+        if status not in _STATUSES:
+            raise ValueError(f"Invalid status {status!r}: expected 'finished' or 'crashed'")
+        timeout_s = self.finish_timeout_s if timeout_s is None else timeout_s
+        _check_positive("timeout_s", timeout_s)
+        if self._finished:
+            return
+        self._finished = True
+        atexit.unregister(self._finish_at_exit)
+        if not self._sender.close(timeout_s):
+            logger.warning("emaboard: unsent data left in %s; upload it with `emaboard sync %s`",
+                           self.spool.path, self.run_dir)
+        self._send_status(status)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.finish("crashed" if exc_type is not None else "finished")
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _check_step(self, step: Any) -> int:
+        if self._finished:
+            raise RuntimeError("Monitor used after finish(): create a new Monitor to log again")
+        if step.__class__ is int and step >= 0:
+            return int(step)
+        try:
+            checked = operator.index(step)
+        except TypeError:
+            checked = -1
+        if checked < 0:
+            raise ValueError(f"Invalid step {step!r}: expected an int >= 0")
+        return checked
+
+    def _put(self, step: int, metrics: Mapping[str, Any], now: float, *, train: bool) -> None:
+        append = self._append
+        train_keys, plain_keys = self._train_keys, self._plain_keys
+        for name, value in metrics.items():
+            key = train_keys.get(name) if train else (name if name in plain_keys else None)
+            if key is None:
+                key = self._new_key(name, train)
+            try:
+                append((key, step, float(value), now))
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"Invalid value {value!r} for {key!r}: expected a real number"
+                ) from None
+
+    def _new_key(self, name: Any, train: bool) -> str:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Invalid metric name {name!r}: expected a non-empty string")
+        if not train:
+            self._plain_keys.add(name)
+            return name
+        key = self._train_keys[name] = name if "/" in name else f"train/{name}"
+        return key
+
+    def _maybe_snapshot(self, tracker: _BestTracker, step: int, metrics: Mapping[str, Any]) -> None:
+        if tracker.metric not in metrics or not tracker.improved(float(metrics[tracker.metric])):
+            return
+        from ema_core.snapshot import snapshot_metadata, snapshot_state
+
+        tracker.best = float(metrics[tracker.metric])
+        job = SnapshotJob(
+            averager=tracker.name, step=step, metric=tracker.metric, value=tracker.best,
+            tensors=snapshot_state(tracker.averager, tracker.name),
+            metadata=snapshot_metadata(tracker.averager, tracker.name, metrics=dict(metrics)),
+        )
+        self._sender.snapshots.append(job)
+
+    def _send_status(self, status: str) -> None:
+        self.spool.set_meta(status=status, status_sent="0")
+        remaining_s = self._sender.remaining_s()
+        run_id = self._sender.run_id
+        if run_id is not None and remaining_s > 0.05:
+            try:
+                self._api.set_status(run_id, status, timeout_s=remaining_s)
+                self.spool.set_meta(status_sent="1")
+            except TransportError as exc:
+                logger.warning("emaboard: could not mark run %s %s: %s", run_id, status, exc)
+        if not self._sender.alive():
+            self._api.close()
+            self.spool.close()
+
+    def _finish_at_exit(self) -> None:
+        crashed = getattr(sys, "last_value", None) is not None
+        self.finish("crashed" if crashed else "finished")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not (isinstance(value, int | float) and value > 0):
+        raise ValueError(f"Invalid {name} {value!r}: expected a positive number")
+
+
+def _config_json(config: Mapping[str, Any] | None) -> str:
+    try:
+        return json.dumps(dict(config or {}), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"Invalid config: {exc}; expected JSON-serializable values") from None
+
+
+def _open_spool(run_dir: Path, project: str, run: str, config_json: str) -> Spool:
+    spool = Spool(run_dir / SPOOL_FILENAME)
+    meta = spool.meta()
+    if meta.get("project", project) != project or meta.get("name", run) != run:
+        spool.close()
+        raise ValueError(
+            f"Run directory {str(run_dir)!r} belongs to run {meta['project']}/{meta['name']}: "
+            "pass another run_dir"
+        )
+    spool.set_meta(project=project, name=run, config=config_json, status="running",
+                   status_sent="1")
+    return spool

@@ -1,0 +1,384 @@
+"""The background sender: moves points from the training thread to the server, or to the spool.
+
+Two daemon threads, so that neither the network nor the disk ever runs on the training thread:
+
+- the **collector** wakes every ``flush_interval_ms`` (or as soon as ``max_batch_points``
+  are waiting), drains the producer's lock-free ``inbox`` deque, numbers the points
+  (``seq``), expands weight statistics into points, writes snapshot files, and puts the
+  points into a bounded in-memory ``buffer``, or into the spool when the buffer is full,
+  the server is unreachable, or the spool already holds older points;
+- the **poster** creates-or-resumes the run, then posts batches: the buffer first (always
+  older than anything spooled), then the spool in ``seq`` order, then pending snapshots.
+  Failures back off exponentially with jitter (capped at ``max_backoff_s``); a failed batch
+  and the buffer go to the spool, so they survive a crash of the training process.
+
+Ordering invariant: every point in the buffer is older than every spooled point (the
+collector fills the buffer only while the spool is empty), so points reach the server in
+production order, hence in step order per key. Retries are idempotent on the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ema_core.spool import PendingSnapshot, Spool, SpooledPoint
+from ema_core.transport import (
+    ApiClient,
+    PayloadTooLarge,
+    RejectedError,
+    RetryableError,
+    RunGone,
+)
+
+__all__ = ["RateLimitedLogger", "Sender", "SenderConfig", "SenderStats", "SnapshotJob"]
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitedLogger:
+    """Logs at most one message per ``kind`` every ``interval_s`` seconds (counts the rest)."""
+
+    def __init__(self, log: logging.Logger, interval_s: float = 30.0) -> None:
+        self._log = log
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, kind: str, message: str, *args: object) -> None:
+        """Log ``message % args`` unless a message of this ``kind`` was logged recently."""
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) < self._interval_s:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        skipped = self._suppressed.pop(kind, 0)
+        suffix = f" ({skipped} similar messages suppressed)" if skipped else ""
+        self._last[kind] = now
+        self._log.log(level, message + suffix, *args)
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    """Tuning of the sender; every bound here is a hard bound.
+
+    Attributes:
+        flush_interval_ms: how often queued points are sent, in milliseconds.
+        max_batch_points: points per request; also wakes the collector early.
+        max_queue_points: points held in memory waiting for the server; beyond, the spool.
+        initial_backoff_s: first retry delay after a failure, in seconds (doubles each time).
+        max_backoff_s: cap of the retry delay, in seconds.
+        request_timeout_s: timeout of one HTTP request, in seconds.
+    """
+
+    flush_interval_ms: float = 500.0
+    max_batch_points: int = 5000
+    max_queue_points: int = 100_000
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    request_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("flush_interval_ms", "initial_backoff_s", "max_backoff_s",
+                     "request_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0):
+                raise ValueError(f"Invalid {name} {value!r}: expected a positive number")
+        for name in ("max_batch_points", "max_queue_points"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"Invalid {name} {value!r}: expected an int >= 1")
+
+
+@dataclass
+class SnapshotJob:
+    """A best-averager snapshot handed over by the training thread (CPU tensors)."""
+
+    averager: str
+    step: int
+    metric: str | None
+    value: float | None
+    tensors: dict[str, Any]
+    metadata: dict[str, str]
+
+
+@dataclass
+class SenderStats:
+    """Counters for tests and diagnostics (written by the sender threads only)."""
+
+    points_posted: int = 0
+    points_spooled: int = 0
+    snapshots_uploaded: int = 0
+    max_buffer_points: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    closed_cleanly: bool = field(default=False)
+
+
+class Sender:
+    """Owns the collector and poster threads of one run.
+
+    Args:
+        api: the HTTP client (used only by the sender threads and :meth:`close`).
+        spool: the run's spool.
+        run: ``(project, name, config)`` for ``POST /api/runs``.
+        snapshot_dir: where snapshot files are written.
+        config: bounds and timings.
+    """
+
+    def __init__(
+        self, api: ApiClient, spool: Spool, run: tuple[str, str, dict[str, Any]],
+        snapshot_dir: Path, config: SenderConfig,
+    ) -> None:
+        self.api, self.spool, self.config = api, spool, config
+        self._run = run
+        self._snapshot_dir = snapshot_dir
+        self.inbox: deque[tuple[Any, ...]] = deque()  # producer: append only
+        self.snapshots: deque[SnapshotJob] = deque()
+        self.stats = SenderStats()
+        self.run_id: int | None = None
+        self._log = RateLimitedLogger(logger)
+        self._lock = threading.Lock()
+        self._buffer: deque[SpooledPoint] = deque()
+        self._inflight: list[SpooledPoint] = []
+        self._spooled = spool.count_points()
+        self._next_seq = spool.max_seq() + 1
+        self._pending_snapshots = len(spool.pending_snapshots())
+        self._server_down = False
+        self._batch_points = config.max_batch_points
+        self._wake_collector, self._wake_poster = threading.Event(), threading.Event()
+        self._closing, self._collector_done = threading.Event(), threading.Event()
+        self._abandoned = False
+        self._deadline = float("inf")
+        self._threads = [
+            threading.Thread(target=self._collector_loop, name="emaboard-collector", daemon=True),
+            threading.Thread(target=self._poster_loop, name="emaboard-poster", daemon=True),
+        ]
+
+    def start(self) -> None:
+        """Start both threads."""
+        for thread in self._threads:
+            thread.start()
+
+    def nudge(self) -> None:
+        """Wake the collector now (the producer calls this when the inbox is large)."""
+        self._wake_collector.set()
+
+    def close(self, timeout_s: float) -> bool:
+        """Flush within ``timeout_s`` seconds, then spool whatever is left.
+
+        Returns:
+            True when everything reached the server, False when some of it stayed in the spool.
+        """
+        self._deadline = time.monotonic() + timeout_s
+        self._closing.set()
+        self._wake_collector.set()
+        self._threads[0].join(self._remaining())
+        self._wake_poster.set()
+        self._threads[1].join(self._remaining())
+        with self._lock:
+            self._abandoned = True
+            leftovers = self._inflight + list(self._buffer)
+            self._inflight, self._buffer = [], deque()
+        if not self._threads[0].is_alive():
+            leftovers += self._drain_inbox()  # points queued after the collector's last pass
+            self._write_snapshots()
+        self._spool_points(leftovers)
+        self.stats.closed_cleanly = not self._spooled and not self._pending_snapshots
+        return self.stats.closed_cleanly
+
+    def alive(self) -> bool:
+        """Whether a sender thread still runs (stuck in a request after :meth:`close`)."""
+        return any(thread.is_alive() for thread in self._threads)
+
+    def remaining_s(self) -> float:
+        """Seconds left before the close deadline (inf before :meth:`close`)."""
+        return self._remaining()
+
+    def _remaining(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    # -- collector thread ------------------------------------------------------------------
+
+    def _collector_loop(self) -> None:
+        interval_s = self.config.flush_interval_ms / 1000
+        while not self._closing.is_set():
+            self._wake_collector.wait(interval_s)
+            self._wake_collector.clear()
+            self._collect_safely()
+        self._collect_safely()
+        self._collector_done.set()
+        self._wake_poster.set()
+
+    def _collect_safely(self) -> None:
+        try:
+            self._collect()
+        except Exception as exc:  # never let the thread die; the training must go on
+            self._log.log(logging.ERROR, "collect", "emaboard collector failed: %r", exc)
+
+    def _collect(self) -> None:
+        points = self._drain_inbox()
+        self._write_snapshots()
+        with self._lock:
+            room = self.config.max_queue_points - len(self._buffer) - len(self._inflight)
+            if self._spooled or self._server_down or self._abandoned:
+                room = 0
+            room = max(0, room)
+            self._buffer.extend(points[:room])
+            self.stats.max_buffer_points = max(self.stats.max_buffer_points,
+                                               len(self._buffer) + len(self._inflight))
+            self._spool_points(points[room:])
+        if points or self._pending_snapshots:
+            self._wake_poster.set()
+
+    def _drain_inbox(self) -> list[SpooledPoint]:
+        popleft, points = self.inbox.popleft, []
+        for _ in range(len(self.inbox)):
+            key, step, value, wall_time = popleft()
+            if key is None:  # a WeightStats object: expand it here, off the training thread
+                for stat_key, stat_value in value.to_metrics().items():
+                    points.append((self._next_seq, stat_key, step, float(stat_value), wall_time))
+                    self._next_seq += 1
+            else:
+                points.append((self._next_seq, key, step, value, wall_time))
+                self._next_seq += 1
+        return points
+
+    def _write_snapshots(self) -> None:
+        from ema_core.snapshot import write_snapshot
+
+        while self.snapshots:
+            job = self.snapshots.popleft()
+            self._snapshot_dir.mkdir(parents=True, exist_ok=True)
+            path = self._snapshot_dir / f"{job.averager}-step{job.step}.safetensors"
+            write_snapshot(job.tensors, job.metadata, path)
+            self.spool.add_snapshot(path, averager=job.averager, step=job.step,
+                                    metric=job.metric, value=job.value, metadata=job.metadata)
+            with self._lock:
+                self._pending_snapshots += 1
+
+    def _spool_points(self, points: list[SpooledPoint]) -> None:
+        if points:
+            self.spool.add_points(points)
+            self._spooled += len(points)
+            self.stats.points_spooled += len(points)
+
+    # -- poster thread ---------------------------------------------------------------------
+
+    def _poster_loop(self) -> None:
+        backoff_s = self.config.initial_backoff_s
+        while not self._abandoned:
+            try:
+                if self._post_once():
+                    backoff_s = self.config.initial_backoff_s
+                    continue
+            except RetryableError as exc:
+                self._on_failure(exc, logging.WARNING)
+            except Exception as exc:  # a bug must not kill the thread nor reach training
+                self._on_failure(exc, logging.ERROR)
+            else:  # nothing to send
+                if self._closing.is_set() and self._collector_done.is_set():
+                    return
+                self._wake_poster.wait(self.config.flush_interval_ms / 1000)
+                self._wake_poster.clear()
+                continue
+            if self._closing.is_set():
+                return  # give up: close() spools the rest
+            delay_s = backoff_s * (0.5 + random.random() / 2)
+            self._closing.wait(delay_s)
+            backoff_s = min(2 * backoff_s, self.config.max_backoff_s)
+
+    def _on_failure(self, exc: BaseException, level: int) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = str(exc)
+        self._log.log(level, type(exc).__name__,
+                      "emaboard server unavailable, spooling points: %s", exc)
+        with self._lock:
+            if self._abandoned:
+                return
+            self._server_down = True
+            leftovers = self._inflight + list(self._buffer)
+            self._inflight, self._buffer = [], deque()
+            self._spool_points(leftovers)
+
+    def _post_once(self) -> bool:
+        """Send one batch or snapshot; False when there was nothing to send."""
+        if self.run_id is None:
+            project, name, config = self._run
+            self.run_id = self.api.create_run(project, name, config)
+        run_id = self.run_id
+        self._server_down = False
+        with self._lock:
+            batch = [self._buffer.popleft() for _ in range(min(self._batch_points,
+                                                               len(self._buffer)))]
+            self._inflight = batch
+        from_spool = not batch
+        if from_spool and self._spooled:
+            batch = self.spool.head_points(self._batch_points)
+        if batch:
+            self._post_batch(run_id, batch, from_spool)
+            return True
+        return self._upload_one_snapshot(run_id)
+
+    def _post_batch(self, run_id: int, batch: list[SpooledPoint], from_spool: bool) -> None:
+        try:
+            self.api.post_points(run_id, [(k, s, v, t) for _, k, s, v, t in batch])
+        except (PayloadTooLarge, RunGone) as exc:
+            self._batch_points = max(1, self._batch_points // 2)
+            if isinstance(exc, RunGone):
+                self.run_id, self._batch_points = None, self.config.max_batch_points
+            self._requeue(batch, from_spool)
+            return
+        except RejectedError as exc:
+            self._log.log(logging.ERROR, "rejected", "emaboard dropped %d points: %s",
+                          len(batch), exc)
+        self._done(batch, from_spool)
+
+    def _requeue(self, batch: list[SpooledPoint], from_spool: bool) -> None:
+        with self._lock:
+            if not from_spool and not self._abandoned:
+                self._buffer.extendleft(reversed(batch))
+                self._inflight = []
+
+    def _done(self, batch: list[SpooledPoint], from_spool: bool) -> None:
+        with self._lock:
+            if self._abandoned:
+                return
+            self.stats.points_posted += len(batch)
+            if from_spool:
+                self.spool.delete_points_through(batch[-1][0])
+                self._spooled = self.spool.count_points()
+            else:
+                self._inflight = []
+
+    def _upload_one_snapshot(self, run_id: int) -> bool:
+        if not self._pending_snapshots:
+            return False
+        pending = self.spool.pending_snapshots()
+        if not pending:
+            with self._lock:
+                self._pending_snapshots = 0
+            return False
+        snap: PendingSnapshot = pending[0]
+        try:
+            self.api.upload_snapshot(
+                run_id, snap.path, averager=snap.averager, step=snap.step,
+                metric=snap.metric, value=snap.value, metadata=snap.metadata,
+            )
+            self.stats.snapshots_uploaded += 1
+        except RunGone:
+            self.run_id = None
+            return True
+        except (RejectedError, PayloadTooLarge, FileNotFoundError) as exc:
+            self._log.log(logging.ERROR, "snapshot", "emaboard dropped snapshot %s: %s",
+                          snap.path, exc)
+        with self._lock:
+            if not self._abandoned:
+                self.spool.delete_snapshot(snap.id)
+                self._pending_snapshots -= 1
+        return True

@@ -1,0 +1,176 @@
+"""The HTTP calls the client makes to an emaboard server (see ``docs/api.md``).
+
+Used by the background sender (:mod:`ema_core.sender`) and by ``emaboard sync``
+(:func:`ema_core.spool.sync_spool`); nothing here runs on the training thread.
+
+Exceptions::
+
+    TransportError
+     ├── RetryableError    server unreachable, timed out, 5xx, 401/403, 408, 429: try again later
+     ├── PayloadTooLarge   413: send fewer points per request
+     ├── RunGone           404 on a run route: the run was deleted; create it again
+     └── RejectedError     any other 4xx: the request itself is wrong; retrying cannot help
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "ApiClient",
+    "PayloadTooLarge",
+    "RejectedError",
+    "RetryableError",
+    "RunGone",
+    "TransportError",
+    "encode_value",
+]
+
+Point = tuple[str, int, float, float]  # (key, step, value, wall_time)
+
+_RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
+
+
+class TransportError(Exception):
+    """Base class of the errors raised by :class:`ApiClient`."""
+
+
+class RetryableError(TransportError):
+    """The server could not take the request now (down, slow, overloaded, wrong token)."""
+
+
+class PayloadTooLarge(TransportError):
+    """The server answered 413: the request carried too many points or bytes."""
+
+
+class RunGone(TransportError):
+    """The server answered 404 for the run: it was deleted and must be created again."""
+
+
+class RejectedError(TransportError):
+    """The server rejected the request as invalid (4xx); sending it again cannot succeed."""
+
+
+def encode_value(value: float) -> float | str:
+    """Encode a metric value for JSON: finite floats as numbers, NaN/±Inf as the API strings.
+
+    Args:
+        value: the metric value.
+
+    Returns:
+        ``value`` itself, or ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (docs/api.md).
+    """
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+class ApiClient:
+    """A thin synchronous client for the emaboard REST API.
+
+    Args:
+        server: base URL, e.g. ``http://127.0.0.1:8000``.
+        token: bearer token, when the server requires one.
+        timeout_s: connect/read/write timeout of one request, in seconds.
+
+    Raises:
+        ValueError: ``server`` is not an http(s) URL or ``timeout_s`` is not positive.
+    """
+
+    def __init__(self, server: str, *, token: str | None = None, timeout_s: float = 5.0) -> None:
+        if not server.startswith(("http://", "https://")):
+            raise ValueError(
+                f"Invalid server {server!r}: expected an http:// or https:// URL"
+            )
+        if not timeout_s > 0:
+            raise ValueError(f"Invalid timeout_s {timeout_s!r}: expected a positive number")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = server.rstrip("/")
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._http.close()
+
+    def create_run(self, project: str, name: str, config: Mapping[str, Any]) -> int:
+        """Create or resume the run (project, name); returns its server id."""
+        body = {"project": project, "name": name, "config": dict(config)}
+        return int(self._request("POST", "/api/runs", json=body)["id"])
+
+    def post_points(self, run_id: int, points: Iterable[Point]) -> int:
+        """Post points (key, step, value, wall_time); returns how many were newly inserted."""
+        body = {
+            "points": [
+                {"key": k, "step": s, "value": encode_value(v), "wall_time": t}
+                for k, s, v, t in points
+            ]
+        }
+        answer = self._request("POST", f"/api/runs/{run_id}/metrics", json=body)
+        return int(answer.get("inserted", 0))
+
+    def upload_snapshot(
+        self,
+        run_id: int,
+        path: Path,
+        *,
+        averager: str,
+        step: int,
+        metric: str | None,
+        value: float | None,
+        metadata: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """Upload a safetensors snapshot file (multipart); returns the server's Snapshot."""
+        data: dict[str, str] = {
+            "averager": averager, "step": str(step), "metadata": json.dumps(dict(metadata)),
+        }
+        if metric is not None:
+            data["metric"] = metric
+        if value is not None and math.isfinite(value):
+            data["value"] = repr(float(value))
+        with open(path, "rb") as file:
+            files = {"file": (path.name, file, "application/octet-stream")}
+            return self._request("POST", f"/api/runs/{run_id}/snapshots", data=data, files=files)
+
+    def set_status(self, run_id: int, status: str, *, timeout_s: float | None = None) -> None:
+        """PATCH the run's status (``running``, ``finished`` or ``crashed``).
+
+        Args:
+            run_id: the server's run id.
+            status: the new status.
+            timeout_s: this request's timeout in seconds (default: the client's).
+        """
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        self._request("PATCH", f"/api/runs/{run_id}", json={"status": status}, **extra)
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:  # connect/read/write errors and timeouts
+            raise RetryableError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code < 300:
+            answer = response.json() if response.content else {}
+            return answer if isinstance(answer, dict) else {"items": answer}
+        message = f"{method} {url} answered {response.status_code}: {_error_message(response)}"
+        if response.status_code >= 500 or response.status_code in _RETRYABLE_STATUS:
+            raise RetryableError(message)
+        if response.status_code == 413:
+            raise PayloadTooLarge(message)
+        if response.status_code == 404 and url.startswith("/api/runs/"):
+            raise RunGone(message)
+        raise RejectedError(message)
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The ``error.message`` of the API's error shape, or the raw body's start."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
