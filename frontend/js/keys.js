@@ -1,0 +1,79 @@
+// Pure helpers for metric keys (shared/DESIGN.md): which chart a key belongs to, which
+// averagers, layers and eval metrics a run has, and which direction is "better".
+
+const LAYER_RE = /^layer\/(.+)\/rel_drift\/([^/]+)$/;
+const WEIGHTS_RE = /^weights\/(norm|drift|rel_drift|cos)\/([^/]+)$/;
+const EVAL_RE = /^eval\/([^/]+)\/(.+)$/;
+const DECAY_RE = /^decay\/([^/]+)$/;
+const TRAIN_RE = /^train\/(.+)$/;
+
+/**
+ * What a metric key means.
+ * @returns {{kind: string, averager?: string, layer?: string, model?: string, metric?: string,
+ *   name?: string}} kind is one of norm, drift, rel_drift, cos, layer, eval, decay, train, other;
+ *   `weights/norm/live` has averager "live".
+ */
+export function parseKey(key) {
+  let match = LAYER_RE.exec(key);
+  if (match) return { kind: "layer", layer: match[1], averager: match[2] };
+  match = WEIGHTS_RE.exec(key);
+  if (match) return { kind: match[1], averager: match[2] };
+  match = EVAL_RE.exec(key);
+  if (match) return { kind: "eval", model: match[1], metric: match[2] };
+  match = DECAY_RE.exec(key);
+  if (match) return { kind: "decay", averager: match[1] };
+  match = TRAIN_RE.exec(key);
+  if (match) return { kind: "train", name: match[1] };
+  return { kind: "other", name: key };
+}
+
+/** Model names in display order: "live" first, then the averagers sorted by name. */
+export function sortModels(names) {
+  const unique = [...new Set(names)];
+  return unique.sort((a, b) => (a === "live" ? -1 : b === "live" ? 1 : a.localeCompare(b)));
+}
+
+/**
+ * What a run has, from its key list (`GET /api/runs/{id}/keys`, or any list of keys).
+ * @returns {{averagers: string[], layers: Object<string, string[]>, evalMetrics: string[],
+ *   evalModels: string[], trainNames: string[]}} layers maps an averager to its layer paths
+ *   in first-seen order (the model's module order).
+ */
+export function summarizeKeys(keys) {
+  const averagers = new Set();
+  const layers = {};
+  const evalMetrics = new Set();
+  const evalModels = new Set();
+  const trainNames = new Set();
+  for (const key of keys) {
+    const info = parseKey(key);
+    if (info.kind === "layer") {
+      (layers[info.averager] ||= []).push(info.layer);
+      averagers.add(info.averager);
+    } else if (["norm", "drift", "rel_drift", "cos", "decay"].includes(info.kind)) {
+      if (info.averager !== "live") averagers.add(info.averager);
+    } else if (info.kind === "eval") {
+      evalMetrics.add(info.metric);
+      evalModels.add(info.model);
+    } else if (info.kind === "train") {
+      trainNames.add(info.name);
+    }
+  }
+  return {
+    averagers: sortModels([...averagers]),
+    layers,
+    evalMetrics: [...evalMetrics].sort(),
+    evalModels: sortModels([...evalModels]),
+    trainNames: [...trainNames].sort(),
+  };
+}
+
+/** True when a lower value of this metric is better (its name contains "loss" or "error"). */
+export function lowerIsBetter(metric) {
+  return /loss|error/i.test(metric);
+}
+
+/** The key of one layer's relative drift for one averager. */
+export function layerKey(layer, averager) {
+  return `layer/${layer}/rel_drift/${averager}`;
+}

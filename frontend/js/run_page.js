@@ -1,0 +1,191 @@
+// The run page: loads every view over REST, then keeps them live over one websocket
+// (/ws/runs/{id}); points are appended with Plotly.extendTraces in batches, a reconnect
+// catches up over REST from the last step seen per key, a "resync" re-reads everything.
+
+import { apiJson } from "./api.js";
+import { ChartGroup } from "./charts/chartgroup.js";
+import { EvalView } from "./charts/evalview.js";
+import { LayerHeatmap } from "./charts/heatmap.js";
+import { LineChart } from "./charts/linechart.js";
+import { parseKey, summarizeKeys } from "./keys.js";
+import { LiveSocket } from "./live.js";
+import { renderRunHeader } from "./runheader.js";
+import { fetchSeries, groupNewPoints, plotSeries, seriesToPoints } from "./series.js";
+import { SnapshotsView } from "./snapshots.js";
+import { onThemeChange } from "./theme.js";
+import { runIdFromSearch } from "./urls.js";
+
+const FLUSH_MS = 50;
+const HELLO_WAIT_MS = 2000;
+const $ = (selector) => document.querySelector(selector);
+
+function byKind(kind) {
+  return (key) => {
+    const info = parseKey(key);
+    return info.kind === kind ? info.averager : null;
+  };
+}
+
+function buildViews(runId) {
+  const lines = [
+    new LineChart($("#norms"), { id: "chart-norms", title: "‖live‖ and ‖shadow‖ (global L2 norm)", traceName: byKind("norm") }),
+    new LineChart($("#drift-charts"), { id: "chart-drift", title: "drift ‖live − shadow‖", traceName: byKind("drift") }),
+    new LineChart($("#drift-charts"), { id: "chart-rel-drift", title: "relative drift ‖live − shadow‖ / ‖live‖", traceName: byKind("rel_drift") }),
+    new LineChart($("#decay"), { id: "chart-decay", title: "decay in effect", traceName: byKind("decay") }),
+  ];
+  const train = new ChartGroup($("#train-charts"), {
+    idPrefix: "chart-train-",
+    groupOf: (key) => (parseKey(key).kind === "train" ? parseKey(key).name : null),
+    traceName: (key) => parseKey(key).name,
+    title: (name) => `train/${name}`,
+  });
+  const evalView = new EvalView($("#eval-charts"), $("#eval-tables"));
+  const heatmap = new LayerHeatmap($("#chart-heatmap"), $("#heatmap-averager"), runId);
+  const snapshots = new SnapshotsView({
+    table: $("#snapshots-table"), averager: $("#export-averager"), metric: $("#export-metric"),
+    button: $("#export-best"), note: $("#export-note"),
+  }, runId);
+  return { lines, train, evalView, heatmap, snapshots };
+}
+
+class RunPage {
+  constructor(runId) {
+    this.runId = runId;
+    this.views = buildViews(runId);
+    this.lastStep = {};
+    this.pending = [];
+    this.flushTimer = null;
+    this.ready = false;
+    this.run = null;
+  }
+
+  async start() {
+    let helloSeen;
+    const hello = new Promise((resolve) => { helloSeen = resolve; });
+    this.socket = new LiveSocket(`/ws/runs/${this.runId}`, {
+      indicator: $("#conn"),
+      onMessage: (message, info) => {
+        if (message.type === "hello") helloSeen();
+        this.onMessage(message, info);
+      },
+    });
+    this.socket.start();
+    // Subscribe first, then read over REST: no point falls between the two.
+    await Promise.race([hello, new Promise((resolve) => setTimeout(resolve, HELLO_WAIT_MS))]);
+    await this.load();
+  }
+
+  /** Reads the run, its keys and every series over REST and draws all views. */
+  async load() {
+    const started = performance.now();
+    this.ready = false;
+    document.body.dataset.state = "loading";
+    const [run, keyRows] = await Promise.all([
+      apiJson(`/api/runs/${this.runId}`), apiJson(`/api/runs/${this.runId}/keys`)]);
+    this.setRun(run);
+    const keys = keyRows.map((row) => row.key);
+    const lineKeys = keys.filter((key) => parseKey(key).kind !== "layer");
+    const raw = await fetchSeries(this.runId, lineKeys);
+    this.lastStep = {};
+    for (const row of keyRows) this.lastStep[row.key] = row.step;
+    for (const [key, series] of Object.entries(raw)) {
+      const last = series.steps[series.steps.length - 1] ?? -1;
+      this.lastStep[key] = Math.max(this.lastStep[key] ?? -1, last);
+    }
+    const plot = plotSeries(raw);
+    const { lines, train, evalView, heatmap, snapshots } = this.views;
+    await Promise.all([...lines.map((chart) => chart.render(plot)), train.render(plot), evalView.render(plot, raw)]);
+    document.body.dataset.firstPaintMs = String(Math.round(performance.now() - started));
+    this.ready = true;
+    this.flushSoon();
+    await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load()]);
+    document.body.dataset.state = "ready";
+  }
+
+  onMessage(message, { reconnected }) {
+    if (message.type === "hello") {
+      this.setRun(message.run);
+      if (reconnected && this.ready) this.catchUp(message.latest).catch(showError);
+    } else if (message.type === "points") {
+      this.pending.push(...message.points);
+      this.flushSoon();
+    } else if (message.type === "run") {
+      this.setRun(message.run);
+    } else if (message.type === "snapshot") {
+      this.views.snapshots.add(message.snapshot);
+    } else if (message.type === "resync") {
+      this.load().catch(showError);
+    }
+  }
+
+  /** After a reconnect: re-read, from the last step seen, the keys that moved meanwhile. */
+  async catchUp(latest) {
+    const moved = latest.filter((point) => point.step > (this.lastStep[point.key] ?? -1));
+    this.views.heatmap.notify(moved.map((point) => point.key));
+    const keys = moved.map((point) => point.key).filter((key) => parseKey(key).kind !== "layer");
+    if (keys.length) {
+      const minStep = Math.min(...keys.map((key) => (this.lastStep[key] ?? -1) + 1));
+      const raw = await fetchSeries(this.runId, keys, { minStep });
+      this.pending.push(...seriesToPoints(raw));
+      this.flushSoon();
+    }
+    await this.views.snapshots.load();
+  }
+
+  flushSoon() {
+    if (this.flushTimer === null) this.flushTimer = setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  /** Appends every pending point to the views in one batch per chart. */
+  flush() {
+    this.flushTimer = null;
+    if (!this.ready || !this.pending.length) return;
+    const raw = groupNewPoints(this.pending, this.lastStep);
+    this.pending = [];
+    const plot = plotSeries(raw);
+    const { lines, train, evalView, heatmap } = this.views;
+    for (const chart of lines) chart.append(plot);
+    train.append(plot);
+    evalView.append(plot, raw);
+    heatmap.notify(Object.keys(raw));
+    const step = $("#last-step");
+    if (step) step.textContent = String(Math.max(...Object.values(this.lastStep), -1));
+    const tooBig = [...lines, ...train.all(), ...evalView.charts()].some((chart) => chart.tooBig);
+    if (tooBig) this.load().catch(showError);
+  }
+
+  setRun(run) {
+    this.run = run;
+    renderRunHeader($("#run-header"), run, Math.max(...Object.values(this.lastStep), -1));
+  }
+
+  charts() {
+    const { lines, train, evalView, heatmap } = this.views;
+    return [...lines, ...train.all(), ...evalView.charts(), heatmap];
+  }
+}
+
+function showError(error) {
+  const banner = $("#error");
+  banner.hidden = false;
+  banner.textContent = error.message;
+  document.body.dataset.state = "error";
+}
+
+function main() {
+  let runId;
+  try {
+    runId = runIdFromSearch(window.location.search);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  const page = new RunPage(runId);
+  $("#drift-log").addEventListener("change", (event) => {
+    for (const chart of page.views.lines.slice(1, 3)) chart.setLogY(event.target.checked);
+  });
+  onThemeChange((theme) => page.charts().forEach((chart) => chart.applyTheme(theme)));
+  page.start().catch(showError);
+}
+
+main();

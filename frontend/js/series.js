@@ -1,0 +1,62 @@
+// Reading series over REST (downsampled by the server) and reshaping them for the views.
+
+import { apiJson } from "./api.js";
+import { metricsUrl } from "./urls.js";
+import { plotValue } from "./values.js";
+
+/** At most this many points per trace, downsampled by the server (docs/api.md). */
+export const MAX_POINTS = 2000;
+const KEYS_PER_REQUEST = 60;
+
+/**
+ * The series of `keys` (several requests of at most 60 keys, in parallel).
+ * @param {number} runId
+ * @param {string[]} keys
+ * @param {{minStep?: number, maxPoints?: number}} options
+ * @returns {Promise<Object<string, {steps: number[], values: any[], wall_times: number[]}>>}
+ */
+export async function fetchSeries(runId, keys, { minStep, maxPoints = MAX_POINTS } = {}) {
+  const chunks = [];
+  for (let i = 0; i < keys.length; i += KEYS_PER_REQUEST) chunks.push(keys.slice(i, i + KEYS_PER_REQUEST));
+  const answers = await Promise.all(chunks.map((chunk) =>
+    apiJson(metricsUrl(runId, { keys: chunk, minStep, maxPoints }))));
+  return Object.assign({}, ...answers.map((answer) => answer.series));
+}
+
+/** Series with plot-ready values (non-finite -> null), same keys. */
+export function plotSeries(rawByKey) {
+  const out = {};
+  for (const [key, series] of Object.entries(rawByKey)) {
+    out[key] = { steps: series.steps, values: series.values.map(plotValue) };
+  }
+  return out;
+}
+
+/**
+ * Groups points by key, keeping only steps after `lastStep[key]` (a point seen twice, e.g.
+ * over the websocket and in a REST catch-up, is drawn once), and advances `lastStep`.
+ * @param {Array<{key: string, step: number, value: any}>} points
+ * @param {Object<string, number>} lastStep mutated.
+ * @returns {Object<string, {steps: number[], values: any[]}>} raw values, steps ascending.
+ */
+export function groupNewPoints(points, lastStep) {
+  const sorted = points.slice().sort((a, b) => a.step - b.step);
+  const out = {};
+  for (const { key, step, value } of sorted) {
+    if (step <= (lastStep[key] ?? -1)) continue;
+    lastStep[key] = step;
+    const series = (out[key] ||= { steps: [], values: [] });
+    series.steps.push(step);
+    series.values.push(value);
+  }
+  return out;
+}
+
+/** Flattens {key: {steps, values}} into [{key, step, value}]. */
+export function seriesToPoints(seriesByKey) {
+  const points = [];
+  for (const [key, series] of Object.entries(seriesByKey)) {
+    series.steps.forEach((step, i) => points.push({ key, step, value: series.values[i] }));
+  }
+  return points;
+}

@@ -1,0 +1,62 @@
+// The access token: asked once in a dialog when the server answers 401 (or closes a
+// websocket with 1008), then kept in sessionStorage for the tab's session.
+
+const STORAGE_KEY = "emaboard-token";
+let pending = null;
+
+/** The token of this tab session, or null. */
+export function getToken() {
+  return sessionStorage.getItem(STORAGE_KEY);
+}
+
+/** Forgets the token (after the server refused it). */
+export function clearToken() {
+  sessionStorage.removeItem(STORAGE_KEY);
+}
+
+/**
+ * Asks the person for the token (one dialog at a time, whoever asks) and stores it.
+ * @param {string} reason shown above the field, e.g. "This server requires a token."
+ * @returns {Promise<string>} the token typed in.
+ */
+export function askToken(reason) {
+  if (pending) return pending;
+  pending = new Promise((resolve) => {
+    const dialog = tokenDialog();
+    dialog.querySelector(".token-reason").textContent = reason;
+    const form = dialog.querySelector("form");
+    const input = dialog.querySelector("input");
+    input.value = "";
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      sessionStorage.setItem(STORAGE_KEY, token);
+      dialog.close();
+      pending = null;
+      resolve(token);
+    };
+    dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
+    dialog.showModal();
+    input.focus();
+  });
+  return pending;
+}
+
+function tokenDialog() {
+  let dialog = document.getElementById("token-dialog");
+  if (dialog) return dialog;
+  dialog = document.createElement("dialog");
+  dialog.id = "token-dialog";
+  dialog.setAttribute("aria-labelledby", "token-title");
+  dialog.innerHTML = `
+    <form method="dialog">
+      <h2 id="token-title">Access token</h2>
+      <p class="token-reason"></p>
+      <label for="token-input">Token</label>
+      <input id="token-input" name="token" type="password" autocomplete="current-password" required>
+      <div class="dialog-actions"><button type="submit">Continue</button></div>
+    </form>`;
+  document.body.append(dialog);
+  return dialog;
+}

@@ -1,0 +1,50 @@
+"""Headless Chromium for the browser tests: Debian's ``/usr/bin/chromium`` driven by Playwright.
+
+Never ``playwright install``: the browser comes from apt (``scripts/test`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def chromium_path() -> str:
+    """The Chromium binary: ``$EMABOARD_CHROMIUM``, else ``/usr/bin/chromium``, else PATH."""
+    for candidate in (os.environ.get("EMABOARD_CHROMIUM"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Chromium not found: install it with `apt-get install chromium`")
+    return found
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """A headless Chromium from the system (no Playwright-downloaded browser)."""
+    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
+class PageErrors:
+    """Collects uncaught exceptions and unhandled rejections of a page (``pageerror``)."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def check(self) -> None:
+        if self.errors:
+            raise AssertionError("JavaScript errors in the page:\n" + "\n".join(self.errors))
