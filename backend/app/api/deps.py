@@ -1,0 +1,46 @@
+"""Route dependencies: the app state, a read session, the token check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
+
+from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
+from backend.app.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    """The :class:`AppState` of the app serving this request."""
+    state: AppState = request.app.state.emaboard
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    """A session for reads, closed after the response."""
+    with state.db.reading() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def require_token(request: Request) -> None:
+    """Reject the request with 401 unless it carries the server's token (when one is set)."""
+    expected = get_state(request).settings.token
+    if not token_ok(expected, presented_token(request.headers, request.query_params)):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, INVALID_TOKEN)
+
+
+RUN_NOT_FOUND = "Run not found"
+SNAPSHOT_NOT_FOUND = "Snapshot not found"
+
+
+def not_found(message: str) -> HTTPException:
+    """A 404 with the API's fixed phrase (``Run not found``, ``Snapshot not found``)."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, message)

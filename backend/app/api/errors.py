@@ -1,0 +1,75 @@
+"""One JSON error shape for every error: ``{"error": {"status", "message", "details"?}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+_PLACES = {"query": "query parameter", "path": "path parameter", "header": "header"}
+
+
+def error_response(
+    status: int, message: str, details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The error answer every route uses."""
+    body: dict[str, Any] = {"status": status, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def describe(loc: Sequence[str | int], message: str) -> str:
+    """A one-line message naming where validation failed.
+
+    ``("body", "points", 3, "value")`` → ``Invalid point 3 field 'value': ...``;
+    ``("query", "max_points")`` → ``Invalid query parameter 'max_points': ...``.
+    """
+    loc = list(loc)
+    if loc[:1] == ["body"]:
+        loc = loc[1:]
+    if len(loc) >= 3 and loc[0] == "points" and isinstance(loc[1], int):
+        return f"Invalid point {loc[1]} field {str(loc[2])!r}: {message}"
+    if len(loc) == 2 and loc[0] == "points" and isinstance(loc[1], int):
+        return f"Invalid point {loc[1]}: {message}"
+    if loc and loc[0] in _PLACES and len(loc) > 1:
+        return f"Invalid {_PLACES[str(loc[0])]} {str(loc[1])!r}: {message}"
+    if not loc or isinstance(loc[0], int):
+        return f"Invalid request body: {message}"
+    return f"Invalid field {'.'.join(str(part) for part in loc)!r}: {message}"
+
+
+def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic/FastAPI errors as ``[{"loc": [...], "message": ...}]``."""
+    return [{"loc": list(err["loc"]), "message": str(err["msg"])} for err in errors]
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, str(exc.detail), headers=headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = validation_details(exc.errors())
+    first = details[0] if details else {"loc": [], "message": "Invalid request"}
+    return error_response(422, describe(first["loc"], first["message"]), details)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "Internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error through :func:`error_response`."""
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _server_error)

@@ -1,0 +1,156 @@
+"""Metric points: batched ingest, downsampled series, latest value per key."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from backend.app import ingest
+from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
+from backend.app.api.errors import describe, error_response, validation_details
+from backend.app.downsample import downsample_indices
+from backend.app.ingest import Point
+from backend.app.models import Run
+from backend.app.schemas import (
+    ErrorResponse,
+    IngestResult,
+    MetricBatch,
+    PointOut,
+    SeriesResponse,
+    encode_float,
+)
+from backend.app.serialize import point_dicts
+from backend.app.state import AppState
+
+router = APIRouter(prefix="/runs/{run_id}", tags=["metrics"])
+
+_BATCH_SCHEMA = MetricBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+_INGEST_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MetricBatch"}}},
+    }
+}
+
+
+def _parse_batch(body: bytes, limit: int) -> MetricBatch | JSONResponse:
+    """Validate a posted batch; an error answer (422 or 413) instead when it is not good."""
+    try:
+        batch = MetricBatch.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if errors[0]["type"] == "json_invalid":
+            details = [{"loc": ["body"], "message": str(errors[0]["msg"])}]
+            return error_response(422, f"Invalid JSON body: {details[0]['message']}", details)
+        details = _point_details(errors)
+        return error_response(422, describe(details[0]["loc"], details[0]["message"]), details)
+    if len(batch.points) > limit:
+        return error_response(
+            413, f"Too many points: {len(batch.points)} > max_points_per_request {limit}"
+        )
+    return batch
+
+
+VALUE_MESSAGE = "Input should be a number or one of 'NaN', 'Infinity', '-Infinity'"
+
+
+def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
+    """Errors with ``body`` in front, the tries of a union (``value``) merged into one."""
+    details: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for error in validation_details(errors):
+        loc = ["body", *error["loc"]]
+        if len(loc) > 4 and loc[1] == "points":
+            merged = tuple(loc[:4])
+            message = VALUE_MESSAGE if loc[3] == "value" else error["message"]
+            details.setdefault(merged, {"loc": list(merged), "message": message})
+        else:
+            details.setdefault(tuple(loc), {"loc": loc, "message": error["message"]})
+    return list(details.values())
+
+
+def _write(state: AppState, run_id: int, batch: MetricBatch) -> list[Point] | None:
+    now = time.time()
+    rows = ingest.to_rows(run_id, batch.points, now)
+    max_step = max((row["step"] for row in rows), default=None)
+    with state.db.writing() as session:
+        connection = session.connection()
+        if not ingest.touch_run(connection, run_id=run_id, max_step=max_step, now=now):
+            return None
+        return ingest.insert_points(connection, rows)
+
+
+@router.post(
+    "/metrics", response_model=IngestResult, openapi_extra=_INGEST_OPENAPI,
+    responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+               422: {"model": ErrorResponse}},
+)
+async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
+    """Store a batch of points; a retried (key, step) is not stored twice."""
+    parsed = _parse_batch(await request.body(), state.settings.max_points_per_request)
+    if isinstance(parsed, JSONResponse):
+        return parsed
+    inserted = await run_in_threadpool(_write, state, run_id, parsed)
+    if inserted is None:
+        raise not_found(RUN_NOT_FOUND)
+    if inserted:
+        state.hub.publish_points(run_id, point_dicts(inserted))
+        state.touched_runs.add(run_id)
+    return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
+
+
+def _series(points: list[Point], max_points: int) -> dict[str, list[Any]]:
+    values = np.fromiter((p.value for p in points), dtype=np.float64, count=len(points))
+    keep = downsample_indices(values, max_points).tolist()
+    return {
+        "steps": [points[i].step for i in keep],
+        "values": [encode_float(points[i].value) for i in keep],
+        "wall_times": [points[i].wall_time for i in keep],
+    }
+
+
+@router.get("/metrics", response_model=SeriesResponse, responses={404: {"model": ErrorResponse}})
+def read_metrics(
+    run_id: int,
+    session: SessionDep,
+    keys: Annotated[list[str] | None, Query()] = None,
+    prefix: str | None = None,
+    min_step: Annotated[int | None, Query(ge=0)] = None,
+    max_step: Annotated[int | None, Query(ge=0)] = None,
+    max_points: Annotated[int, Query(ge=4, le=1_000_000)] = 2000,
+) -> JSONResponse:
+    """Read series, each downsampled to at most ``max_points`` (first, min, max, last kept)."""
+    if session.get(Run, run_id) is None:
+        raise not_found(RUN_NOT_FOUND)
+    connection = session.connection()
+    wanted = list(dict.fromkeys(keys or []))
+    if prefix is not None or not keys:
+        wanted += ingest.keys_with_prefix(connection, run_id=run_id, prefix=prefix or "")
+    series = ingest.read_series(
+        connection, run_id=run_id, keys=list(dict.fromkeys(wanted)),
+        min_step=min_step, max_step=max_step,
+    )
+    body = {"series": {key: _series(points, max_points) for key, points in series.items()}}
+    return JSONResponse(body)
+
+
+@router.get("/keys", response_model=list[PointOut], responses={404: {"model": ErrorResponse}})
+def read_keys(run_id: int, session: SessionDep) -> list[dict[str, Any]]:
+    """List the run's keys, each with its latest point."""
+    if session.get(Run, run_id) is None:
+        raise not_found(RUN_NOT_FOUND)
+    return point_dicts(ingest.latest_points(session.connection(), run_id=run_id))
+
+
+def batch_schema() -> dict[str, Any]:
+    """JSON schema of the ingest body and its parts, for the OpenAPI components."""
+    schema = json.loads(json.dumps(_BATCH_SCHEMA))
+    defs = schema.pop("$defs", {})
+    return {"MetricBatch": schema, **defs}
+

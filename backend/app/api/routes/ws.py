@@ -1,0 +1,91 @@
+"""Websockets: ``/ws/runs/{run_id}`` (one run's points, status, snapshots) and ``/ws/runs``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, status
+from starlette.concurrency import run_in_threadpool
+
+from backend.app import crud, ingest
+from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
+from backend.app.hub import Subscriber
+from backend.app.serialize import point_dicts, runs_dicts
+from backend.app.state import AppState
+
+router = APIRouter(tags=["websockets"])
+
+
+async def _accept(websocket: WebSocket) -> AppState | None:
+    """Accept the socket; close it with 1008 (policy violation) on a bad token."""
+    state: AppState = websocket.app.state.emaboard
+    await websocket.accept()
+    if not token_ok(state.settings.token,
+                    presented_token(websocket.headers, websocket.query_params)):
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=INVALID_TOKEN)
+        return None
+    return state
+
+
+async def _serve(websocket: WebSocket, state: AppState, sub: Subscriber, hello: str) -> None:
+    """Send ``hello``, start the subscriber's sender and wait for either side to end."""
+    try:
+        await websocket.send_text(hello)
+        sender = state.hub.start(sub)
+        while True:
+            receive = asyncio.ensure_future(websocket.receive())
+            done, _ = await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if receive not in done:
+                receive.cancel()
+                break
+            if receive.result()["type"] == "websocket.disconnect":
+                break
+    finally:
+        await state.hub.unsubscribe(sub)
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+
+@router.websocket("/ws/runs/{run_id}")
+async def run_socket(websocket: WebSocket, run_id: int) -> None:
+    """One run: hello (run + latest values), then points, run changes, snapshots, resync."""
+    state = await _accept(websocket)
+    if state is None:
+        return
+    sub = state.hub.subscribe(run_id, websocket.send_text)
+
+    def load() -> dict[str, Any] | None:
+        with state.db.reading() as session:
+            run = crud.get_run(session, run_id=run_id)
+            if run is None:
+                return None
+            latest = ingest.latest_points(session.connection(), run_id=run_id)
+            return {"type": "hello", "run": runs_dicts(session, [run])[0],
+                    "latest": point_dicts(latest)}
+
+    hello = await run_in_threadpool(load)
+    if hello is None:
+        await state.hub.unsubscribe(sub)
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="Run not found")
+        return
+    await _serve(websocket, state, sub, json.dumps(hello, allow_nan=False))
+
+
+@router.websocket("/ws/runs")
+async def runs_socket(websocket: WebSocket, project: str | None = None) -> None:
+    """The run list: all runs on connect, then creations, changes and deletions."""
+    state = await _accept(websocket)
+    if state is None:
+        return
+    sub = state.hub.subscribe("runs", websocket.send_text, project=project)
+
+    def load() -> dict[str, Any]:
+        with state.db.reading() as session:
+            return {"type": "runs", "runs": runs_dicts(session, crud.list_runs(
+                session, project=project))}
+
+    hello = await run_in_threadpool(load)
+    await _serve(websocket, state, sub, json.dumps(hello, allow_nan=False))

@@ -1,0 +1,165 @@
+"""Queries on runs and snapshots (metric points live in :mod:`backend.app.ingest`).
+
+Every function takes the session first and everything else by keyword.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.app.models import LatestMetric, Run, Snapshot
+
+
+def get_or_create_run(
+    session: Session, *, project: str, name: str, config: dict[str, Any] | None
+) -> tuple[Run, bool]:
+    """Create the run (project, name), or resume it: status back to running, config merged.
+
+    Returns:
+        The run and whether it was created.
+    """
+    now = time.time()
+    run = session.scalar(select(Run).where(Run.project == project, Run.name == name))
+    if run is None:
+        run = Run(project=project, name=name, config=config or {}, status="running",
+                  created_at=now, last_seen_at=now, summary={})
+        session.add(run)
+        session.flush()
+        return run, True
+    run.status = "running"
+    run.last_seen_at = now
+    if config:
+        run.config = {**run.config, **config}
+    session.flush()
+    return run, False
+
+
+def list_runs(session: Session, *, project: str | None = None) -> Sequence[Run]:
+    """Runs, newest first, optionally of one project."""
+    query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
+    if project is not None:
+        query = query.where(Run.project == project)
+    return session.scalars(query).all()
+
+
+def get_run(session: Session, *, run_id: int) -> Run | None:
+    """The run with this id, or None."""
+    return session.get(Run, run_id)
+
+
+def update_run(
+    session: Session, *, run: Run, status: str | None, summary: dict[str, Any] | None
+) -> Run:
+    """Set the status and/or merge ``summary`` into the run's summary."""
+    if status is not None:
+        run.status = status
+    if summary is not None:
+        run.summary = {**run.summary, **summary}
+    run.last_seen_at = time.time()
+    session.flush()
+    return run
+
+
+def delete_run(session: Session, *, run: Run) -> list[str]:
+    """Delete the run with its points and snapshot rows; return the snapshot files' paths."""
+    paths = [snapshot.stored_path for snapshot in run.snapshots]
+    session.delete(run)
+    session.flush()
+    return paths
+
+
+def _primary_metric(metrics: set[str], summary: dict[str, Any]) -> tuple[str, str] | None:
+    """The run's primary eval metric and its mode (``max`` or ``min``).
+
+    ``summary["primary_metric"]`` / ``summary["primary_mode"]`` win when set; otherwise
+    ``accuracy`` if logged, else the first metric name in sorted order. The mode defaults
+    to ``min`` for names containing ``loss`` or ``error``, else ``max``.
+    """
+    metric = summary.get("primary_metric")
+    if not isinstance(metric, str) or metric not in metrics:
+        if not metrics:
+            return None
+        metric = "accuracy" if "accuracy" in metrics else sorted(metrics)[0]
+    mode = summary.get("primary_mode")
+    if mode not in ("max", "min"):
+        mode = "min" if ("loss" in metric or "error" in metric) else "max"
+    return metric, mode
+
+
+def best_values(
+    session: Session, *, runs: Sequence[Run]
+) -> dict[int, dict[str, dict[str, Any]]]:
+    """Per run id: ``{averager: {"metric", "value", "step"}}`` from the eval series' extremes.
+
+    One query over ``latest_metric`` (never the points).
+    """
+    by_run: dict[int, list[LatestMetric]] = {run.id: [] for run in runs}
+    if not by_run:
+        return {}
+    rows = session.scalars(
+        select(LatestMetric).where(
+            LatestMetric.run_id.in_(by_run), LatestMetric.key.startswith("eval/")
+        )
+    )
+    for row in rows:
+        by_run[row.run_id].append(row)
+    return {run.id: _best_of_run(by_run[run.id], run.summary) for run in runs}
+
+
+def _best_of_run(rows: list[LatestMetric], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    parsed = [(row, *row.key.split("/", 2)[1:]) for row in rows if row.key.count("/") >= 2]
+    primary = _primary_metric({metric for _, _, metric in parsed}, summary)
+    if primary is None:
+        return {}
+    metric, mode = primary
+    best: dict[str, dict[str, Any]] = {}
+    for row, averager, name in parsed:
+        if mode == "max":
+            value, step = row.max_value, row.max_step
+        else:
+            value, step = row.min_value, row.min_step
+        if name == metric and value is not None and step is not None:
+            best[averager] = {"metric": metric, "value": value, "step": step}
+    return best
+
+
+def create_snapshot(session: Session, *, run: Run, fields: dict[str, Any]) -> Snapshot:
+    """Insert a snapshot row for ``run`` with ``fields`` (column names of :class:`Snapshot`)."""
+    snapshot = Snapshot(run_id=run.id, created_at=time.time(), **fields)
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def list_snapshots(
+    session: Session, *, run_id: int, averager: str | None = None
+) -> Sequence[Snapshot]:
+    """The run's snapshots by step, then id, optionally of one averager."""
+    query = select(Snapshot).where(Snapshot.run_id == run_id)
+    if averager is not None:
+        query = query.where(Snapshot.averager == averager)
+    return session.scalars(query.order_by(Snapshot.step, Snapshot.id)).all()
+
+
+def get_snapshot(session: Session, *, run_id: int, snapshot_id: int) -> Snapshot | None:
+    """The snapshot with this id if it belongs to ``run_id``, else None."""
+    snapshot = session.get(Snapshot, snapshot_id)
+    return snapshot if snapshot is not None and snapshot.run_id == run_id else None
+
+
+def best_snapshot(
+    session: Session, *, run_id: int, averager: str | None, metric: str | None, mode: str
+) -> Snapshot | None:
+    """The snapshot with the best ``value`` (``mode`` max or min; later step wins ties)."""
+    query = select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.value.is_not(None))
+    if averager is not None:
+        query = query.where(Snapshot.averager == averager)
+    if metric is not None:
+        query = query.where(Snapshot.metric == metric)
+    order = Snapshot.value.desc() if mode == "max" else Snapshot.value.asc()
+    return session.scalars(query.order_by(order, Snapshot.step.desc()).limit(1)).first()

@@ -1,0 +1,142 @@
+"""In-process websocket fan-out.
+
+Ingest calls :meth:`Hub.publish_*`, which only does ``put_nowait`` on each subscriber's
+bounded queue and never awaits a client. Each subscriber has a sender task that drains its
+queue, merges queued point batches into one ``points`` message and sends at most one message
+per :data:`MIN_SEND_INTERVAL_S`. When a queue overflows (a slow or stuck browser), its
+contents are dropped and a single ``{"type": "resync"}`` takes their place: the client
+re-reads over REST. Point batches are serialized once per ingest, not once per client.
+
+The hub lives in one process: running several server workers would need a broker
+(e.g. Redis pub/sub) between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MIN_SEND_INTERVAL_S = 0.1
+RESYNC = json.dumps({"type": "resync"})
+
+
+@dataclass(frozen=True)
+class _Points:
+    """A batch of points, pre-serialized as the inside of a JSON array."""
+
+    body: str
+
+
+Item = _Points | str  # a point batch, or a whole message already serialized
+Send = Callable[[str], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One websocket's queue and sender; ``topic`` is a run id or ``"runs"``."""
+
+    topic: int | str
+    send: Send
+    queue: asyncio.Queue[Item]
+    project: str | None = None
+    resyncs: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def offer(self, item: Item) -> None:
+        """Queue ``item`` without waiting; on overflow replace the backlog by a resync."""
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+            self.resyncs += 1
+
+    def _drain(self, first: Item) -> list[str]:
+        """``first`` plus everything queued now, point batches merged into one message."""
+        messages: list[str] = []
+        batches: list[str] = []
+        item: Item | None = first
+        while item is not None:
+            if isinstance(item, _Points):
+                batches.append(item.body)
+            elif item == RESYNC:
+                messages, batches = [RESYNC], []  # what came before is superseded
+            else:
+                messages.append(item)
+            item = None if self.queue.empty() else self.queue.get_nowait()
+        if batches:
+            messages.append('{"type":"points","points":[' + ",".join(batches) + "]}")
+        return messages
+
+    async def run(self) -> None:
+        """Send queued messages until cancelled or the socket fails."""
+        loop = asyncio.get_running_loop()
+        last_send = -MIN_SEND_INTERVAL_S
+        while True:
+            item = await self.queue.get()
+            wait_s = last_send + MIN_SEND_INTERVAL_S - loop.time()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            for message in self._drain(item):
+                await self.send(message)
+            last_send = loop.time()
+
+
+class Hub:
+    """Subscribers per topic: a run id (``/ws/runs/{id}``) or ``"runs"`` (``/ws/runs``)."""
+
+    def __init__(self, queue_size: int = 256) -> None:
+        self.queue_size = queue_size
+        self._topics: dict[int | str, set[Subscriber]] = {}
+
+    def subscribe(self, topic: int | str, send: Send, *, project: str | None = None) -> Subscriber:
+        """Register a subscriber; it queues from now on, and sends once :meth:`start` ran."""
+        sub = Subscriber(topic, send, asyncio.Queue(self.queue_size), project=project)
+        self._topics.setdefault(topic, set()).add(sub)
+        return sub
+
+    def start(self, sub: Subscriber) -> asyncio.Task[None]:
+        """Start the subscriber's sender task (call inside the event loop); return it."""
+        sub.task = asyncio.get_running_loop().create_task(sub.run())
+        return sub.task
+
+    async def unsubscribe(self, sub: Subscriber) -> None:
+        """Stop the subscriber's sender and forget it."""
+        self._topics.get(sub.topic, set()).discard(sub)
+        if sub.task is not None:
+            sub.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sub.task
+
+    def subscribers(self, topic: int | str) -> set[Subscriber]:
+        """The current subscribers of ``topic`` (a copy)."""
+        return set(self._topics.get(topic, ()))
+
+    def publish_points(self, run_id: int, points: list[dict[str, Any]]) -> None:
+        """Queue new points of ``run_id`` (``[{"key","step","value","wall_time"}]``, wire form)."""
+        subs = self._topics.get(run_id)
+        if not subs or not points:
+            return
+        item = _Points(json.dumps(points, separators=(",", ":"), allow_nan=False)[1:-1])
+        for sub in list(subs):
+            sub.offer(item)
+
+    def publish(
+        self, topic: int | str, message: dict[str, Any], project: str | None = None
+    ) -> None:
+        """Queue one message for ``topic``; on ``"runs"`` only for subscribers of ``project``."""
+        subs = self._topics.get(topic)
+        if not subs:
+            return
+        text = json.dumps(message, separators=(",", ":"), allow_nan=False)
+        for sub in list(subs):
+            if sub.project is None or project is None or sub.project == project:
+                sub.offer(text)

@@ -1,0 +1,118 @@
+"""Build the FastAPI app: API routers, websockets, error shape, body cap, static dashboard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+import backend
+from backend.app.api.deps import require_token
+from backend.app.api.errors import install_error_handlers
+from backend.app.api.limits import BodyLimitMiddleware
+from backend.app.api.routes import health, metrics, runs, snapshots, ws
+from backend.app.api.routes.health import package_version
+from backend.app.core.config import Settings
+from backend.app.core.db import Database, upgrade_database
+from backend.app.hub import Hub
+from backend.app.state import AppState
+
+logger = logging.getLogger(__name__)
+
+MULTIPART_OVERHEAD_BYTES = 1 << 20
+
+
+def frontend_dir() -> Path:
+    """The dashboard's static files: ``backend/_frontend`` in a wheel, else ``<repo>/frontend``."""
+    packaged = Path(backend.__file__).resolve().parent / "_frontend"
+    if packaged.is_dir():
+        return packaged
+    return Path(backend.__file__).resolve().parent.parent / "frontend"
+
+
+def plotly_js() -> Path:
+    """``plotly.min.js`` from the installed plotly package (no CDN)."""
+    return Path(str(files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def _api_router() -> APIRouter:
+    api = APIRouter(prefix="/api")
+    api.include_router(health.router)
+    guarded = APIRouter(dependencies=[Depends(require_token)])
+    for module in (runs, metrics, snapshots):
+        guarded.include_router(module.router)
+    api.include_router(guarded)
+    return api
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """Add the ingest body's schema (read by hand for speed) to the OpenAPI components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description=app.description)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                metrics.batch_schema())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build an emaboard server app.
+
+    The database is upgraded (``alembic upgrade head``) when the app starts (lifespan).
+
+    Args:
+        settings: Configuration; ``Settings()`` (environment variables) when None.
+
+    Returns:
+        The FastAPI app; its :class:`AppState` is at ``app.state.emaboard``.
+    """
+    settings = settings or Settings()
+    state = AppState(settings=settings, db=Database(settings.resolved_database_url()),
+                     hub=Hub(settings.ws_queue_size))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await run_in_threadpool(upgrade_database, state.db.engine)
+        state.start_ticker()
+        try:
+            yield
+        finally:
+            await state.stop_ticker()
+            state.db.dispose()
+
+    app = FastAPI(title="emaboard", version=package_version(), lifespan=lifespan,
+                  description="Live EMA/SWA weight-averaging dashboard: runs, metrics, snapshots.")
+    app.state.emaboard = state
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware,
+                       limit=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    app.include_router(_api_router())
+    app.include_router(ws.router)
+    _install_openapi(app)
+
+    @app.get("/vendor/plotly.min.js", include_in_schema=False)
+    def read_plotly() -> FileResponse:
+        return FileResponse(plotly_js(), media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    static = frontend_dir()
+    if static.is_dir():
+        app.mount("/", StaticFiles(directory=static, html=True), name="frontend")
+    else:
+        logger.warning("no dashboard files at %s; serving the API only", static)
+    return app

@@ -1,0 +1,128 @@
+"""SQLAlchemy 2.0 ORM models: runs, metric points, latest value per key, snapshots.
+
+SQLite stores a float NaN as NULL, so metric values go through :class:`NanFloat`, which
+writes NaN as SQL NULL and reads NULL back as NaN (the value columns are nullable only for
+that reason). ±Inf are stored as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+RUN_STATUSES = ("running", "finished", "crashed")
+
+
+class NanFloat(TypeDecorator[float]):
+    """A double column that round-trips NaN on every backend (NaN ⇄ SQL NULL)."""
+
+    impl = Float(precision=53)
+    cache_ok = True
+
+    def process_bind_param(self, value: float | None, dialect: Dialect) -> float | None:
+        """NaN becomes NULL; everything else passes through."""
+        if value is None or math.isnan(value):
+            return None
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> float:
+        """NULL becomes NaN."""
+        return math.nan if value is None else float(value)
+
+
+class Base(DeclarativeBase):
+    """Declarative base holding the metadata the Alembic migrations mirror."""
+
+
+class Run(Base):
+    """One training process's stream, identified by (project, name)."""
+
+    __tablename__ = "run"
+    __table_args__ = (UniqueConstraint("project", "name", name="uq_run_project_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(200), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    created_at: Mapped[float] = mapped_column(Float(precision=53))
+    last_seen_at: Mapped[float] = mapped_column(Float(precision=53))
+    last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    snapshots: Mapped[list[Snapshot]] = relationship(
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class MetricPoint(Base):
+    """One scalar of one series at one step; (run_id, key, step) is unique."""
+
+    __tablename__ = "metric_point"
+    __table_args__ = (
+        # The unique index doubles as the read index: one key's steps in order.
+        UniqueConstraint("run_id", "key", "step", name="uq_metric_point_run_key_step"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(512))
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    wall_time: Mapped[float] = mapped_column(Float(precision=53))
+
+
+class LatestMetric(Base):
+    """Per (run, key): the point with the largest step, plus the series' extremes.
+
+    The extremes (ignoring NaN) make a run's ``best`` eval value a lookup, not a scan.
+    """
+
+    __tablename__ = "latest_metric"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(NanFloat, nullable=True)
+    wall_time: Mapped[float] = mapped_column(Float(precision=53))
+    min_value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
+    min_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
+    max_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Snapshot(Base):
+    """A safetensors file of one averager's weights at one step, stored under ``data_dir``."""
+
+    __tablename__ = "snapshot"
+    __table_args__ = (Index("ix_snapshot_run_averager", "run_id", "averager"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    averager: Mapped[str] = mapped_column(String(200))
+    step: Mapped[int] = mapped_column(BigInteger)
+    metric: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    stored_path: Mapped[str] = mapped_column(String(500))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[float] = mapped_column(Float(precision=53))
+
+    run: Mapped[Run] = relationship(back_populates="snapshots")

@@ -1,0 +1,72 @@
+"""ORM rows to API dicts (wire form: non-finite floats as strings), and run-list pushes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+
+from backend.app import crud
+from backend.app.ingest import Point
+from backend.app.models import Run, Snapshot
+from backend.app.schemas import RunOut, SnapshotOut, encode_float
+
+if TYPE_CHECKING:
+    from backend.app.state import AppState
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def run_dict(run: Run, best: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A run in API form (``RunOut``), JSON-ready."""
+    out = RunOut(
+        id=run.id, project=run.project, name=run.name, config=run.config, status=run.status,  # type: ignore[arg-type]
+        created_at=run.created_at, last_seen_at=run.last_seen_at, summary=run.summary,
+        last_step=run.last_step, best=best,  # type: ignore[arg-type]
+    )
+    return out.model_dump(mode="json")
+
+
+def runs_dicts(session: Any, runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Several runs in API form, their ``best`` read in one query."""
+    best = crud.best_values(session, runs=runs)
+    return [run_dict(run, best[run.id]) for run in runs]
+
+
+def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot in API form (``SnapshotOut``), JSON-ready."""
+    out = SnapshotOut(
+        id=snapshot.id, run_id=snapshot.run_id, averager=snapshot.averager, step=snapshot.step,
+        metric=snapshot.metric, value=snapshot.value, sha256=snapshot.sha256,
+        size_bytes=snapshot.size_bytes, metadata=snapshot.meta, created_at=snapshot.created_at,
+        download_url=f"/api/runs/{snapshot.run_id}/snapshots/{snapshot.id}/file",
+    )
+    return out.model_dump(mode="json")
+
+
+def point_dicts(points: Iterable[Point]) -> list[dict[str, Any]]:
+    """Points as ``{"key", "step", "value", "wall_time"}`` with wire-form values."""
+    return [
+        {"key": p.key, "step": p.step, "value": encode_float(p.value), "wall_time": p.wall_time}
+        for p in points
+    ]
+
+
+def download_name(run: Run, snapshot: Snapshot) -> str:
+    """``<project>-<run>-<averager>-step<step>.safetensors`` with unsafe characters replaced."""
+    stem = "-".join(_UNSAFE.sub("_", part) for part in (run.project, run.name, snapshot.averager))
+    return f"{stem}-step{snapshot.step}.safetensors"
+
+
+async def publish_runs(state: AppState, run_ids: Iterable[int]) -> None:
+    """Push the current form of each run in ``run_ids`` to ``/ws/runs`` subscribers."""
+
+    def load() -> list[dict[str, Any]]:
+        with state.db.reading() as session:
+            runs = [run for run_id in run_ids if (run := crud.get_run(session, run_id=run_id))]
+            return runs_dicts(session, runs)
+
+    for run in await run_in_threadpool(load):
+        state.hub.publish("runs", {"type": "run", "run": run}, project=run["project"])
