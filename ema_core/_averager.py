@@ -1,0 +1,195 @@
+"""Averager: the machinery EMA and SWA share (private base class)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ema_core._store import ShadowStore
+from ema_core.exceptions import StateDictError, UnknownAveragerError
+from ema_core.stats import WeightStats, build_weight_stats
+
+STATE_FORMAT = "ema_core.averager"
+STATE_VERSION = 1
+
+
+class Averager:
+    """One or more named shadows of a model, updated together; see EMA and SWA."""
+
+    kind = "averager"
+
+    def __init__(
+        self, model: nn.Module, names: Sequence[str], *, average_buffers: bool,
+        shadow_dtype: torch.dtype | None, device: torch.device | str | None,
+        foreach: bool, stats_every: int,
+    ) -> None:
+        if len(set(names)) != len(names):
+            raise ValueError(f"Duplicate averager names {list(names)}: pass distinct decays")
+        self._names = tuple(names)
+        self._store = ShadowStore(
+            model, len(names), average_buffers=average_buffers,
+            shadow_dtype=shadow_dtype, device=device,
+        )
+        self.foreach = foreach
+        self.step = 0
+        self.stats_every = stats_every
+        self.last_stats: WeightStats | None = None
+        self._decays = [0.0] * len(names)
+
+    @property
+    def averager_names(self) -> tuple[str, ...]:
+        """Stable averager names, one per shadow (e.g. ``("ema_0.999", "ema_0.9999")``)."""
+        return self._names
+
+    @property
+    def stats_every(self) -> int:
+        """Compute statistics on steps divisible by this (0 = never)."""
+        return self._stats_every
+
+    @stats_every.setter
+    def stats_every(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"Invalid stats_every {value!r}: expected an int >= 0 (0 = never)")
+        self._stats_every = value
+
+    def _index(self, name: str | None) -> int:
+        if name is None:
+            return 0
+        try:
+            return self._names.index(name)
+        except ValueError:
+            raise UnknownAveragerError(
+                f"Unknown averager {name!r}: expected one of {list(self._names)}"
+            ) from None
+
+    def get_decay(self, name: str | None = None) -> float:
+        """Decay β applied by the latest update of ``name`` (default: the first averager).
+
+        0.0 before the first update (the shadow is a copy of the live weights).
+
+        Raises:
+            UnknownAveragerError: ``name`` is not one of ``averager_names``.
+        """
+        return self._decays[self._index(name)]
+
+    def shadow_state_dict(self, name: str | None = None) -> dict[str, Tensor]:
+        """The shadow of ``name`` keyed like ``model.state_dict()`` (prefixes stripped).
+
+        Values are the stored shadow tensors themselves (views into flat storage, no copy):
+        parameters and buffers, float ones in the shadow dtype, integer ones as copied.
+
+        Raises:
+            UnknownAveragerError: ``name`` is not one of ``averager_names``.
+        """
+        return self._store.shadow_tensors(self._index(name))
+
+    def averager_info(self, name: str | None = None) -> dict[str, str | int | float]:
+        """Metadata of one averager for snapshots: averager, decay, schedule, step.
+
+        Raises:
+            UnknownAveragerError: ``name`` is not one of ``averager_names``.
+        """
+        k = self._index(name)
+        return {
+            "averager": self._names[k],
+            "decay": self._decays[k],
+            "schedule": self._describe(k),
+            "step": self.step,
+        }
+
+    def _describe(self, k: int) -> str:
+        raise NotImplementedError
+
+    def compute_stats(self, model: nn.Module) -> WeightStats:
+        """Statistics of every shadow against ``model`` now, without updating anything.
+
+        Raises:
+            ModelMismatchError: ``model``'s keys or shapes differ from the shadow's.
+        """
+        self._store.bind(model)
+        return self._build_stats(self._store.stats_(None))
+
+    def _is_stats_step(self) -> bool:
+        return self._stats_every > 0 and self.step % self._stats_every == 0
+
+    def _apply(self, model: nn.Module, weights: Sequence[float] | None) -> None:
+        """Bind, update with per-shadow lerp ``weights`` (None: no update), stats if due."""
+        self._store.bind(model)
+        if self._is_stats_step():
+            self.last_stats = self._build_stats(self._store.stats_(weights))
+        elif weights is not None:
+            self._store.update_(weights, foreach=self.foreach)
+
+    def _build_stats(self, raw: Any) -> WeightStats:
+        return build_weight_stats(
+            self.step, self._names, self._decays, raw.keys, raw.live_sq,
+            raw.shadow_sq, raw.drift_sq,
+        )
+
+    def _swap_lists(self, model: nn.Module, name: str | None) -> tuple[list[Tensor], ...]:
+        """(live, shadow, spare) tensor lists for swap_in; the spare is allocated once."""
+        k = self._index(name)
+        self._store.bind(model)
+        live = self._store.live_tensors()
+        if self._store.swap_spare is None:
+            self._store.swap_spare = [torch.empty_like(t) for t in live]
+        return live, list(self._store.shadow_tensors(k).values()), self._store.swap_spare
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit-identically: shadows, counters, schedule state.
+
+        Shadow values are the stored tensors (no copy); ``torch.save`` keeps their shared
+        storage once.
+        """
+        return {
+            "format": STATE_FORMAT, "version": STATE_VERSION, "kind": self.kind,
+            "averager_names": list(self._names), "step": self.step,
+            "decays": list(self._decays), "extra": self._extra_state(),
+            "shadows": {n: self._store.shadow_tensors(k) for k, n in enumerate(self._names)},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (copies into the existing storage).
+
+        Raises:
+            StateDictError: wrong format/kind, different averager names, keys or shapes.
+        """
+        if state.get("format") != STATE_FORMAT or state.get("kind") != self.kind:
+            raise StateDictError(
+                f"Not a {self.kind} state (format={state.get('format')!r}, "
+                f"kind={state.get('kind')!r}): pass the dict returned by {type(self).__name__}"
+                ".state_dict()"
+            )
+        if list(state["averager_names"]) != list(self._names):
+            raise StateDictError(
+                f"State holds averagers {state['averager_names']}, this object "
+                f"{list(self._names)}: construct it with the same decays/schedule"
+            )
+        with torch.no_grad():
+            for k, name in enumerate(self._names):
+                _copy_checked(self._store.shadow_tensors(k), state["shadows"][name], name)
+        self.step = int(state["step"])
+        self._decays = [float(d) for d in state["decays"]]
+        self._load_extra_state(state["extra"])
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        pass
+
+
+def _copy_checked(dst: dict[str, Tensor], src: dict[str, Tensor], name: str) -> None:
+    bad = sorted(set(dst) ^ set(src)) + [
+        k for k in dst if k in src and src[k].shape != dst[k].shape
+    ]
+    if bad:
+        raise StateDictError(
+            f"Shadow {name!r} in the state differs from this model at keys {bad[:5]}: "
+            "resume with the same architecture"
+        )
+    for k, t in dst.items():
+        t.copy_(src[k])

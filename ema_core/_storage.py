@@ -1,0 +1,241 @@
+"""Flat shadow storage shared by EMA and SWA (private).
+
+Each group holds the averaged tensors that share a (live device, live dtype) in one flat
+buffer per shadow, ``flat[k]``, with per-tensor views; parameters come first, then the
+averaged float buffers. Copied tensors (integer buffers, or float buffers when
+``average_buffers=False``) are kept as one clone per shadow.
+
+Updates are one ``torch._foreach_lerp_`` over all shadows of a group (lists concatenated,
+one weight per shadow). When the live dtype or device differs from the shadow's (bf16 model,
+fp32 shadow; GPU model, CPU shadow) and on stats steps, the group is processed in blocks of at
+most ``BLOCK_NUMEL`` elements through a small reused scratch buffer, so each live element is
+read from memory once and every intermediate stays in cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ema_core._keys import strip_wrapper_prefixes
+from ema_core.exceptions import ModelMismatchError, NoFloatParametersError
+
+BLOCK_NUMEL = 1 << 16  # 256 KiB of fp32: live, scratch and shadow blocks fit in L2 together
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One state-dict entry: stripped key, shape, whether it is a parameter / averaged."""
+
+    key: str
+    shape: torch.Size
+    is_param: bool
+    averaged: bool
+
+
+@dataclass
+class Block:
+    """A contiguous range [start, stop) of a group's flat buffer and the live slices it holds."""
+
+    start: int
+    stop: int
+    is_param: bool
+    live: list[Tensor]  # live slices, each a 1-D slice or a whole non-contiguous tensor
+    scratch: list[Tensor]  # scratch views shaped like ``live``
+    flat_items: list[tuple[int, int]]  # (offset in block, numel) per item
+    item_tensor: list[int]  # index (within the group) of the tensor each item belongs to
+
+
+def default_shadow_dtype(live_dtype: torch.dtype) -> torch.dtype:
+    """fp32 for half-precision live tensors (a bf16 shadow stops moving), else the live dtype."""
+    return torch.float32 if live_dtype in (torch.float16, torch.bfloat16) else live_dtype
+
+
+def gather_live(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state-dict tensors (parameters as ``nn.Parameter``), keys prefix-stripped."""
+    return {strip_wrapper_prefixes(k): v for k, v in model.state_dict(keep_vars=True).items()}
+
+
+class Group:
+    """Averaged tensors of one (live device, live dtype), one flat buffer per shadow."""
+
+    def __init__(
+        self, specs: list[Spec], live: list[Tensor], n_shadows: int,
+        dtype: torch.dtype, device: torch.device,
+    ) -> None:
+        self.specs = specs
+        self.numels = [t.numel() for t in live]
+        self.offsets = [0]
+        for n in self.numels:
+            self.offsets.append(self.offsets[-1] + n)
+        self.n_params = sum(s.is_param for s in specs)
+        self.flat = torch.empty((n_shadows, self.offsets[-1]), dtype=dtype, device=device)
+        self.views = [
+            [self.flat[k, o : o + n].view(s.shape)
+             for s, o, n in zip(specs, self.offsets[:-1], self.numels, strict=True)]
+            for k in range(n_shadows)
+        ]
+        self.all_views = [v for views in self.views for v in views]
+        self.scratch = torch.empty(0, dtype=dtype, device=device)
+        self.bind(live)
+        with torch.no_grad():
+            for views in self.views:
+                torch._foreach_copy_(views, self.live)
+
+    def bind(self, live: list[Tensor]) -> None:
+        """Point the group at the model's live tensors and rebuild the block plan."""
+        self.sources = live
+        self.live = [t.detach() for t in live]
+        self.all_live = self.live * len(self.views)
+        self.cast = any(
+            t.dtype != self.flat.dtype or t.device != self.flat.device for t in self.live
+        )
+        self.blocks = _plan_blocks(self.live, self.numels, self.offsets, self.n_params)
+        need = max(b.stop - b.start for b in self.blocks)
+        if self.scratch is None or self.scratch.numel() < need:
+            self.scratch = torch.empty(need, dtype=self.flat.dtype, device=self.flat.device)
+        for block in self.blocks:
+            sc = self.scratch[: block.stop - block.start]
+            block.scratch = [
+                sc[o : o + n].view(v.shape)
+                for (o, n), v in zip(block.flat_items, block.live, strict=True)
+            ]
+        self.fingerprint = [t.data_ptr() for t in live]
+
+    def is_fresh(self) -> bool:
+        """Whether the bound tensors still own the storage they had (no ``.data =``/``.to``)."""
+        return [t.data_ptr() for t in self.sources] == self.fingerprint
+
+    def scratch_for(self, block: Block) -> Tensor:
+        """The group's reused scratch buffer, sliced to ``block``."""
+        return self.scratch[: block.stop - block.start]
+
+    def lerp_(self, weights: Sequence[float], foreach: bool = True) -> None:
+        """shadow_k ← lerp(shadow_k, live, weights[k]) for every shadow k of the group."""
+        if not foreach:
+            for views, w in zip(self.views, weights, strict=True):
+                for s, x in zip(views, self.live, strict=True):
+                    s.lerp_(x.to(device=s.device, dtype=s.dtype), w)
+        elif self.cast:
+            for block in self.blocks:
+                self.block_lerp_(block, weights)
+        elif len(set(weights)) == 1:
+            torch._foreach_lerp_(self.all_views, self.all_live, weights[0])
+        else:
+            ws = [w for w, views in zip(weights, self.views, strict=True) for _ in views]
+            torch._foreach_lerp_(self.all_views, self.all_live, ws)
+
+    def block_lerp_(self, block: Block, weights: Sequence[float]) -> Tensor:
+        """Lerp one block of every shadow through the scratch; returns the scratch (= live)."""
+        sc = self.scratch_for(block)
+        torch._foreach_copy_(block.scratch, block.live)
+        for k, w in enumerate(weights):
+            self.flat[k, block.start : block.stop].lerp_(sc, w)
+        return sc
+
+    def stats_(self, weights: Sequence[float] | None) -> tuple[list[Tensor], list[int]]:
+        """Optionally update, then take per-item norms of live, live − shadow_k and shadow_k.
+
+        Returns:
+            ``(norms, item_tensor)``: norms ordered as [live items, then for each shadow k
+            drift items and shadow items], all 0-d tensors on the group's device; and, per
+            item, the index of the group tensor it belongs to.
+        """
+        live_n: list[Tensor] = []
+        drift_n: list[list[Tensor]] = [[] for _ in self.views]
+        shadow_n: list[list[Tensor]] = [[] for _ in self.views]
+        items: list[int] = []
+        for block in self.blocks:
+            if not block.is_param:
+                if weights is not None:
+                    self.block_lerp_(block, weights)
+                continue
+            sc = self.scratch_for(block)
+            sc_items = [sc[o : o + n] for o, n in block.flat_items]
+            items.extend(block.item_tensor)
+            for k in range(len(self.views)):
+                torch._foreach_copy_(block.scratch, block.live)
+                if k == 0:
+                    live_n.extend(torch._foreach_norm(sc_items))
+                sh = self.flat[k, block.start : block.stop]
+                if weights is not None:
+                    sh.lerp_(sc, weights[k])
+                sc.sub_(sh)  # live − shadow after the update, in cache
+                drift_n[k].extend(torch._foreach_norm(sc_items))
+                sh_items = [sh[o : o + n] for o, n in block.flat_items]
+                shadow_n[k].extend(torch._foreach_norm(sh_items))
+        norms = live_n + [t for k in range(len(self.views)) for t in drift_n[k] + shadow_n[k]]
+        return norms, items
+
+
+def _plan_blocks(
+    live: list[Tensor], numels: list[int], offsets: list[int], n_params: int
+) -> list[Block]:
+    """Cut the group into blocks of at most BLOCK_NUMEL elements (one per big odd tensor)."""
+    blocks: list[Block] = []
+    current: Block | None = None
+    for i, (t, n) in enumerate(zip(live, numels, strict=True)):
+        is_param = i < n_params
+        pieces = _pieces(t, n)
+        for a, b, view in pieces:
+            length = b - a
+            if (current is None or current.is_param != is_param
+                    or current.stop - current.start + length > BLOCK_NUMEL):
+                current = Block(offsets[i] + a, offsets[i] + a, is_param, [], [], [], [])
+                blocks.append(current)
+            current.flat_items.append((current.stop - current.start, length))
+            current.live.append(view)
+            current.item_tensor.append(i)
+            current.stop += length
+    return blocks
+
+
+def _pieces(t: Tensor, n: int) -> list[tuple[int, int, Tensor]]:
+    """Split a contiguous tensor into BLOCK_NUMEL slices; keep a non-contiguous one whole."""
+    if not t.is_contiguous():
+        return [(0, n, t)]
+    flat = t.view(-1)
+    step = BLOCK_NUMEL
+    return [(a, min(a + step, n), flat[a : a + step]) for a in range(0, n, step)]
+
+
+def build_specs(
+    live: dict[str, Tensor], average_buffers: bool
+) -> list[Spec]:
+    """Classify every state-dict tensor as averaged (float, params or buffers) or copied.
+
+    Raises:
+        NoFloatParametersError: no floating-point parameter to average.
+    """
+    specs = []
+    for key, t in live.items():
+        is_param = isinstance(t, nn.Parameter)
+        averaged = t.is_floating_point() and (is_param or average_buffers)
+        specs.append(Spec(key, t.shape, is_param, averaged))
+    if not any(s.is_param and s.averaged for s in specs):
+        raise NoFloatParametersError(
+            f"Model with {len(live)} state-dict tensors has no floating-point parameters: "
+            "pass a model with float parameters (after .float()/.half(), not a quantised one)"
+        )
+    return specs
+
+
+def check_match(specs: Sequence[Spec], live: dict[str, Tensor]) -> None:
+    """Raise ModelMismatchError naming missing/unexpected keys and shape differences."""
+    expected = {s.key: s.shape for s in specs}
+    missing = [k for k in expected if k not in live]
+    unexpected = [k for k in live if k not in expected]
+    shapes = [
+        f"{k}: shadow {tuple(expected[k])} vs model {tuple(live[k].shape)}"
+        for k in expected if k in live and live[k].shape != expected[k]
+    ]
+    if missing or unexpected or shapes:
+        raise ModelMismatchError(
+            "Model does not match the shadow: "
+            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}, "
+            f"shape differences {shapes[:5]}; pass the same architecture the averager was "
+            "built from (DDP 'module.' and torch.compile '_orig_mod.' prefixes are ignored)"
+        )

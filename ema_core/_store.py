@@ -1,0 +1,135 @@
+"""ShadowStore: every shadow of one averager object, bound to a live model (private)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ema_core._storage import Group, Spec, build_specs, check_match, default_shadow_dtype
+from ema_core._storage import gather_live as gather_live
+
+
+@dataclass
+class RawStats:
+    """Per-tensor squared norms (Python floats) from one stats pass, parameters only.
+
+    ``drift_sq[k][i]`` is ‖live_i − shadow_k,i‖² after the update; ``shadow_sq[k][i]`` is
+    ‖shadow_k,i‖²; ``live_sq[i]`` is ‖live_i‖², all for parameter ``keys[i]``.
+    """
+
+    keys: list[str]
+    live_sq: list[float]
+    drift_sq: list[list[float]]
+    shadow_sq: list[list[float]]
+
+
+class ShadowStore:
+    """``n_shadows`` shadows of a model in flat per-(device, dtype) storage."""
+
+    def __init__(
+        self, model: nn.Module, n_shadows: int, *, average_buffers: bool,
+        shadow_dtype: torch.dtype | None, device: torch.device | str | None,
+    ) -> None:
+        live = gather_live(model)
+        self.specs = build_specs(live, average_buffers)
+        self.n_shadows = n_shadows
+        by_kind: dict[tuple[torch.device, torch.dtype], list[Spec]] = {}
+        averaged = [s for s in self.specs if s.averaged]
+        for spec in sorted(averaged, key=lambda s: not s.is_param):  # stable: params first
+            t = live[spec.key]
+            by_kind.setdefault((t.device, t.dtype), []).append(spec)
+        dev = None if device is None else torch.device(device)
+        with torch.no_grad():
+            self.groups = [
+                Group(specs, [live[s.key] for s in specs], n_shadows,
+                      shadow_dtype or default_shadow_dtype(dtype), dev or live_dev)
+                for (live_dev, dtype), specs in by_kind.items()
+            ]
+            self.copied_specs = [s for s in self.specs if not s.averaged]
+            self.copied = [
+                [live[s.key].detach().to(device=dev, copy=True) for s in self.copied_specs]
+                for _ in range(n_shadows)
+            ]
+        self._bind_copied(live)
+        self.model: nn.Module = model
+        self.swap_spare: list[Tensor] | None = None
+
+    def _bind_copied(self, live: dict[str, Tensor]) -> None:
+        self.copied_live = [live[s.key].detach() for s in self.copied_specs]
+        self.copied_sources = [live[s.key] for s in self.copied_specs]
+        self.all_copied = [t for ts in self.copied for t in ts]
+
+    def bind(self, model: nn.Module) -> None:
+        """Bind to ``model``'s tensors; cheap when it is the same, unchanged model.
+
+        Raises:
+            ModelMismatchError: keys or shapes differ from the shadow's.
+        """
+        if model is self.model and all(g.is_fresh() for g in self.groups):
+            return
+        live = gather_live(model)
+        check_match(self.specs, live)
+        for g in self.groups:
+            g.bind([live[s.key] for s in g.specs])
+        self._bind_copied(live)
+        self.model = model
+        self.swap_spare = None
+
+    def live_tensors(self) -> list[Tensor]:
+        """The bound live tensors in state-dict order (detached, sharing storage)."""
+        by_key = {s.key: t for g in self.groups for s, t in zip(g.specs, g.live, strict=True)}
+        by_key.update(zip((s.key for s in self.copied_specs), self.copied_live, strict=True))
+        return [by_key[s.key] for s in self.specs]
+
+    def shadow_tensors(self, k: int) -> dict[str, Tensor]:
+        """Shadow ``k`` keyed like the model's state dict (the stored tensors, no copy)."""
+        by_key = {s.key: v for g in self.groups for s, v in zip(g.specs, g.views[k], strict=True)}
+        by_key.update(zip((s.key for s in self.copied_specs), self.copied[k], strict=True))
+        return {s.key: by_key[s.key] for s in self.specs}
+
+    def update_(self, weights: Sequence[float], *, foreach: bool = True) -> None:
+        """shadow_k ← lerp(shadow_k, live, weights[k]); copied tensors are copied."""
+        with torch.no_grad():
+            for g in self.groups:
+                g.lerp_(weights, foreach)
+            self.copy_buffers_()
+
+    def copy_buffers_(self) -> None:
+        """Copy the live copied tensors (e.g. ``num_batches_tracked``) into every shadow."""
+        if self.all_copied:
+            torch._foreach_copy_(self.all_copied, self.copied_live * self.n_shadows)
+
+    def stats_(self, weights: Sequence[float] | None) -> RawStats:
+        """Update (unless ``weights`` is None) and measure, one host transfer in all."""
+        with torch.no_grad():
+            parts, layouts = [], []
+            for g in self.groups:
+                norms, items = g.stats_(weights)
+                if norms:
+                    parts.append(torch.stack(norms).to(torch.float64).cpu())
+                    layouts.append((g, items))
+            if weights is not None:
+                self.copy_buffers_()
+            values = torch.cat(parts).tolist() if parts else []
+        return self._decode(values, layouts)
+
+    def _decode(self, values: list[float], layouts: list[tuple[Group, list[int]]]) -> RawStats:
+        n = self.n_shadows
+        raw = RawStats([], [], [[] for _ in range(n)], [[] for _ in range(n)])
+        pos = 0
+        for g, items in layouts:
+            m = len(items)
+            sums = [[0.0] * g.n_params for _ in range(1 + 2 * n)]
+            for j in range(1 + 2 * n):
+                for i, v in zip(items, values[pos + j * m : pos + (j + 1) * m], strict=True):
+                    sums[j][i] += v * v
+            pos += (1 + 2 * n) * m
+            raw.keys.extend(s.key for s in g.specs[: g.n_params])
+            raw.live_sq.extend(sums[0])
+            for k in range(n):
+                raw.drift_sq[k].extend(sums[1 + 2 * k])
+                raw.shadow_sq[k].extend(sums[2 + 2 * k])
+        return raw
