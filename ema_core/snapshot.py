@@ -35,11 +35,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 from torch import Tensor, nn
 
+from ema_core._keys import strip_wrapper_prefixes
+from ema_core.exceptions import ModelMismatchError, SnapshotFormatError
+
 __all__ = [
     "FORMAT",
-    "SnapshotError",
-    "SnapshotFormatError",
-    "SnapshotMismatchError",
     "load_snapshot",
     "read_snapshot_metadata",
     "save_snapshot",
@@ -47,7 +47,6 @@ __all__ = [
     "snapshot_metadata",
     "snapshot_metrics",
     "snapshot_state",
-    "strip_wrapper_prefixes",
     "write_snapshot",
 ]
 
@@ -56,22 +55,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "emaboard.snapshot/1"
 """Value of the ``format`` metadata entry written into every snapshot."""
 
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-"""Key prefixes added by ``DistributedDataParallel``/``DataParallel`` and ``torch.compile``."""
-
 _MAX_LISTED_KEYS = 5
-
-
-class SnapshotError(ValueError):
-    """Base class of snapshot errors (a ``ValueError``)."""
-
-
-class SnapshotFormatError(SnapshotError):
-    """The file is not a safetensors file (e.g. a ``torch.save`` pickle), or is damaged."""
-
-
-class SnapshotMismatchError(SnapshotError):
-    """The snapshot's keys or shapes differ from the model's."""
 
 
 class Averager(Protocol):
@@ -80,18 +64,6 @@ class Averager(Protocol):
     def shadow_state_dict(self, name: str | None = None) -> dict[str, Tensor]: ...
 
     def averager_info(self, name: str | None = None) -> Mapping[str, str | int | float]: ...
-
-
-def strip_wrapper_prefixes(key: str) -> str:
-    """Remove leading ``module.`` / ``_orig_mod.`` prefixes (any number, any order) from a key."""
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in WRAPPER_PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-                stripped = True
-    return key
 
 
 def snapshot_state(averager: Averager, name: str | None = None) -> dict[str, Tensor]:
@@ -296,7 +268,7 @@ def _model_tensors(model: nn.Module) -> dict[str, Tensor]:
     for key, tensor in model.state_dict().items():
         stripped = strip_wrapper_prefixes(key)
         if stripped in tensors:
-            raise SnapshotMismatchError(
+            raise ModelMismatchError(
                 f"Model keys {original[stripped]!r} and {key!r} are both {stripped!r} once "
                 "wrapper prefixes are stripped: load into the unwrapped model instead"
             )
@@ -321,7 +293,7 @@ def _check_keys(path: Path, missing: list[str], unexpected: list[str]) -> None:
         parts.append(
             f"{len(unexpected)} unexpected (in the file, not in the model): {_listed(unexpected)}"
         )
-    raise SnapshotMismatchError(
+    raise ModelMismatchError(
         f"Snapshot {str(path)!r} does not match the model's keys: {'; '.join(parts)}. Load it "
         "into the architecture it was saved from, or pass strict=False to load the common keys"
     )
@@ -336,7 +308,7 @@ def _check_shapes(path: Path, pairs: list[tuple[str, Tensor, Tensor]]) -> None:
         for key, src, dst in wrong[:_MAX_LISTED_KEYS]
     )
     more = len(wrong) - _MAX_LISTED_KEYS
-    raise SnapshotMismatchError(
+    raise ModelMismatchError(
         f"Snapshot {str(path)!r} has {len(wrong)} tensor(s) whose shape differs from the "
         f"model's: {details}{f'; ... and {more} more' if more > 0 else ''}. Load it into the "
         "architecture it was saved from"
@@ -348,7 +320,7 @@ def load_snapshot(
 ) -> dict[str, str]:
     """Load a snapshot into ``model`` in place, after checking keys and shapes.
 
-    Keys are compared after stripping ``module.``/``_orig_mod.`` prefixes on the model side,
+    Keys are compared after stripping ``module.``/``_orig_mod.`` parts on the model side,
     so a snapshot loads into a bare, a DDP-wrapped or a ``torch.compile``-d model alike.
     Nothing is copied unless every check passes. Values are ``copy_``-ed into the model's
     tensors: they keep the model's dtype and device (a bf16 shadow is cast to fp32 weights).
@@ -365,9 +337,10 @@ def load_snapshot(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        SnapshotFormatError: The file is not a valid safetensors file (e.g. a pickle).
-        SnapshotMismatchError: Keys differ (with ``strict``) or shapes differ; the message
-            lists the first offending keys.
+        SnapshotFormatError: (a TypeError, from ``ema_core.exceptions``) The file is not a
+            valid safetensors file (e.g. a pickle).
+        ModelMismatchError: (a ValueError) Keys differ (with ``strict``) or shapes differ;
+            the message lists the first offending keys.
     """
     path = Path(path)
     source, metadata = _read_tensors(path)

@@ -11,10 +11,10 @@ import torch
 from safetensors.torch import load
 from torch import nn
 
+from ema_core.ema import EMA
+from ema_core.exceptions import ModelMismatchError, SnapshotFormatError
 from ema_core.snapshot import (
     FORMAT,
-    SnapshotFormatError,
-    SnapshotMismatchError,
     load_snapshot,
     read_snapshot_metadata,
     save_snapshot,
@@ -22,7 +22,6 @@ from ema_core.snapshot import (
     snapshot_metadata,
     snapshot_metrics,
     snapshot_state,
-    strip_wrapper_prefixes,
     write_snapshot,
 )
 
@@ -46,6 +45,20 @@ class StandInAverager:
         return {"averager": self.name, "decay": 0.999, "schedule": "constant", "step": 120}
 
 
+def trained_ema(**kwargs: object) -> EMA:
+    """A real EMA with two shadows, updated against a few different live weights."""
+    net = make_net(seed=1)
+    ema = EMA(net, (0.9, 0.99), **kwargs)
+    for seed in range(3):
+        torch.manual_seed(seed + 10)
+        with torch.no_grad():
+            for tensor in net.state_dict().values():
+                if tensor.is_floating_point():
+                    tensor.add_(torch.randn_like(tensor))
+        ema.update(net)
+    return ema
+
+
 @pytest.fixture
 def averager() -> StandInAverager:
     net = make_net(seed=1)
@@ -53,13 +66,20 @@ def averager() -> StandInAverager:
     return StandInAverager({k: v.clone() for k, v in net.state_dict().items()})
 
 
-def test_round_trip_is_bit_exact(tmp_path: Path, averager: StandInAverager) -> None:
-    path = save_snapshot(averager, tmp_path / "s.safetensors", metrics={"accuracy": 0.5})
+@pytest.mark.parametrize("name", ["ema_0.9", "ema_0.99"])
+def test_round_trip_of_a_real_ema_is_bit_exact(tmp_path: Path, name: str) -> None:
+    ema = trained_ema()
+    path = save_snapshot(ema, tmp_path / "s.safetensors", name=name, metrics={"accuracy": 0.5})
     model = make_net(seed=2)
-    load_snapshot(model, path)
+    metadata = load_snapshot(model, path)
+    shadow = ema.shadow_state_dict(name)
+    assert model.state_dict().keys() == shadow.keys()
     for key, value in model.state_dict().items():
-        assert torch.equal(value, averager.state[key]), key
-        assert value.dtype == averager.state[key].dtype
+        assert torch.equal(value, shadow[key]), key
+    assert {k: metadata[k] for k in ("averager", "decay", "schedule", "step")} == {
+        key: str(value) for key, value in ema.averager_info(name).items()
+    }
+    assert metadata["averager"] == name and metadata["step"] == "3"
 
 
 def test_metadata_entries(tmp_path: Path, averager: StandInAverager) -> None:
@@ -96,16 +116,16 @@ def test_snapshot_state_copies_to_contiguous_cpu(averager: StandInAverager) -> N
 
 
 def test_shadow_dtype_kept_in_file_and_cast_on_load(tmp_path: Path) -> None:
-    net = make_net(seed=3)
-    half = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in
-            net.state_dict().items()}
-    path = save_snapshot(StandInAverager(half), tmp_path / "bf16.safetensors")
+    ema = trained_ema(shadow_dtype=torch.bfloat16)
+    path = save_snapshot(ema, tmp_path / "bf16.safetensors")
+    shadow = ema.shadow_state_dict()
     with safetensors.safe_open(str(path), "pt") as handle:
         assert handle.get_tensor("0.weight").dtype == torch.bfloat16
+        assert handle.get_tensor("1.num_batches_tracked").dtype == torch.int64
     model = make_net(seed=4)
     load_snapshot(model, path)
     assert model[0].weight.dtype == torch.float32
-    assert torch.equal(model[0].weight, half["0.weight"].float())
+    assert torch.equal(model[0].weight, shadow["0.weight"].float())
 
 
 def test_serialize_matches_file_format(averager: StandInAverager) -> None:
@@ -123,20 +143,19 @@ def test_write_is_atomic_and_leaves_no_temporary(tmp_path: Path, averager: Stand
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.safetensors"]
 
 
-def test_loads_into_wrapped_models(tmp_path: Path, averager: StandInAverager) -> None:
-    path = save_snapshot(averager, tmp_path / "s.safetensors")
+def test_wrapped_models_save_and_load_bare_keys(tmp_path: Path) -> None:
     wrapped = nn.Module()
     wrapped.module = make_net(seed=5)  # the key layout DDP/DataParallel produce
     compiled = nn.Module()
     compiled._orig_mod = wrapped  # torch.compile around DDP: "_orig_mod.module.<key>"
-    load_snapshot(compiled, path)
-    assert torch.equal(wrapped.module[2].weight, averager.state["2.weight"])
-
-
-def test_strip_wrapper_prefixes() -> None:
-    assert strip_wrapper_prefixes("_orig_mod.module.0.weight") == "0.weight"
-    assert strip_wrapper_prefixes("module._orig_mod.fc.bias") == "fc.bias"
-    assert strip_wrapper_prefixes("encoder.module.fc") == "encoder.module.fc"
+    path = save_snapshot(EMA(compiled, 0.9), tmp_path / "s.safetensors")
+    with safetensors.safe_open(str(path), "pt") as handle:
+        assert sorted(handle.keys()) == sorted(make_net().state_dict())
+    load_snapshot(make_net(seed=6), path)  # into a bare model
+    target = nn.Module()
+    target.module = make_net(seed=7)
+    load_snapshot(target, path)  # into a wrapped one
+    assert torch.equal(target.module[2].weight, wrapped.module[2].weight)
 
 
 def test_missing_and_unexpected_keys_are_named(tmp_path: Path, averager: StandInAverager) -> None:
@@ -150,13 +169,13 @@ def test_missing_and_unexpected_keys_are_named(tmp_path: Path, averager: StandIn
         "it was saved from, or pass strict=False to load the common keys"
     )
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(SnapshotMismatchError, match=re.escape(message)):
+    with pytest.raises(ModelMismatchError, match=re.escape(message)):
         load_snapshot(model, path)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
 
     small = make_net(seed=6)
     del small[2]
-    with pytest.raises(SnapshotMismatchError) as info:
+    with pytest.raises(ModelMismatchError) as info:
         load_snapshot(small, path)
     assert str(info.value) == (
         f"Snapshot {str(path)!r} does not match the model's keys: 1 missing (in the model, "
@@ -169,7 +188,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path: Path, averager: StandIn
 def test_long_key_lists_are_truncated(tmp_path: Path) -> None:
     state = {f"w{i}": torch.zeros(1) for i in range(8)}
     path = save_snapshot(StandInAverager(state), tmp_path / "s.safetensors")
-    with pytest.raises(SnapshotMismatchError) as info:
+    with pytest.raises(ModelMismatchError) as info:
         load_snapshot(nn.Linear(1, 1), path)
     assert "8 unexpected (in the file, not in the model): ['w0', 'w1', 'w2', 'w3', 'w4', " \
         "... and 3 more]" in str(info.value)
@@ -190,7 +209,7 @@ def test_non_strict_loads_common_keys(
 
 def test_shape_mismatch_is_named_even_when_not_strict(tmp_path: Path) -> None:
     path = save_snapshot(StandInAverager(make_net(hidden=8).state_dict()), tmp_path / "s.st")
-    with pytest.raises(SnapshotMismatchError) as info:
+    with pytest.raises(ModelMismatchError) as info:
         load_snapshot(make_net(hidden=6), path, strict=False)
     assert str(info.value).startswith(
         f"Snapshot {str(path)!r} has 7 tensor(s) whose shape differs from the model's: "
@@ -256,7 +275,7 @@ def test_colliding_model_keys_are_rejected(tmp_path: Path, averager: StandInAver
     model = nn.Module()
     model.module = make_net()
     model.add_module("0", nn.Linear(4, 8))  # "0.weight" and "module.0.weight" collide
-    with pytest.raises(SnapshotMismatchError, match=re.escape(
+    with pytest.raises(ModelMismatchError, match=re.escape(
         "Model keys 'module.0.weight' and '0.weight' are both '0.weight' once wrapper "
         "prefixes are stripped: load into the unwrapped model instead"
     )):
