@@ -31,7 +31,8 @@ from time import time
 from types import TracebackType
 from typing import Any
 
-from ema_core.sender import Sender, SenderConfig, SenderStats, SnapshotJob
+from ema_core.sender import MAX_KEY_LENGTH, Sender, SenderConfig, SenderStats, SnapshotJob
+from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.spool import SPOOL_FILENAME, Spool
 from ema_core.transport import ApiClient, TransportError
 
@@ -105,8 +106,11 @@ class Monitor:
         request_timeout_s: float = 5.0, finish_timeout_s: float = 10.0,
     ) -> None:
         for what, value in (("project", project), ("run", run)):
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"Invalid {what} {value!r}: expected a non-empty string")
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise ValueError(
+                    f"Invalid {what} {value!r}: expected a non-empty string of at most 200 "
+                    "characters"
+                )
         _check_positive("finish_timeout_s", finish_timeout_s)
         sender_config = SenderConfig(
             flush_interval_ms=flush_interval_ms, max_batch_points=max_batch_points,
@@ -308,19 +312,21 @@ class Monitor:
                 ) from None
 
     def _new_key(self, name: Any, train: bool) -> str:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"Invalid metric name {name!r}: expected a non-empty string")
+        key = name if (not train or "/" in str(name)) else f"train/{name}"
+        if not isinstance(name, str) or not name or len(key) > MAX_KEY_LENGTH:
+            raise ValueError(
+                f"Invalid metric name {name!r}: expected a non-empty string, at most "
+                f"{MAX_KEY_LENGTH} characters with its prefix"
+            )
         if not train:
             self._plain_keys.add(name)
             return name
-        key = self._train_keys[name] = name if "/" in name else f"train/{name}"
+        self._train_keys[name] = key
         return key
 
     def _maybe_snapshot(self, tracker: _BestTracker, step: int, metrics: Mapping[str, Any]) -> None:
         if tracker.metric not in metrics or not tracker.improved(float(metrics[tracker.metric])):
             return
-        from ema_core.snapshot import snapshot_metadata, snapshot_state
-
         tracker.best = float(metrics[tracker.metric])
         job = SnapshotJob(
             averager=tracker.name, step=step, metric=tracker.metric, value=tracker.best,

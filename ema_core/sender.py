@@ -24,10 +24,12 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ema_core.snapshot import write_snapshot
 from ema_core.spool import PendingSnapshot, Spool, SpooledPoint
 from ema_core.transport import (
     ApiClient,
@@ -41,19 +43,29 @@ __all__ = ["RateLimitedLogger", "Sender", "SenderConfig", "SenderStats", "Snapsh
 
 logger = logging.getLogger(__name__)
 
+MAX_KEY_LENGTH = 512  # the server's limit on a metric key (docs/api.md)
+
 
 class RateLimitedLogger:
-    """Logs at most one message per ``kind`` every ``interval_s`` seconds (counts the rest)."""
+    """Logs at most one message per ``kind`` every ``interval_s`` seconds (counts the rest).
 
-    def __init__(self, log: logging.Logger, interval_s: float = 30.0) -> None:
+    Args:
+        log: where messages go.
+        interval_s: minimum seconds between two messages of one kind.
+        clock: monotonic clock in seconds (tests pass their own).
+    """
+
+    def __init__(self, log: logging.Logger, interval_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._log = log
         self._interval_s = interval_s
+        self._clock = clock
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
     def log(self, level: int, kind: str, message: str, *args: object) -> None:
         """Log ``message % args`` unless a message of this ``kind`` was logged recently."""
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last.get(kind, -1e9) < self._interval_s:
             self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
             return
@@ -242,6 +254,10 @@ class Sender:
             key, step, value, wall_time = popleft()
             if key is None:  # a WeightStats object: expand it here, off the training thread
                 for stat_key, stat_value in value.to_metrics().items():
+                    if len(stat_key) > MAX_KEY_LENGTH:
+                        self._log.log(logging.WARNING, "key", "emaboard dropped statistic %r: "
+                                      "longer than %d characters", stat_key, MAX_KEY_LENGTH)
+                        continue
                     points.append((self._next_seq, stat_key, step, float(stat_value), wall_time))
                     self._next_seq += 1
             else:
@@ -250,8 +266,6 @@ class Sender:
         return points
 
     def _write_snapshots(self) -> None:
-        from ema_core.snapshot import write_snapshot
-
         while self.snapshots:
             job = self.snapshots.popleft()
             self._snapshot_dir.mkdir(parents=True, exist_ok=True)

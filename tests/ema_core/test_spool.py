@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -127,6 +128,7 @@ def test_sync_uploads_everything_once_and_sets_status(tmp_path: Path,
 def test_cli_sync_exit_codes(tmp_path: Path, live_server: ServerProcess,
                              caplog: pytest.LogCaptureFixture) -> None:
     _fill(tmp_path / "run", 4)
+    caplog.set_level(logging.INFO, logger="backend.sync")
 
     assert cli_main(["sync", str(tmp_path / "nothing-here"), "--server", live_server.url]) == 1
     assert "sync failed: Spool directory" in caplog.text
