@@ -102,6 +102,15 @@ class ShadowStore:
         if self.all_copied:
             torch._foreach_copy_(self.all_copied, self.copied_live * self.n_shadows)
 
+    def capture_buffers_(self, k: int) -> None:
+        """Copy the bound model's buffers (averaged and copied) into shadow ``k``."""
+        with torch.no_grad():
+            pairs = [(s, t) for g in self.groups
+                     for s, t in zip(g.views[k][g.n_params :], g.live[g.n_params :], strict=True)]
+            pairs += list(zip(self.copied[k], self.copied_live, strict=True))
+            for shadow, live in pairs:
+                shadow.copy_(live)
+
     def stats_(self, weights: Sequence[float] | None) -> RawStats:
         """Update (unless ``weights`` is None) and measure, one host transfer in all."""
         with torch.no_grad():

@@ -1,0 +1,116 @@
+"""SWA: the uniform running mean of the weights (Izmailov et al. 2018), as an averager."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import update_bn as torch_update_bn
+
+from ema_core._averager import Averager
+from ema_core.exceptions import InvalidDecayError
+from ema_core.swap import swap_in
+
+__all__ = ["SWA"]
+
+
+class SWA(Averager):
+    """Stochastic Weight Averaging: ``shadow = mean(live weights at the averaged steps)``.
+
+    Implemented as the running mean shadow ← shadow + (live − shadow)/(n + 1), a lerp with
+    weight 1/(n + 1), on the same flat storage and fused statistics as :class:`EMA`. Averaged
+    steps are ``start_step + update_every``, ``start_step + 2·update_every``, … (``step``
+    counts ``update()`` calls; call ``update()`` once per epoch for epoch-wise SWA). Before the
+    first averaged step the shadow is a copy of the model at construction. Source: Izmailov
+    et al. 2018, "Averaging Weights Leads to Wider Optima and Better Generalization";
+    ``torch.optim.swa_utils.AveragedModel``. Use ``torch.optim.swa_utils.SWALR`` for the
+    learning rate and :meth:`update_bn` for BatchNorm statistics.
+
+    Args:
+        model: The live model (DDP/``torch.compile`` prefixes are stripped).
+        start_step: Steps before averaging starts (≥ 0).
+        update_every: Average every k-th step after ``start_step`` (k ≥ 1).
+        average_buffers: Average float buffers too; if False copy them (then call
+            :meth:`update_bn` before using the shadow).
+        shadow_dtype: Shadow dtype; default fp32 for fp16/bf16 models, else the model's.
+        device: Shadow device; default the model's.
+        foreach: Use foreach kernels; False runs the per-tensor reference loop.
+        stats_every: Statistics into ``last_stats`` every this many steps (0 = never).
+
+    Raises:
+        InvalidDecayError: ``update_every`` < 1.
+        ValueError: ``start_step`` < 0 or a negative ``stats_every``.
+        NoFloatParametersError: the model has no floating-point parameters.
+    """
+
+    kind = "swa"
+
+    def __init__(
+        self, model: nn.Module, *, start_step: int = 0, update_every: int = 1,
+        average_buffers: bool = True, shadow_dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None, foreach: bool = True, stats_every: int = 0,
+    ) -> None:
+        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+            raise InvalidDecayError(f"Invalid update_every {update_every!r}: expected an int >= 1")
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+            raise ValueError(f"Invalid start_step {start_step!r}: expected an int >= 0")
+        self.start_step = start_step
+        self.update_every = update_every
+        self.n_averaged = 0
+        super().__init__(
+            model, ["swa"], average_buffers=average_buffers, shadow_dtype=shadow_dtype,
+            device=device, foreach=foreach, stats_every=stats_every,
+        )
+
+    def update(self, model: nn.Module) -> None:
+        """Advance ``step``; on averaged steps fold ``model``'s weights into the mean.
+
+        Raises:
+            ModelMismatchError: ``model``'s keys or shapes differ from the shadow's.
+        """
+        self.step += 1
+        t = self.step - self.start_step
+        if t <= 0 or t % self.update_every:
+            self._apply(model, None)
+            return
+        weight = 1.0 / (self.n_averaged + 1)
+        self._decays = [1.0 - weight]
+        self.n_averaged += 1
+        self._apply(model, [weight])
+
+    def update_bn(
+        self, loader: Iterable[Any], model: nn.Module, device: torch.device | str | None = None
+    ) -> None:
+        """Recompute BatchNorm running statistics for the SWA weights and store them.
+
+        Swaps the SWA weights into ``model``, runs ``torch.optim.swa_utils.update_bn(loader,
+        model, device)`` (one pass over ``loader``, momentum reset to a cumulative average),
+        copies the resulting buffers into the shadow and restores the live weights bit-exactly.
+
+        Args:
+            loader: Batches as ``update_bn`` accepts (a tensor, or a list/tuple whose first
+                element is the input).
+            model: The live model.
+            device: Where to move each batch; default as given.
+        """
+        with swap_in(model, self):
+            torch_update_bn(loader, model, None if device is None else torch.device(device))
+            self._store.capture_buffers_(0)
+
+    def averager_info(self, name: str | None = None) -> dict[str, str | int | float]:
+        """As :meth:`EMA.averager_info`, plus ``n_averaged``."""
+        info = super().averager_info(name)
+        info["n_averaged"] = self.n_averaged
+        return info
+
+    def _describe(self, k: int) -> str:
+        return f"swa(start_step={self.start_step}, update_every={self.update_every})"
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"n_averaged": self.n_averaged, "start_step": self.start_step,
+                "update_every": self.update_every}
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        self.n_averaged = int(extra["n_averaged"])
