@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Insert, Table, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, and_, or_, select
 
 from backend.app.models import LatestMetric, MetricPoint, Run
 from backend.app.schemas import NON_FINITE, PointIn
@@ -32,99 +32,189 @@ class Point(NamedTuple):
     wall_time: float
 
 
-def _dialect_insert(connection: Connection, table: Table) -> Any:
-    name = connection.dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(
-        f"Unsupported database dialect {name!r}: expected sqlite or postgresql"
-    )
+_POINT_COLUMNS = "run_id, key, step, value, wall_time"
+_LATEST_COLUMNS = (
+    "run_id, key, step, value, wall_time, min_value, min_step, max_value, max_step"
+)
+_INSERT_POINTS = (
+    f"INSERT INTO metric_point ({_POINT_COLUMNS}) VALUES ({{5}}) "
+    "ON CONFLICT (run_id, key, step) DO NOTHING"
+)
+# SET expressions read the row as it was, so each CASE compares against the old values.
+_UPSERT_LATEST = (
+    f"INSERT INTO latest_metric ({_LATEST_COLUMNS}) VALUES ({{9}}) "
+    "ON CONFLICT (run_id, key) DO UPDATE SET "
+    "step = CASE WHEN excluded.step > latest_metric.step "
+    "THEN excluded.step ELSE latest_metric.step END, "
+    "value = CASE WHEN excluded.step > latest_metric.step "
+    "THEN excluded.value ELSE latest_metric.value END, "
+    "wall_time = CASE WHEN excluded.step > latest_metric.step "
+    "THEN excluded.wall_time ELSE latest_metric.wall_time END, "
+    "min_value = CASE WHEN latest_metric.min_value IS NULL "
+    "OR excluded.min_value < latest_metric.min_value "
+    "THEN excluded.min_value ELSE latest_metric.min_value END, "
+    "min_step = CASE WHEN latest_metric.min_value IS NULL "
+    "OR excluded.min_value < latest_metric.min_value "
+    "THEN excluded.min_step ELSE latest_metric.min_step END, "
+    "max_value = CASE WHEN latest_metric.max_value IS NULL "
+    "OR excluded.max_value > latest_metric.max_value "
+    "THEN excluded.max_value ELSE latest_metric.max_value END, "
+    "max_step = CASE WHEN latest_metric.max_value IS NULL "
+    "OR excluded.max_value > latest_metric.max_value "
+    "THEN excluded.max_step ELSE latest_metric.max_step END"
+)
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+KEYS_PER_LOOKUP = 200
 
 
-def to_rows(run_id: int, points: Iterable[PointIn], now: float) -> list[dict[str, Any]]:
-    """Posted points as ``metric_point`` rows; string values become NaN/±Inf."""
-    rows = []
-    for point in points:
-        value = point["value"]
-        wall_time = point.get("wall_time")
-        rows.append({
-            "run_id": run_id,
-            "key": point["key"],
-            "step": point["step"],
-            "value": NON_FINITE[value] if isinstance(value, str) else float(value),
-            "wall_time": now if wall_time is None else float(wall_time),
-        })
-    return rows
-
-
-def touch_run(connection: Connection, *, run_id: int, max_step: int | None, now: float) -> bool:
-    """Move the run's ``last_seen_at`` (and ``last_step`` up); False when the run is missing."""
-    values: dict[str, Any] = {"last_seen_at": now}
-    if max_step is not None:
-        values["last_step"] = case(
-            (or_(RUNS.c.last_step.is_(None), RUNS.c.last_step < max_step), max_step),
-            else_=RUNS.c.last_step,
+def _sql(connection: Connection, template: str) -> str:
+    """``template`` with ``{n}`` replaced by n positional placeholders of the DBAPI's style."""
+    style = connection.dialect.paramstyle
+    mark = _PLACEHOLDERS.get(style)
+    if mark is None:
+        raise NotImplementedError(
+            f"Unsupported DBAPI paramstyle {style!r}: expected qmark, format or pyformat"
         )
-    result = connection.execute(update(RUNS).where(RUNS.c.id == run_id).values(values))
+    for n in (1, 5, 9):
+        template = template.replace(f"{{{n}}}", ", ".join([mark] * n))
+    return template
+
+
+@dataclass
+class Batch:
+    """A posted batch, deduplicated (first wins), with each key's step range."""
+
+    points: dict[tuple[str, int], Point]
+    ranges: dict[str, list[int]]  # key -> [lowest step, highest step]
+
+    @property
+    def max_step(self) -> int | None:
+        """The largest step in the batch, None when empty."""
+        return max((high for _, high in self.ranges.values()), default=None)
+
+
+def prepare(points: Iterable[PointIn], now: float) -> Batch:
+    """One pass over the posted points: wire values to floats, wall_time defaulting to
+    ``now``, repeats of a (key, step) dropped (the first wins), step range per key."""
+    fresh: dict[tuple[str, int], Point] = {}
+    ranges: dict[str, list[int]] = {}
+    for point in points:
+        key, step, value = point["key"], point["step"], point["value"]
+        if (key, step) in fresh:
+            continue
+        wall_time = point.get("wall_time")
+        fresh[key, step] = Point(
+            key, step, NON_FINITE[value] if isinstance(value, str) else float(value),
+            now if wall_time is None else float(wall_time),
+        )
+        span = ranges.get(key)
+        if span is None:
+            ranges[key] = [step, step]
+        elif step < span[0]:
+            span[0] = step
+        elif step > span[1]:
+            span[1] = step
+    return Batch(fresh, ranges)
+
+
+_TOUCH_RUN = (
+    "UPDATE run SET last_seen_at = {1}, last_step = CASE WHEN last_step IS NULL "
+    "OR last_step < {1} THEN {1} ELSE last_step END WHERE id = {1}"
+)
+
+
+def touch_run(
+    connection: Connection, *, run_id: int, max_step: int | None, now: float
+) -> bool:
+    """Move the run's ``last_seen_at`` (and ``last_step`` up to ``max_step``, None: unchanged).
+
+    Returns:
+        False when the run does not exist.
+    """
+    result = connection.exec_driver_sql(
+        _sql(connection, _TOUCH_RUN), (now, max_step, max_step, run_id)
+    )
     return bool(result.rowcount)
 
 
-def insert_points(connection: Connection, rows: list[dict[str, Any]]) -> list[Point]:
-    """Insert ``rows`` (one statement, executemany); return the points that were new."""
-    if not rows:
+def _latest_steps(connection: Connection, run_id: int, keys: Sequence[str]) -> dict[str, int]:
+    """The latest stored step of each of ``keys`` that the run has."""
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), KEYS_PER_LOOKUP):
+        query = select(LATEST.c.key, LATEST.c.step).where(
+            LATEST.c.run_id == run_id, LATEST.c.key.in_(keys[start:start + KEYS_PER_LOOKUP]))
+        found.update((key, step) for key, step in connection.execute(query))
+    return found
+
+
+def _stored_steps(connection: Connection, run_id: int, batch: Batch) -> set[tuple[str, int]]:
+    """The (key, step) pairs in the batch's step ranges that the run already has.
+
+    Steps beyond a key's latest stored step are new without looking (the usual case); for
+    the other keys, one indexed range lookup per key (several keys per query).
+    """
+    latest = _latest_steps(connection, run_id, list(batch.ranges))
+    items = [(key, span) for key, span in batch.ranges.items()
+             if key in latest and span[0] <= latest[key]]
+    found: set[tuple[str, int]] = set()
+    for start in range(0, len(items), KEYS_PER_LOOKUP):
+        # run_id inside each branch: SQLite then serves every branch from the primary key.
+        clauses = [
+            and_(POINTS.c.run_id == run_id, POINTS.c.key == key, POINTS.c.step.between(low, high))
+            for key, (low, high) in items[start:start + KEYS_PER_LOOKUP]
+        ]
+        query = select(POINTS.c.key, POINTS.c.step).where(or_(*clauses))
+        found.update((key, step) for key, step in connection.execute(query))
+    return found
+
+
+def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Point]:
+    """Store the batch's points that the run does not have yet, in one executemany.
+
+    Call inside the write transaction (under the write lock for SQLite), so the lookup of
+    stored steps and the insert see the same table. ``ON CONFLICT DO NOTHING`` stays as the
+    guard for databases with concurrent writers.
+
+    Returns:
+        The points that were new, in posted order.
+    """
+    stored = _stored_steps(connection, run_id, batch)
+    if stored:
+        fresh = [p for pair, p in batch.points.items() if pair not in stored]
+    else:
+        fresh = list(batch.points.values())
+    if not fresh:
         return []
-    stmt: Insert = (
-        _dialect_insert(connection, POINTS)
-        .on_conflict_do_nothing(index_elements=["run_id", "key", "step"])
-        .returning(POINTS.c.key, POINTS.c.step, POINTS.c.value, POINTS.c.wall_time)
-    )
-    inserted = [Point(*row) for row in connection.execute(stmt, rows)]
-    if inserted:
-        _upsert_latest(connection, rows[0]["run_id"], inserted)
-    return inserted
+    rows = [(run_id, key, step, None if value != value else value, wall_time)  # NaN -> NULL
+            for key, step, value, wall_time in fresh]
+    connection.exec_driver_sql(_sql(connection, _INSERT_POINTS), rows)
+    _upsert_latest(connection, run_id, fresh)
+    return fresh
 
 
-def _summaries(points: Sequence[Point]) -> list[dict[str, Any]]:
+def _summaries(run_id: int, points: Sequence[Point]) -> list[tuple[Any, ...]]:
     """Per key: the last point, and the minimum and maximum (NaN ignored) with their steps."""
-    acc: dict[str, dict[str, Any]] = {}
+    last: dict[str, Point] = {}
+    low: dict[str, Point] = {}
+    high: dict[str, Point] = {}
     for p in points:
-        s = acc.get(p.key)
-        if s is None:
-            s = acc[p.key] = {"key": p.key, "step": p.step, "value": p.value,
-                              "wall_time": p.wall_time, "min_value": None, "min_step": None,
-                              "max_value": None, "max_step": None}
-        elif p.step > s["step"]:
-            s.update(step=p.step, value=p.value, wall_time=p.wall_time)
-        if not math.isnan(p.value):
-            if s["min_value"] is None or p.value < s["min_value"]:
-                s.update(min_value=p.value, min_step=p.step)
-            if s["max_value"] is None or p.value > s["max_value"]:
-                s.update(max_value=p.value, max_step=p.step)
-    return list(acc.values())
+        if p.key not in last or p.step > last[p.key].step:
+            last[p.key] = p
+        if p.value == p.value:  # not NaN
+            if p.key not in low or p.value < low[p.key].value:
+                low[p.key] = p
+            if p.key not in high or p.value > high[p.key].value:
+                high[p.key] = p
+    rows = []
+    for key, p in last.items():
+        lo, hi = low.get(key), high.get(key)
+        rows.append((run_id, key, p.step, None if math.isnan(p.value) else p.value, p.wall_time,
+                     lo and lo.value, lo and lo.step, hi and hi.value, hi and hi.step))
+    return rows
 
 
 def _upsert_latest(connection: Connection, run_id: int, points: Sequence[Point]) -> None:
-    rows = [{"run_id": run_id, **s} for s in _summaries(points)]
-    stmt = _dialect_insert(connection, LATEST)
-    new, old = stmt.excluded, LATEST.c
-    newer = new.step > old.step
-    lower = or_(old.min_value.is_(None), new.min_value < old.min_value)
-    higher = or_(old.max_value.is_(None), new.max_value > old.max_value)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id", "key"],
-        set_={
-            "step": case((newer, new.step), else_=old.step),
-            "value": case((newer, new.value), else_=old.value),
-            "wall_time": case((newer, new.wall_time), else_=old.wall_time),
-            "min_value": case((lower, new.min_value), else_=old.min_value),
-            "min_step": case((lower, new.min_step), else_=old.min_step),
-            "max_value": case((higher, new.max_value), else_=old.max_value),
-            "max_step": case((higher, new.max_step), else_=old.max_step),
-        },
-    )
-    connection.execute(stmt, rows)
+    connection.exec_driver_sql(_sql(connection, _UPSERT_LATEST), _summaries(run_id, points))
 
 
 def latest_points(connection: Connection, *, run_id: int) -> list[Point]:

@@ -70,18 +70,18 @@ class Run(Base):
 
 
 class MetricPoint(Base):
-    """One scalar of one series at one step; (run_id, key, step) is unique."""
+    """One scalar of one series at one step; (run_id, key, step) is the primary key."""
 
     __tablename__ = "metric_point"
-    __table_args__ = (
-        # The unique index doubles as the read index: one key's steps in order.
-        UniqueConstraint("run_id", "key", "step", name="uq_metric_point_run_key_step"),
-    )
+    # The primary key (run_id, key, step) is the uniqueness guarantee and the read index
+    # (one key's steps in order). On SQLite the table is WITHOUT ROWID: one b-tree, not two.
+    __table_args__ = {"sqlite_with_rowid": False}
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(512))
-    step: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float] = mapped_column(NanFloat, nullable=True)
     wall_time: Mapped[float] = mapped_column(Float(precision=53))
 

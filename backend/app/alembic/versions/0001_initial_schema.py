@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none)
-Create Date: 2026-11-21 23:04:20.644514
+Create Date: 2026-11-21 23:10:34.004247
 """
 from alembic import op
 import sqlalchemy as sa
@@ -45,15 +45,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('run_id', 'key')
     )
     op.create_table('metric_point',
-    sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('run_id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=512), nullable=False),
     sa.Column('step', sa.BigInteger(), nullable=False),
     sa.Column('value', sa.Float(precision=53), nullable=True),
     sa.Column('wall_time', sa.Float(precision=53), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['run.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('run_id', 'key', 'step', name='uq_metric_point_run_key_step')
+    sa.PrimaryKeyConstraint('run_id', 'key', 'step'),
+    sqlite_with_rowid=False
     )
     op.create_table('snapshot',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -77,13 +77,12 @@ def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
 
 def _write(state: AppState, run_id: int, batch: MetricBatch) -> list[Point] | None:
     now = time.time()
-    rows = ingest.to_rows(run_id, batch.points, now)
-    max_step = max((row["step"] for row in rows), default=None)
+    prepared = ingest.prepare(batch.points, now)
     with state.db.writing() as session:
         connection = session.connection()
-        if not ingest.touch_run(connection, run_id=run_id, max_step=max_step, now=now):
+        if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
             return None
-        return ingest.insert_points(connection, rows)
+        return ingest.insert_points(connection, run_id, prepared)
 
 
 @router.post(
@@ -100,7 +99,7 @@ async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
     if inserted is None:
         raise not_found(RUN_NOT_FOUND)
     if inserted:
-        state.hub.publish_points(run_id, point_dicts(inserted))
+        state.hub.publish_points(run_id, inserted)
         state.touched_runs.add(run_id)
     return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
 
