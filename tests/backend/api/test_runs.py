@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.backend.conftest import assert_error, points
+
+
+def test_create_run_returns_201_and_the_run(client: TestClient) -> None:
+    response = client.post("/api/runs", json={"project": "p", "name": "r", "config": {"lr": 0.1}})
+    assert response.status_code == 201
+    run = response.json()
+    assert run["project"] == "p" and run["name"] == "r"
+    assert run["config"] == {"lr": 0.1}
+    assert run["status"] == "running"
+    assert run["last_step"] is None and run["best"] == {} and run["summary"] == {}
+    assert run["created_at"] == run["last_seen_at"]
+
+
+def test_create_again_resumes_same_id_sets_running_and_merges_config(client: TestClient) -> None:
+    first = client.post("/api/runs", json={"project": "p", "name": "r", "config": {"a": 1}}).json()
+    client.patch(f"/api/runs/{first['id']}", json={"status": "crashed"})
+    again = client.post("/api/runs", json={"project": "p", "name": "r", "config": {"b": 2}})
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert again.json()["status"] == "running"
+    assert again.json()["config"] == {"a": 1, "b": 2}
+
+
+def test_same_name_in_other_project_is_another_run(client: TestClient) -> None:
+    a = client.post("/api/runs", json={"project": "p1", "name": "r"}).json()
+    b = client.post("/api/runs", json={"project": "p2", "name": "r"}).json()
+    assert a["id"] != b["id"]
+
+
+def test_list_runs_newest_first_and_filter_by_project(client: TestClient) -> None:
+    ids = [client.post("/api/runs", json={"project": p, "name": n}).json()["id"]
+           for p, n in [("a", "1"), ("b", "2"), ("a", "3")]]
+    assert [r["id"] for r in client.get("/api/runs").json()] == ids[::-1]
+    assert [r["name"] for r in client.get("/api/runs", params={"project": "a"}).json()] == ["3", "1"]
+    assert client.get("/api/runs", params={"project": "none"}).json() == []
+
+
+def test_read_run(client: TestClient, run: dict[str, Any]) -> None:
+    assert client.get(f"/api/runs/{run['id']}").json() == run
+
+
+def test_read_missing_run_is_404(client: TestClient) -> None:
+    assert_error(client.get("/api/runs/999"), 404, "Run not found")
+
+
+def test_patch_status_and_merge_summary(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}"
+    assert client.patch(url, json={"summary": {"a": 1}}).json()["summary"] == {"a": 1}
+    updated = client.patch(url, json={"status": "finished", "summary": {"b": 2}}).json()
+    assert updated["status"] == "finished"
+    assert updated["summary"] == {"a": 1, "b": 2}
+    assert client.get(url).json()["status"] == "finished"
+
+
+def test_patch_bad_status_is_422_naming_the_field(client: TestClient, run: dict[str, Any]) -> None:
+    error = assert_error(client.patch(f"/api/runs/{run['id']}", json={"status": "done"}), 422,
+                         "Invalid field 'status': Input should be 'running', 'finished' or 'crashed'")
+    assert error["details"][0]["loc"] == ["body", "status"]
+
+
+def test_patch_missing_run_is_404(client: TestClient) -> None:
+    assert_error(client.patch("/api/runs/5", json={"status": "finished"}), 404, "Run not found")
+
+
+def test_create_run_requires_project(client: TestClient) -> None:
+    assert_error(client.post("/api/runs", json={"name": "r"}), 422,
+                 "Invalid field 'project': Field required")
+
+
+def test_create_run_rejects_unknown_fields(client: TestClient) -> None:
+    assert_error(client.post("/api/runs", json={"project": "p", "name": "r", "x": 1}), 422,
+                 "Invalid field 'x': Extra inputs are not permitted")
+
+
+def test_delete_run_removes_it_and_its_points(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}"
+    client.post(url + "/metrics", json={"points": points("a", range(5))})
+    response = client.delete(url)
+    assert response.status_code == 204 and response.content == b""
+    assert_error(client.get(url), 404, "Run not found")
+    assert_error(client.get(url + "/keys"), 404, "Run not found")
+    again = client.post("/api/runs", json={"project": "demo", "name": "run-1"}).json()
+    assert client.get(f"/api/runs/{again['id']}/keys").json() == []
+
+
+def test_delete_missing_run_is_404(client: TestClient) -> None:
+    assert_error(client.delete("/api/runs/77"), 404, "Run not found")
+
+
+def test_last_step_and_last_seen_follow_ingest(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}"
+    client.post(url + "/metrics", json={"points": points("a", range(10, 20))})
+    client.post(url + "/metrics", json={"points": points("b", range(0, 5))})
+    updated = client.get(url).json()
+    assert updated["last_step"] == 19
+    assert updated["last_seen_at"] >= run["last_seen_at"]
+
+
+def test_best_per_averager_from_eval_series(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}"
+    batch = [
+        {"key": "eval/live/accuracy", "step": 1, "value": 0.5},
+        {"key": "eval/live/accuracy", "step": 2, "value": 0.7},
+        {"key": "eval/live/accuracy", "step": 3, "value": 0.6},
+        {"key": "eval/ema_0.999/accuracy", "step": 2, "value": "NaN"},
+        {"key": "eval/ema_0.999/accuracy", "step": 3, "value": 0.8},
+        {"key": "eval/ema_0.999/loss", "step": 3, "value": 0.1},
+        {"key": "train/loss", "step": 3, "value": 0.01},
+    ]
+    client.post(url + "/metrics", json={"points": batch})
+    client.post(url + "/metrics", json={"points": [
+        {"key": "eval/ema_0.999/accuracy", "step": 4, "value": 0.75}]})
+    assert client.get(url).json()["best"] == {
+        "live": {"metric": "accuracy", "value": 0.7, "step": 2},
+        "ema_0.999": {"metric": "accuracy", "value": 0.8, "step": 3},
+    }
+    client.patch(url, json={"summary": {"primary_metric": "loss"}})
+    assert client.get(url).json()["best"] == {
+        "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}}
+    assert client.get("/api/runs").json()[0]["best"] == {
+        "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}}
