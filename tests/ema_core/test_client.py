@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,13 @@ from tests.ema_core.client_utils import eval_fn, find_run, series, tiny_model, t
 from tests.utils.server import ServerProcess, free_port
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server for this module (each test uses its own run names)."""
+    with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
+        yield server
 
 
 def _offline(tmp_path: Path, **kwargs: object) -> Monitor:
@@ -121,14 +129,14 @@ def test_process_exit_without_finish_sets_the_status(
 ) -> None:
     script = textwrap.dedent(f"""
         from ema_core.client import Monitor
-        mon = Monitor("proj", "exit", {live_server.url!r}, run_dir={str(tmp_path)!r})
+        mon = Monitor("proj", "exit-{status}", {live_server.url!r}, run_dir={str(tmp_path)!r})
         mon.step(3, {{"loss": 2.0}})
         {tail}
     """)
     subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60,
                    cwd=Path(__file__).parents[2])
 
-    run = find_run(live_server.url, "proj", "exit")
+    run = find_run(live_server.url, "proj", f"exit-{status}")
     assert run["status"] == status
     assert series(live_server.url, run["id"])["train/loss"]["steps"] == [3]
 

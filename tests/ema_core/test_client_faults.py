@@ -1,0 +1,180 @@
+"""The Monitor against a server that is down, killed, slow or gone (real server, real sockets).
+
+Every test checks over REST that each point arrived exactly once: the series of each key
+holds every step once, with the value that was logged at that step.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.cli import main as cli_main
+from ema_core.client import Monitor
+from ema_core.spool import SPOOL_FILENAME, spool_summary
+from tests.ema_core.client_utils import find_run, series
+from tests.utils.server import ServerProcess, free_port
+
+FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}
+KEYS = ("loss", "acc", "lr")
+
+
+def _log_steps(mon: Monitor, steps: range) -> None:
+    for step in steps:
+        mon.step(step, {key: step + i / 10 for i, key in enumerate(KEYS)})
+
+
+def _assert_all_steps_once(server: ServerProcess, name: str, n_steps: int) -> dict:
+    run = find_run(server.url, "faults", name)
+    got = series(server.url, run["id"], prefix="train/")
+    for i, key in enumerate(KEYS):
+        assert got[f"train/{key}"]["steps"] == list(range(n_steps))
+        assert got[f"train/{key}"]["values"] == [s + i / 10 for s in range(n_steps)]
+    return run
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server that is NOT started yet (tests start, kill and restart it)."""
+    proc = ServerProcess(data_dir=tmp_path / "server-data", port=free_port())
+    yield proc
+    proc.stop()
+
+
+def test_server_down_at_start_then_up(tmp_path: Path, server: ServerProcess) -> None:
+    mon = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", **FAST)
+    _log_steps(mon, range(0, 150))
+    server.start()
+    _log_steps(mon, range(150, 300))
+    mon.finish(timeout_s=20)
+
+    run = _assert_all_steps_once(server, "late", 300)
+    assert run["status"] == "finished"
+    assert mon.sender_stats.points_spooled > 0  # the early points waited in the spool
+    assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["points"] == 0
+
+
+def test_sigkill_mid_run_and_restart_on_the_same_data_dir(tmp_path: Path,
+                                                          server: ServerProcess) -> None:
+    server.start()
+    mon = Monitor("faults", "killed", server.url, run_dir=tmp_path / "r",
+                  max_batch_points=30, **FAST)
+    for chunk in range(6):
+        _log_steps(mon, range(chunk * 50, chunk * 50 + 50))
+        time.sleep(0.05)  # let batches be in flight when the kill lands
+    server.kill()
+    _log_steps(mon, range(300, 400))
+    server.start()
+    _log_steps(mon, range(400, 500))
+    mon.finish(timeout_s=20)
+
+    run = _assert_all_steps_once(server, "killed", 500)
+    assert run["status"] == "finished"
+    assert mon.sender_stats.failures > 0
+
+
+class SlowProxy:
+    """A TCP proxy that holds every chunk from the client for ``delay_s`` before forwarding."""
+
+    def __init__(self, target_port: int, delay_s: float) -> None:
+        self.target_port, self.delay_s, self.delayed_chunks = target_port, delay_s, 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False),
+                             daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if slow:
+                    time.sleep(self.delay_s)
+                    self.delayed_chunks += 1
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_slow_server_never_blocks_the_loop_and_the_spool_takes_the_overflow(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    server.start()
+    proxy = SlowProxy(server.port, delay_s=1.0)
+    mon = Monitor("faults", "slow", f"http://127.0.0.1:{proxy.port}", run_dir=tmp_path / "r",
+                  max_batch_points=20, max_queue_points=60, **FAST)
+    slowest_call_s, step = 0.0, 0
+    while proxy.delayed_chunks < 3 or step < 400:  # run while requests sit in the proxy
+        t0 = time.perf_counter()
+        mon.step(step, {key: step + i / 10 for i, key in enumerate(KEYS)})
+        slowest_call_s = max(slowest_call_s, time.perf_counter() - t0)
+        step += 1
+        time.sleep(0.002)
+    mon.finish(timeout_s=1.5)
+    proxy.close()
+
+    assert slowest_call_s < proxy.delay_s / 2  # no call waited for a delayed request
+    assert mon.sender_stats.max_buffer_points <= 60  # memory bound held
+    assert mon.sender_stats.points_spooled > 0  # the overflow went to disk
+    assert cli_main(["sync", str(tmp_path / "r"), "--server", server.url]) == 0
+    run = _assert_all_steps_once(server, "slow", step)
+    assert run["status"] == "finished"
+
+
+def test_finish_with_the_server_gone_returns_in_time_and_sync_uploads_the_rest(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    server.start()
+    mon = Monitor("faults", "gone", server.url, run_dir=tmp_path / "r", **FAST)
+    _log_steps(mon, range(0, 100))
+    time.sleep(0.2)
+    server.stop()
+    _log_steps(mon, range(100, 250))
+    t0 = time.monotonic()
+    mon.finish(timeout_s=2.0)
+    elapsed_s = time.monotonic() - t0
+
+    assert elapsed_s < 2.0 + 0.5
+    summary = spool_summary(tmp_path / "r" / SPOOL_FILENAME)
+    assert summary["points"] > 0 and (summary["status"], summary["status_sent"]) == (
+        "finished", "0")
+    server.start()
+    assert cli_main(["sync", str(tmp_path), "--server", server.url]) == 0
+    run = _assert_all_steps_once(server, "gone", 250)
+    assert run["status"] == "finished"
+    assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["points"] == 0
+
+
+def test_a_resumed_run_replays_the_previous_spool_first(tmp_path: Path,
+                                                        server: ServerProcess) -> None:
+    first = Monitor("faults", "resumed", server.url, run_dir=tmp_path / "r", **FAST)
+    _log_steps(first, range(0, 40))
+    first.finish(timeout_s=0.5)
+    server.start()
+    second = Monitor("faults", "resumed", server.url, run_dir=tmp_path / "r", **FAST)
+    _log_steps(second, range(40, 80))
+    second.finish(timeout_s=20)
+
+    assert _assert_all_steps_once(server, "resumed", 80)["status"] == "finished"
