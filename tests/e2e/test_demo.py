@@ -1,0 +1,98 @@
+"""``emaboard demo`` for two epochs against a real server; everything checked over REST."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.demo.data import load_split
+from backend.demo.train import DemoConfig, build_model, deterministic, evaluate
+from ema_core.snapshot import load_snapshot, snapshot_metrics
+from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+AVERAGERS = ("ema_0.99", "ema_0.999", "swa")
+STATS_FAMILIES = ("weights/norm", "weights/drift", "weights/rel_drift", "weights/cos", "decay")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "backend", "demo", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One demo run streamed to one real server (shared by the checks below)."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    with ServerProcess(data_dir=tmp_path / "server-data") as server:
+        proc = run_demo(
+            tmp_path, "--no-serve", "--server", server.url, "--epochs", "2",
+            "--project", "e2e", "--run", "digits",
+        )  # fmt: skip
+        assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+            (run,) = client.get("/api/runs", params={"project": "e2e"}).json()
+            keys = {item["key"] for item in client.get(f"/api/runs/{run['id']}/keys").json()}
+            series = client.get(
+                f"/api/runs/{run['id']}/metrics", params={"prefix": "eval/"}
+            ).json()["series"]
+            snapshots = client.get(f"/api/runs/{run['id']}/snapshots").json()
+            url = re.search(r"curl .* '(http://\S+)'", proc.stdout)
+            assert url is not None, proc.stdout
+            best_file = client.get(url.group(1))
+    return {"run": run, "keys": keys, "series": series, "snapshots": snapshots,
+            "best_file": best_file, "stdout": proc.stdout, "tmp_path": tmp_path}  # fmt: skip
+
+
+def test_run_finished_with_the_terminal_summary(demo_run: dict) -> None:
+    assert demo_run["run"]["status"] == "finished"
+    assert demo_run["run"]["config"]["epochs"] == 2
+    stdout = demo_run["stdout"]
+    assert f"run.html?id={demo_run['run']['id']}" in stdout
+    for model in ("live", *AVERAGERS):
+        assert re.search(rf"│ {re.escape(model)} +│ 0\.\d{{4}} │", stdout), model
+
+
+def test_every_metric_family_arrived(demo_run: dict) -> None:
+    keys = demo_run["keys"]
+    assert {"train/loss", "train/lr", "weights/norm/live"} <= keys
+    for averager in AVERAGERS:
+        for family in STATS_FAMILIES:
+            assert f"{family}/{averager}" in keys
+        assert any(k.startswith("layer/") and k.endswith(f"/rel_drift/{averager}") for k in keys)
+        assert f"layer/features.0.0/rel_drift/{averager}" in keys
+    for model in ("live", *AVERAGERS):
+        assert {f"eval/{model}/accuracy", f"eval/{model}/loss"} <= keys
+
+
+def test_best_ema_snapshot_reproduces_the_reported_accuracy(demo_run: dict) -> None:
+    response = demo_run["best_file"]
+    assert response.status_code == 200
+    accuracies = demo_run["series"]["eval/ema_0.999/accuracy"]["values"]
+    (best,) = [s for s in demo_run["snapshots"] if s["value"] == max(accuracies)][-1:]
+    assert best["averager"] == "ema_0.999" and best["metric"] == "accuracy"
+    assert demo_run["run"]["best"]["ema_0.999"]["value"] == max(accuracies)
+
+    path = demo_run["tmp_path"] / "best.safetensors"
+    path.write_bytes(response.content)
+    config = DemoConfig(epochs=2)
+    model = build_model(seed=12345)  # fresh weights, not the run's
+    metadata = load_snapshot(model, path)
+    assert metadata["averager"] == "ema_0.999" and int(metadata["step"]) == best["step"]
+    split = load_split(
+        config.seed, val_fraction=config.val_fraction, label_noise=config.label_noise
+    )
+    with deterministic(config.threads):  # the demo's numerics: same kernels, same threads
+        assert evaluate(model, split)["accuracy"] == best["value"]
+    assert snapshot_metrics(metadata)["accuracy"] == best["value"]
