@@ -1,0 +1,165 @@
+"""docker-compose.yml and the Dockerfile, tested without a Docker engine (none runs here).
+
+``docker-compose config`` (Debian's v1 client) validates and normalises the compose file;
+the container commands are then run directly on this machine: the server command with the
+compose environment (port and data folder moved to a free port and a temporary folder),
+its healthcheck command against it, and the demo command through the real CLI parser.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from backend.cli import build_parser
+from tests.utils.server import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+HEALTH_URL = "http://127.0.0.1:8000/api/health"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The compose file as ``docker-compose config`` normalises it."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (./scripts/test installs Debian's v1 client)")
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_services_volume_and_ports(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"server", "demo"}
+    assert set(compose["volumes"]) == {"emaboard-data"}
+    server = compose["services"]["server"]
+    assert server["build"]["context"] == str(REPO)
+    assert server["ports"] == [{"published": 8000, "target": 8000}]
+    assert server["volumes"] == ["emaboard-data:/data:rw"]
+    assert server["environment"] == {
+        "EMABOARD_HOST": "0.0.0.0", "EMABOARD_PORT": "8000", "EMABOARD_DATA_DIR": "/data",
+    }  # fmt: skip
+
+
+def test_server_healthcheck_polls_api_health(compose: dict[str, Any]) -> None:
+    check = compose["services"]["server"]["healthcheck"]
+    assert check["test"][:3] == ["CMD", "python", "-c"]
+    assert HEALTH_URL in check["test"][3]
+    assert check["interval"] == "5s" and check["retries"] == 12
+
+
+def test_demo_waits_for_a_healthy_server(compose: dict[str, Any]) -> None:
+    demo = compose["services"]["demo"]
+    assert demo["depends_on"] == {"server": {"condition": "service_healthy"}}
+    assert demo["image"] == compose["services"]["server"]["image"]
+    assert demo["command"] == [
+        "emaboard", "demo", "--no-serve", "--server", "http://server:8000",
+    ]  # fmt: skip
+
+
+def test_demo_command_parses_with_the_real_cli(compose: dict[str, Any]) -> None:
+    from backend.demo import run
+
+    command = compose["services"]["demo"]["command"]
+    args = build_parser().parse_args(command[1:])
+    assert args.func is run
+    assert args.no_serve and args.server == "http://server:8000"
+
+
+def _emaboard_executable() -> str:
+    found = Path(sys.executable).with_name("emaboard")
+    if not found.exists():
+        pytest.skip(f"no emaboard console script next to {sys.executable}: pip install -e .")
+    return str(found)
+
+
+def test_server_command_and_healthcheck_work_when_run_directly(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    server = compose["services"]["server"]
+    port = free_port()
+    env = {
+        **os.environ,
+        **server["environment"],
+        "EMABOARD_PORT": str(port),
+        "EMABOARD_DATA_DIR": str(tmp_path / "data"),
+    }
+    command = [_emaboard_executable(), *server["command"][1:]]
+    with (tmp_path / "server.log").open("wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(proc, f"http://127.0.0.1:{port}/api/health", tmp_path / "server.log")
+        check = [sys.executable, *server["healthcheck"]["test"][2:]]
+        check[-1] = check[-1].replace(":8000/", f":{port}/")
+        assert subprocess.run(check, timeout=30, check=False).returncode == 0
+        assert (tmp_path / "data" / "emaboard.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    failing = subprocess.run(check, timeout=30, check=False, capture_output=True)
+    assert failing.returncode != 0  # the healthcheck fails once the server is gone
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"server did not answer {url}:\n{log.read_text()}")
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def test_dockerfile_matches_the_compose_file(compose: dict[str, Any]) -> None:
+    instructions = _dockerfile_instructions()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    runs = [arg for op, arg in instructions if op == "RUN"]
+    torch_step = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+    assert runs[0] == torch_step
+    assert runs[1].startswith("pip install . ")  # the project, after the CPU torch wheel
+    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert re.search(r"EMABOARD_HOST=0\.0\.0\.0\b", env)
+    assert re.search(r"EMABOARD_DATA_DIR=/data\b", env)
+    assert ("EXPOSE", "8000") in instructions
+    assert ("CMD", '["emaboard", "serve"]') in instructions
+    server = compose["services"]["server"]
+    assert server["command"] == ["emaboard", "serve"]
+    (healthcheck,) = [arg for op, arg in instructions if op == "HEALTHCHECK"]
+    assert server["healthcheck"]["test"][3] in healthcheck
+
+
+def test_dockerignore_keeps_the_build_context_small() -> None:
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".git", ".venv", "emaboard-data", ".emaboard", "tests"} <= ignored
+    copied = [arg for op, arg in _dockerfile_instructions() if op == "COPY"]
+    for source in ("pyproject.toml", "ema_core", "backend", "frontend"):
+        assert any(arg.split()[0] == source for arg in copied), source
+        assert source not in ignored
