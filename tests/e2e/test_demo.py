@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,7 @@ import pytest
 from backend.demo.data import load_split
 from backend.demo.train import DemoConfig, build_model, deterministic, evaluate
 from ema_core.snapshot import load_snapshot, snapshot_metrics
-from tests.utils.server import ServerProcess
+from tests.utils.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +98,30 @@ def test_best_ema_snapshot_reproduces_the_reported_accuracy(demo_run: dict) -> N
     with deterministic(config.threads):  # the demo's numerics: same kernels, same threads
         assert evaluate(model, split)["accuracy"] == best["value"]
     assert snapshot_metrics(metadata)["accuracy"] == best["value"]
+
+
+def test_keep_serving_serves_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    out = tmp_path / "demo.out"
+    cmd = [
+        sys.executable, "-m", "backend", "demo", "--epochs", "1", "--keep-serving",
+        "--port", str(port), "--data-dir", str(tmp_path / "data"), "--run", "kept",
+    ]  # fmt: skip
+    with out.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while "Ctrl-C to stop" not in out.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, out.read_text()
+            time.sleep(0.2)
+        assert f"Dashboard still at {url}/" in out.read_text()
+        (run,) = httpx.get(f"{url}/api/runs").json()  # training is over, the server is not
+        assert run["name"] == "kept" and run["status"] == "finished"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, out.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/api/health", timeout=2.0)  # the demo's server is gone too
