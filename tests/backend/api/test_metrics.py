@@ -196,8 +196,8 @@ def test_read_downsamples_keeping_spikes_and_last(client: TestClient, run: dict[
 
 def test_bad_query_parameters_are_422(client: TestClient, run: dict[str, Any]) -> None:
     url = f"/api/runs/{run['id']}/metrics"
-    assert_error(client.get(url, params={"max_points": 3}), 422,
-                 "Invalid query parameter 'max_points': Input should be greater than or equal to 4")
+    assert_error(client.get(url, params={"max_points": 4}), 422,
+                 "Invalid query parameter 'max_points': Input should be greater than or equal to 5")
     assert_error(client.get(url, params={"min_step": "x"}), 422,
                  "Invalid query parameter 'min_step': Input should be a valid integer, unable to parse string as an integer")
 

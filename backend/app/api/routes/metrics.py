@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from backend.app import ingest
 from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
 from backend.app.api.errors import describe, error_response, validation_details
-from backend.app.downsample import downsample_indices
+from backend.app.downsample import MIN_POINTS, downsample_indices
 from backend.app.ingest import Point
 from backend.app.models import Run
 from backend.app.schemas import (
@@ -122,7 +122,7 @@ def read_metrics(
     prefix: str | None = None,
     min_step: Annotated[int | None, Query(ge=0)] = None,
     max_step: Annotated[int | None, Query(ge=0)] = None,
-    max_points: Annotated[int, Query(ge=4, le=1_000_000)] = 2000,
+    max_points: Annotated[int, Query(ge=MIN_POINTS, le=1_000_000)] = 2000,
 ) -> JSONResponse:
     """Read series, each downsampled to at most ``max_points`` (first, min, max, last kept)."""
     if session.get(Run, run_id) is None:

@@ -1,0 +1,184 @@
+"""The websocket hub on its own: coalescing, bounded queues, resync, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import pytest
+
+from backend.app.hub import MIN_SEND_INTERVAL_S, RESYNC, Hub, points_json
+from backend.app.ingest import Point
+
+
+def batch(step: int, n: int = 3) -> list[Point]:
+    return [Point("k", step + i, float(i), 1.0) for i in range(n)]
+
+
+def test_points_json_matches_json_dumps_of_wire_form() -> None:
+    pts = [Point('a"b\\', 1, math.nan, 1.5), Point("é", 2, math.inf, 2.0), Point("c", 3, -math.inf, 0.0),
+           Point("d", 4, 0.1, 1e20), Point("e", 5, -0.0, 3.0)]
+    assert json.loads("[" + points_json(pts) + "]") == [
+        {"key": 'a"b\\', "step": 1, "value": "NaN", "wall_time": 1.5},
+        {"key": "é", "step": 2, "value": "Infinity", "wall_time": 2.0},
+        {"key": "c", "step": 3, "value": "-Infinity", "wall_time": 0.0},
+        {"key": "d", "step": 4, "value": 0.1, "wall_time": 1e20},
+        {"key": "e", "step": 5, "value": -0.0, "wall_time": 3.0},
+    ]
+
+
+def test_batches_queued_while_waiting_are_merged_into_one_message() -> None:
+    async def scenario() -> list[dict]:
+        sent: list[str] = []
+
+        async def send(text: str) -> None:
+            sent.append(text)
+
+        hub = Hub(queue_size=100)
+        sub = hub.subscribe(1, send)
+        for step in range(0, 30, 3):  # queued before the sender starts
+            hub.publish_points(1, batch(step))
+        hub.start(sub)
+        await asyncio.sleep(0.05)
+        await hub.unsubscribe(sub)
+        return [json.loads(text) for text in sent]
+
+    messages = asyncio.run(scenario())
+    assert len(messages) == 1
+    assert messages[0]["type"] == "points"
+    assert [p["step"] for p in messages[0]["points"]] == list(range(30))
+
+
+def test_sends_are_spaced_by_the_minimum_interval() -> None:
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+
+        async def send(text: str) -> None:
+            times.append(loop.time())
+
+        hub = Hub()
+        hub.start(hub.subscribe(1, send))
+        for step in range(12):
+            hub.publish_points(1, batch(step * 3))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(MIN_SEND_INTERVAL_S * 1.5)
+        for sub in hub.subscribers(1):
+            await hub.unsubscribe(sub)
+        return times
+
+    times = asyncio.run(scenario())
+    assert len(times) >= 2
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= MIN_SEND_INTERVAL_S * 0.95  # a spacing rule, not a speed target
+
+
+def test_overflow_drops_the_backlog_for_one_resync_and_spares_others() -> None:
+    async def scenario() -> tuple[list[str], list[str], int]:
+        stuck = asyncio.Event()
+        slow_sent: list[str] = []
+        fast_sent: list[str] = []
+
+        async def slow(text: str) -> None:
+            slow_sent.append(text)
+            await stuck.wait()  # a browser that stopped reading
+
+        async def fast(text: str) -> None:
+            fast_sent.append(text)
+
+        hub = Hub(queue_size=15)  # > batches per send interval of a healthy client
+        slow_sub = hub.subscribe(1, slow)
+        fast_sub = hub.subscribe(1, fast)
+        hub.start(slow_sub)
+        hub.start(fast_sub)
+        hub.publish_points(1, batch(0))
+        await asyncio.sleep(0.01)  # slow sender is now stuck in send()
+        for step in range(1, 20):
+            hub.publish_points(1, batch(step * 3))  # never waits on the stuck client
+            await asyncio.sleep(0.01)
+        assert slow_sub.queue.qsize() <= 15
+        queued = [slow_sub.queue.get_nowait() for _ in range(slow_sub.queue.qsize())]
+        stuck.set()
+        await asyncio.sleep(MIN_SEND_INTERVAL_S * 2)
+        resyncs = slow_sub.resyncs
+        await hub.unsubscribe(slow_sub)
+        await hub.unsubscribe(fast_sub)
+        return [q if isinstance(q, str) else "points" for q in queued], fast_sent, resyncs
+
+    queued, fast_sent, resyncs = asyncio.run(scenario())
+    assert resyncs >= 1
+    assert queued[0] == RESYNC
+    steps = [p["step"] for text in fast_sent for p in json.loads(text)["points"]]
+    assert steps == list(range(60))  # the healthy client got every point, once, in order
+
+
+def test_resync_supersedes_queued_points_in_one_drain() -> None:
+    async def scenario() -> list[str]:
+        sent: list[str] = []
+
+        async def send(text: str) -> None:
+            sent.append(text)
+
+        hub = Hub(queue_size=2)
+        sub = hub.subscribe(1, send)
+        for step in range(5):
+            hub.publish_points(1, batch(step * 3))
+        hub.publish(1, {"type": "run", "run": {"id": 1}})
+        hub.start(sub)
+        await asyncio.sleep(0.05)
+        await hub.unsubscribe(sub)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent[0] == RESYNC
+    assert [json.loads(t)["type"] for t in sent] == ["resync", "run"]
+
+
+def test_runs_topic_filters_by_project() -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        mine: list[str] = []
+        everyone: list[str] = []
+
+        async def to_mine(text: str) -> None:
+            mine.append(text)
+
+        async def to_all(text: str) -> None:
+            everyone.append(text)
+
+        hub = Hub()
+        a = hub.subscribe("runs", to_mine, project="a")
+        b = hub.subscribe("runs", to_all)
+        hub.start(a)
+        hub.start(b)
+        hub.publish("runs", {"type": "run", "run": {"id": 1}}, project="a")
+        hub.publish("runs", {"type": "run", "run": {"id": 2}}, project="b")
+        await asyncio.sleep(0.05)
+        await hub.unsubscribe(a)
+        await hub.unsubscribe(b)
+        return mine, everyone
+
+    mine, everyone = asyncio.run(scenario())
+    assert [json.loads(t)["run"]["id"] for t in mine] == [1]
+    assert sorted(json.loads(t)["run"]["id"] for t in everyone) == [1, 2]
+
+
+def test_publish_without_subscribers_is_a_no_op() -> None:
+    hub = Hub()
+    hub.publish_points(7, batch(0))
+    hub.publish(7, {"type": "run"})
+    assert hub.subscribers(7) == set()
+
+
+def test_publish_refuses_bare_nan_in_messages() -> None:
+    async def scenario() -> None:
+        async def send(text: str) -> None:
+            pass
+
+        hub = Hub()
+        sub = hub.subscribe(1, send)
+        with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+            hub.publish(1, {"type": "run", "value": math.nan})
+        await hub.unsubscribe(sub)
+
+    asyncio.run(scenario())
