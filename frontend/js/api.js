@@ -1,7 +1,7 @@
 // The REST client: same-origin fetch with the tab's token; a 401 asks for the token and
 // retries. Errors carry the server's message (docs/api.md error shape).
 
-import { askToken, clearToken, getToken } from "./token.js";
+import { askTokenAgain, getToken } from "./token.js";
 
 /** An HTTP error answered by the server: `status` and the server's `message`. */
 export class ApiError extends Error {
@@ -24,9 +24,7 @@ export async function apiFetch(path, options = {}) {
     if (token) headers.Authorization = `Bearer ${token}`;
     const response = await fetch(path, { ...options, headers });
     if (response.status === 401) {
-      const hadToken = Boolean(token);
-      clearToken();
-      await askToken(hadToken ? "That token was refused: try again." : "This server requires a token.");
+      await askTokenAgain(token);
       continue;
     }
     if (!response.ok) throw new ApiError(response.status, await errorMessage(response));

@@ -6,7 +6,7 @@ import { colorFor, lineLayout, lineTrace } from "./figures.js";
 import { escapeHtml } from "./html.js";
 import { parseKey } from "./keys.js";
 import { fetchSeries, plotSeries } from "./series.js";
-import { chartTheme, onThemeChange, themeRelayout, webglAvailable } from "./theme.js";
+import { autoResize, chartTheme, onThemeChange, themeRelayout, webglAvailable } from "./theme.js";
 import { runIdsFromSearch, runPageUrl } from "./urls.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -65,6 +65,7 @@ async function render(runIds) {
     div.setAttribute("role", "img");
     div.setAttribute("aria-label", title);
     container.append(div);
+    autoResize(div);
     await Plotly.react(div, traces, lineLayout({ title, theme: chartTheme() }), { responsive: true, displaylogo: false });
   }
   if (!groups.size) container.textContent = "These runs have no eval metrics, drift or loss yet.";

@@ -48,14 +48,15 @@ export function lineTrace({ name, steps, values, color, glAvailable = true, mark
  */
 export function lineLayout({ title, yTitle = "", logY = false, theme }) {
   return {
-    title: { text: title, x: 0, xanchor: "left", font: { size: 14 } },
+    title: { text: title, x: 0, xanchor: "left", y: 1, yanchor: "top", pad: { t: 8, l: 8 }, font: { size: 14 } },
     paper_bgcolor: theme.bg,
     plot_bgcolor: theme.bg,
     font: { color: theme.fg, size: 12 },
-    margin: { l: 60, r: 16, t: 36, b: 40 },
+    margin: { l: 60, r: 16, t: 56, b: 44 },
+    height: 320,
     xaxis: { title: { text: "step" }, gridcolor: theme.grid, zeroline: false },
     yaxis: { title: { text: yTitle }, gridcolor: theme.grid, type: logY ? "log" : "linear" },
-    legend: { orientation: "h", x: 0, y: -0.22 },
+    legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom" },
     hovermode: "closest",
     uirevision: "keep",
   };

@@ -37,7 +37,7 @@ export function sortModels(names) {
  * What a run has, from its key list (`GET /api/runs/{id}/keys`, or any list of keys).
  * @returns {{averagers: string[], layers: Object<string, string[]>, evalMetrics: string[],
  *   evalModels: string[], trainNames: string[]}} layers maps an averager to its layer paths
- *   in first-seen order (the model's module order).
+ *   in natural order ("block2" before "block10").
  */
 export function summarizeKeys(keys) {
   const averagers = new Set();
@@ -59,6 +59,7 @@ export function summarizeKeys(keys) {
       trainNames.add(info.name);
     }
   }
+  for (const paths of Object.values(layers)) paths.sort(naturalCompare);
   return {
     averagers: sortModels([...averagers]),
     layers,
@@ -76,4 +77,9 @@ export function lowerIsBetter(metric) {
 /** The key of one layer's relative drift for one averager. */
 export function layerKey(layer, averager) {
   return `layer/${layer}/rel_drift/${averager}`;
+}
+
+/** Compares strings with their digit runs as numbers: "block2" < "block10". */
+export function naturalCompare(a, b) {
+  return a.localeCompare(b, "en", { numeric: true });
 }

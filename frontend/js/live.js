@@ -3,7 +3,7 @@
 // for the token before reconnecting.
 
 import { websocketUrl } from "./urls.js";
-import { askToken, clearToken, getToken } from "./token.js";
+import { askTokenAgain, getToken } from "./token.js";
 
 const POLICY_VIOLATION = 1008;
 
@@ -52,6 +52,7 @@ export class LiveSocket {
     const params = token ? { ...this.params, token } : this.params;
     this.setState(this.everOpened ? "reconnecting" : "connecting", "connecting…");
     const socket = new WebSocket(websocketUrl(window.location, this.path, params));
+    socket.token = token;
     this.socket = socket;
     let reconnected = false;
     socket.onopen = () => {
@@ -68,8 +69,7 @@ export class LiveSocket {
     if (socket !== this.socket || this.closed) return;
     if (event.code === POLICY_VIOLATION) {
       this.setState("offline", "token needed");
-      clearToken();
-      await askToken("This server requires a token.");
+      await askTokenAgain(socket.token);
       this.connect();
       return;
     }

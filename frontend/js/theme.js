@@ -35,3 +35,19 @@ export function webglAvailable() {
     return false;
   }
 }
+
+/**
+ * Keeps a Plotly chart as wide as its element: Plotly's `responsive` follows window resizes
+ * only, not a grid column that narrows when a sibling chart appears.
+ */
+export function autoResize(div) {
+  let frame = 0;
+  const observer = new ResizeObserver(() => {
+    cancelAnimationFrame(frame);
+    frame = requestAnimationFrame(() => {
+      if (div._fullLayout) Plotly.Plots.resize(div);
+    });
+  });
+  observer.observe(div);
+  return observer;
+}

@@ -43,6 +43,19 @@ export function askToken(reason) {
   return pending;
 }
 
+/**
+ * After the server refused a request: asks again, saying why, unless a newer token was
+ * typed in meanwhile (two requests refused with the same old token ask only once).
+ * @param {string|null} refusedToken the token the refused request carried.
+ * @returns {Promise<string>} the token to retry with.
+ */
+export function askTokenAgain(refusedToken) {
+  const current = getToken();
+  if (current && current !== refusedToken) return Promise.resolve(current);
+  clearToken();
+  return askToken(refusedToken ? "That token was refused: try again." : "This server requires a token.");
+}
+
 function tokenDialog() {
   let dialog = document.getElementById("token-dialog");
   if (dialog) return dialog;

@@ -102,13 +102,14 @@ def test_parse_key_covers_every_design_key(module_page: Page) -> None:
 def test_summarize_keys(module_page: Page) -> None:
     keys = [
         "weights/norm/live", "weights/norm/swa", "weights/norm/ema_0.999",
-        "layer/fc2/rel_drift/ema_0.999", "layer/fc1/rel_drift/ema_0.999",
+        "layer/fc2/rel_drift/ema_0.999", "layer/fc10/rel_drift/ema_0.999",
+        "layer/fc1/rel_drift/ema_0.999",
         "eval/swa/loss", "eval/live/accuracy", "train/lr", "train/loss",
     ]
     got = call(module_page, "keys.js", "m.summarizeKeys(arg)", keys)
     assert got == {
         "averagers": ["ema_0.999", "swa"],
-        "layers": {"ema_0.999": ["fc2", "fc1"]},
+        "layers": {"ema_0.999": ["fc1", "fc2", "fc10"]},
         "evalMetrics": ["accuracy", "loss"],
         "evalModels": ["live", "swa"],
         "trainNames": ["loss", "lr"],

@@ -4,8 +4,8 @@
 
 import { apiJson } from "../api.js";
 import { heatmapMatrix, heatmapTrace } from "../figures.js";
-import { layerKey, parseKey } from "../keys.js";
-import { chartTheme, themeRelayout } from "../theme.js";
+import { layerKey, naturalCompare, parseKey } from "../keys.js";
+import { autoResize, chartTheme, themeRelayout } from "../theme.js";
 import { metricsUrl } from "../urls.js";
 
 /** Columns of the heatmap (step buckets) and points fetched per layer series. */
@@ -25,6 +25,7 @@ export class LayerHeatmap {
     this.timer = null;
     this.drawn = false;
     select.addEventListener("change", () => this.load());
+    autoResize(div);
   }
 
   /** Sets the averagers and layers (from the run's keys) and draws the chosen averager. */
@@ -53,6 +54,7 @@ export class LayerHeatmap {
       const paths = (this.layers[info.averager] ||= []);
       if (!paths.includes(info.layer)) {
         paths.push(info.layer);
+        paths.sort(naturalCompare);
         if (paths.length === 1) this.fillSelect();
       }
       if (info.averager === this.select.value) touched = true;

@@ -2,7 +2,7 @@
 // then grown with Plotly.extendTraces (never a full redraw per message).
 
 import { lineLayout, lineTrace } from "../figures.js";
-import { chartTheme, themeRelayout, webglAvailable } from "../theme.js";
+import { autoResize, chartTheme, themeRelayout, webglAvailable } from "../theme.js";
 
 /** Above this many points in one trace the chart asks for a downsampled REST re-read. */
 export const MAX_TRACE_POINTS = 4000;
@@ -23,6 +23,7 @@ export class LineChart {
     this.div.setAttribute("role", "img");
     this.div.setAttribute("aria-label", title);
     container.append(this.div);
+    autoResize(this.div);
     Object.assign(this, { title, yTitle, logY, markers, traceName });
     this.keys = [];          // trace index -> metric key
     this.counts = [];        // trace index -> number of points drawn

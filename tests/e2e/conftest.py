@@ -1,0 +1,56 @@
+"""Browser fixtures for the dashboard tests: one headless Chromium per session, a fresh
+context per test (downloads accepted), uncaught page errors fail the test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from tests.e2e.browser import PageErrors, launch_chromium
+from tests.utils.server import ServerProcess
+
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+VIEWPORT = {"width": 1440, "height": 900}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(20_000)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A page whose uncaught JavaScript errors fail the test at teardown."""
+    page = context.new_page()
+    errors = PageErrors(page)
+    yield page
+    errors.check()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """``tests/e2e/artifacts/`` (git-ignored): screenshots of the pages under test."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    return ARTIFACTS_DIR
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One real server per test module (starting one costs seconds); tests that kill or
+    configure a server start their own. Tests keep apart by creating their own runs."""
+    with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
+        yield server

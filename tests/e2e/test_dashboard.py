@@ -1,0 +1,224 @@
+"""The run page in a real Chromium against a real server: live traces, eval table, heatmap,
+snapshot export, reconnect and catch-up, token prompt. Data go in over REST (httpx)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+from safetensors.torch import load
+
+from tests.e2e.helpers import (
+    create_run,
+    eval_points,
+    post_points,
+    safetensors_file,
+    sha256,
+    training_points,
+    upload_snapshot,
+)
+from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+TRACE_LENGTHS = """(id) => Object.fromEntries(
+    document.getElementById(id).data.map(trace => [trace.name, trace.x.length]))"""
+# Counts Plotly calls on the line charts (the heatmap re-reads on its own, throttled).
+COUNT_PLOTLY_CALLS = """() => {
+  window.plotCalls = {react: 0, newPlot: 0, extendTraces: 0};
+  for (const name of Object.keys(window.plotCalls)) {
+    const original = Plotly[name];
+    Plotly[name] = (div, ...rest) => {
+      if (div.id !== "chart-heatmap") window.plotCalls[name] += 1;
+      return original(div, ...rest);
+    };
+  }
+}"""
+
+
+def open_run_page(page: Page, server: ServerProcess, run_id: int) -> None:
+    page.goto(f"{server.url}/run.html?id={run_id}")
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+
+
+def trace_lengths(page: Page, chart_id: str) -> dict[str, int]:
+    return dict(page.evaluate(TRACE_LENGTHS, chart_id))
+
+
+def wait_trace_lengths(page: Page, chart_id: str, length: int) -> None:
+    page.wait_for_function(
+        "([id, n]) => document.getElementById(id).data.every(trace => trace.x.length === n)",
+        arg=[chart_id, length],
+    )
+
+
+def test_traces_grow_live_with_extend_traces(server: ServerProcess, page: Page) -> None:
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 1000, 50)))
+    open_run_page(page, server, run["id"])
+    assert trace_lengths(page, "chart-norms") == {
+        "ema_0.999": 20, "ema_0.9999": 20, "live": 20, "swa": 20}
+    assert trace_lengths(page, "chart-train-loss") == {"loss": 20}
+    page.evaluate(COUNT_PLOTLY_CALLS)
+
+    post_points(server, run["id"], training_points(range(1000, 1500, 50)))
+
+    for chart_id in ("chart-norms", "chart-drift", "chart-rel-drift", "chart-decay",
+                     "chart-train-loss", "chart-train-lr"):
+        wait_trace_lengths(page, chart_id, 30)
+    calls = page.evaluate("window.plotCalls")
+    assert calls["react"] == 0 and calls["newPlot"] == 0
+    assert calls["extendTraces"] >= 1
+    expect(page.locator("#last-step")).to_have_text("1450")
+    assert page.evaluate("document.getElementById('chart-norms').data[2].y.at(-1)") == (
+        pytest.approx(40 + 1450 / 300))
+
+
+def test_non_finite_values_become_gaps(server: ServerProcess, page: Page) -> None:
+    run = create_run(server)
+    points = [{"key": "weights/drift/swa", "step": step, "value": value}
+              for step, value in [(0, 1.0), (10, "NaN"), (20, "Infinity"), (30, 0.5)]]
+    post_points(server, run["id"], points)
+    open_run_page(page, server, run["id"])
+    assert page.evaluate("document.getElementById('chart-drift').data[0].y") == [
+        1.0, None, None, 0.5]
+
+
+def test_eval_table_updates_live(server: ServerProcess, page: Page) -> None:
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 600, 100))
+                + eval_points(500, {"live": 0.80, "ema_0.999": 0.82, "swa": 0.78}))
+    open_run_page(page, server, run["id"])
+    table = page.locator("table.eval-table[data-metric='accuracy']")
+    expect(table.locator("tbody tr")).to_have_count(3)
+    expect(table.locator("tr.winner th")).to_have_text("ema_0.999")
+
+    post_points(server, run["id"], eval_points(
+        1000, {"live": 0.85, "ema_0.999": 0.88, "ema_0.9999": 0.86, "swa": 0.91}))
+
+    expect(table.locator("tbody tr")).to_have_count(4)
+    expect(table.locator("tr.winner th")).to_have_text("swa")
+    ema = table.locator("tr[data-model='ema_0.999'] td")
+    expect(ema).to_have_text(["0.88", "1000", "0.88", "+0.03"])
+    expect(table.locator("tr[data-model='live'] td")).to_have_text(["0.85", "1000", "0.85", "—"])
+    expected = {"ema_0.999": 2, "live": 2, "swa": 2, "ema_0.9999": 1}  # a trace was added
+    page.wait_for_function(f"JSON.stringify(({TRACE_LENGTHS})('chart-eval-accuracy'))"
+                           f" === '{json.dumps(expected, separators=(',', ':'))}'")
+
+
+def test_heatmap_and_log_toggle(server: ServerProcess, page: Page) -> None:
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 1000, 50)))
+    open_run_page(page, server, run["id"])
+    heatmap = page.locator("#chart-heatmap")
+    expect(heatmap).to_have_attribute("data-averager", "ema_0.999")
+    figure = page.evaluate(
+        "(() => { const t = document.getElementById('chart-heatmap').data[0];"
+        " return {y: t.y, rows: t.z.length, cols: t.z[0].length, first: t.z[0][0],"
+        " hover: t.hovertemplate}; })()")
+    assert figure["y"] == ["conv1", "fc", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1"]
+    assert (figure["rows"], figure["cols"]) == (5, 20)
+    assert figure["first"] == pytest.approx(0.01)
+    assert "layer %{y}" in figure["hover"] and "%{z" in figure["hover"]
+
+    page.select_option("#heatmap-averager", "swa")
+    expect(heatmap).to_have_attribute("data-averager", "swa")
+    first = page.evaluate("document.getElementById('chart-heatmap').data[0].z[0][0]")
+    assert first == pytest.approx(0.03)
+
+    page.focus("#drift-log")
+    page.keyboard.press("Space")
+    for chart_id in ("chart-drift", "chart-rel-drift"):
+        page.wait_for_function(
+            "id => document.getElementById(id)._fullLayout.yaxis.type === 'log'", arg=chart_id)
+    assert page.evaluate("document.getElementById('chart-norms')._fullLayout.yaxis.type") == (
+        "linear")
+
+
+def test_export_best_ema_snapshot(server: ServerProcess, page: Page, tmp_path: Path) -> None:
+    run = create_run(server, project="cifar", name="resnet")
+    post_points(server, run["id"], training_points(range(0, 200, 50)))
+    open_run_page(page, server, run["id"])
+    files = {seed: safetensors_file(seed) for seed in range(4)}
+    uploads = [("ema_0.999", 500, 0.81, 0), ("ema_0.999", 1000, 0.86, 1),
+               ("ema_0.999", 1500, 0.84, 2), ("swa", 1000, 0.90, 3)]
+    for averager, step, value, seed in uploads:
+        upload_snapshot(server, run["id"], files[seed], averager=averager, step=step,
+                        metric="accuracy", value=value)
+
+    rows = page.locator("#snapshots-table tbody tr")
+    expect(rows).to_have_count(4)  # arrived over the websocket, no reload
+    expect(page.locator("#export-averager")).to_have_value("ema_0.999")
+    expect(page.locator("#export-note")).to_contain_text("best accuracy 0.86 at step 1000")
+    with page.expect_download() as download_info:
+        page.click("#export-best")
+    download = download_info.value
+    assert download.suggested_filename == "cifar-resnet-ema_0.999-step1000.safetensors"
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    data = saved.read_bytes()
+    assert sha256(data) == sha256(files[1])
+    assert set(load(data)) == {"fc.weight", "fc.bias"}  # valid safetensors
+
+    swa_row = rows.filter(has_text="swa")
+    expect(swa_row.locator("code")).to_have_attribute("title", sha256(files[3]))
+    with page.expect_download() as download_info:
+        swa_row.get_by_role("link", name="download").click()
+    saved = tmp_path / "swa.safetensors"
+    download_info.value.save_as(saved)
+    assert sha256(saved.read_bytes()) == sha256(files[3])
+
+
+def test_reconnects_and_catches_up(live_server: ServerProcess, page: Page) -> None:
+    run = create_run(live_server)
+    post_points(live_server, run["id"], training_points(range(0, 500, 50)))
+    open_run_page(page, live_server, run["id"])
+    indicator = page.locator("#conn")
+
+    live_server.kill()
+    expect(indicator).to_have_attribute("data-state", "reconnecting")
+    expect(indicator).to_contain_text("reconnecting")
+    live_server.start()
+    post_points(live_server, run["id"], training_points(range(500, 800, 50)))
+
+    expect(indicator).to_have_attribute("data-state", "live")
+    for chart_id in ("chart-norms", "chart-rel-drift", "chart-train-loss"):
+        wait_trace_lengths(page, chart_id, 16)
+    expect(page.locator("#last-step")).to_have_text("750")
+    post_points(live_server, run["id"], training_points(range(800, 850, 50)))
+    wait_trace_lengths(page, "chart-norms", 17)
+
+
+def test_asks_for_the_token_once(tmp_path: Path, page: Page) -> None:
+    with ServerProcess(data_dir=tmp_path / "data", token="s3cret") as server:
+        run = create_run(server)
+        post_points(server, run["id"], training_points(range(0, 300, 50)))
+        page.goto(f"{server.url}/run.html?id={run['id']}")
+        dialog = page.locator("#token-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("This server requires a token.")
+        page.fill("#token-input", "wrong")
+        page.keyboard.press("Enter")
+        expect(dialog).to_contain_text("That token was refused: try again.")
+        page.fill("#token-input", "s3cret")
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.body.dataset.state === 'ready'")
+        expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+        assert trace_lengths(page, "chart-norms")["live"] == 6
+
+        page.reload()  # kept for the tab's session: no second prompt
+        page.wait_for_function("document.body.dataset.state === 'ready'")
+        expect(dialog).to_be_hidden()
+        post_points(server, run["id"], training_points(range(300, 350, 50)))
+        wait_trace_lengths(page, "chart-norms", 7)
+
+
+def test_unknown_run_shows_the_server_error(server: ServerProcess, page: Page) -> None:
+    page.goto(f"{server.url}/run.html?id=999")
+    expect(page.locator("#error")).to_have_text("Run not found")
+    page.goto(f"{server.url}/run.html?id=abc")
+    expect(page.locator("#error")).to_have_text(
+        'Invalid run id "abc": open this page as /run.html?id=<run id>')
