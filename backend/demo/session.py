@@ -100,6 +100,12 @@ class DemoSession:
         deadline = time.monotonic() + RUN_ID_WAIT_S
         while monitor.run_id is None and time.monotonic() < deadline:
             time.sleep(0.05)
+        if monitor.run_id is None:
+            self.console.print(
+                f"[yellow]The server at {server} has not answered within {RUN_ID_WAIT_S:g} s: "
+                "training anyway; what it cannot take is spooled and sent when it answers"
+                "[/yellow]"
+            )
         page = f"{server}/run.html?id={monitor.run_id}" if monitor.run_id else f"{server}/"
         self.console.print(
             f"Dashboard: [bold]{page}[/bold] (run {self.project}/{self.run_name})", soft_wrap=True

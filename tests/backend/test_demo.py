@@ -196,3 +196,22 @@ def test_local_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> Non
     message = str(info.value)
     assert re.match(r"The server exited with status \d+; its log .*server\.log ends:\n", message)
     assert server.proc is not None and server.proc.returncode is not None
+
+
+def test_cli_trains_on_when_the_server_is_away(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main(["demo", "--server", url, "--epochs", "1", "--run", "away"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    run_dir = Path(".emaboard/runs/emaboard-demo/away")
+    assert (
+        f"The server at {url} has not answered within 5 s: training anyway; what it cannot "
+        "take is spooled and sent when it answers"
+    ) in out
+    assert (
+        f"The server never answered: the run is spooled in {run_dir}; upload it with "
+        f"`emaboard sync {run_dir}`"
+    ) in out
+    assert (tmp_path / run_dir).is_dir()
