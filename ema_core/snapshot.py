@@ -58,7 +58,7 @@ FORMAT = "emaboard.snapshot/1"
 _MAX_LISTED_KEYS = 5
 
 
-class Averager(Protocol):
+class SupportsSnapshot(Protocol):
     """What snapshots need from an averager (``EMA``, ``SWA``)."""
 
     def shadow_state_dict(self, name: str | None = None) -> dict[str, Tensor]: ...
@@ -66,7 +66,7 @@ class Averager(Protocol):
     def averager_info(self, name: str | None = None) -> Mapping[str, str | int | float]: ...
 
 
-def snapshot_state(averager: Averager, name: str | None = None) -> dict[str, Tensor]:
+def snapshot_state(averager: SupportsSnapshot, name: str | None = None) -> dict[str, Tensor]:
     """Copy one averager's shadow to contiguous CPU tensors.
 
     The copies share nothing with the shadow (which keeps changing as training goes on), so
@@ -107,7 +107,7 @@ def _metrics_json(metrics: Mapping[str, float]) -> str:
 
 
 def snapshot_metadata(
-    averager: Averager,
+    averager: SupportsSnapshot,
     name: str | None = None,
     *,
     metrics: Mapping[str, float] | None = None,
@@ -116,9 +116,9 @@ def snapshot_metadata(
 
     Entries: everything in ``averager.averager_info(name)`` (``averager``, ``step``, ``decay``,
     ``schedule``, … as text), ``metrics`` (JSON object text; NaN/±Inf as ``"NaN"``/
-    ``"Infinity"``/``"-Infinity"``), ``parameter_count`` (elements in the snapshot's tensors:
-    parameters and averaged buffers), ``torch_version``, ``safetensors_version`` and
-    ``format`` (:data:`FORMAT`).
+    ``"Infinity"``/``"-Infinity"``), ``parameter_count`` (as ``averager_info`` reports it,
+    else the number of elements in the snapshot's tensors: parameters and buffers),
+    ``torch_version``, ``safetensors_version`` and ``format`` (:data:`FORMAT`).
 
     Raises:
         TypeError: A metric name is not a str or its value is not a real number.
@@ -126,9 +126,9 @@ def snapshot_metadata(
     info = averager.averager_info(name)
     shadow = averager.shadow_state_dict(name)
     metadata = {str(key): str(value) for key, value in info.items()}
+    metadata.setdefault("parameter_count", str(sum(t.numel() for t in shadow.values())))
     metadata.update(
         metrics=_metrics_json(metrics or {}),
-        parameter_count=str(sum(tensor.numel() for tensor in shadow.values())),
         torch_version=torch.__version__,
         safetensors_version=safetensors.__version__,
         format=FORMAT,
@@ -190,7 +190,7 @@ def write_snapshot(
 
 
 def save_snapshot(
-    averager: Averager,
+    averager: SupportsSnapshot,
     path: str | os.PathLike[str],
     *,
     name: str | None = None,
@@ -353,7 +353,11 @@ def load_snapshot(
         logger.warning(
             "Loading %s with strict=False: %d model keys missing from the file %s, "
             "%d file keys not in the model %s",
-            path, len(missing), _listed(missing), len(unexpected), _listed(unexpected),
+            path,
+            len(missing),
+            _listed(missing),
+            len(unexpected),
+            _listed(unexpected),
         )
     pairs = [(key, source[key], target[key]) for key in sorted(source.keys() & target.keys())]
     _check_shapes(path, pairs)

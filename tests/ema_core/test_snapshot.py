@@ -190,8 +190,10 @@ def test_long_key_lists_are_truncated(tmp_path: Path) -> None:
     path = save_snapshot(StandInAverager(state), tmp_path / "s.safetensors")
     with pytest.raises(ModelMismatchError) as info:
         load_snapshot(nn.Linear(1, 1), path)
-    assert "8 unexpected (in the file, not in the model): ['w0', 'w1', 'w2', 'w3', 'w4', " \
+    assert (
+        "8 unexpected (in the file, not in the model): ['w0', 'w1', 'w2', 'w3', 'w4', "
         "... and 3 more]" in str(info.value)
+    )
 
 
 def test_non_strict_loads_common_keys(
@@ -215,8 +217,9 @@ def test_shape_mismatch_is_named_even_when_not_strict(tmp_path: Path) -> None:
         f"Snapshot {str(path)!r} has 7 tensor(s) whose shape differs from the model's: "
         "'0.bias': file (8,) vs model (6,); '0.weight': file (8, 4) vs model (6, 4); "
     )
-    assert str(info.value).endswith("; ... and 2 more. Load it into the architecture it was "
-                                    "saved from")
+    assert str(info.value).endswith(
+        "; ... and 2 more. Load it into the architecture it was saved from"
+    )
 
 
 def test_pickle_is_rejected_as_not_safetensors(tmp_path: Path) -> None:
@@ -247,26 +250,32 @@ def test_truncated_file_is_rejected(tmp_path: Path, averager: StandInAverager) -
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.safetensors"
-    with pytest.raises(FileNotFoundError, match=re.escape(f"Snapshot file {str(path)!r} does "
-                                                          "not exist")):
+    with pytest.raises(
+        FileNotFoundError, match=re.escape(f"Snapshot file {str(path)!r} does not exist")
+    ):
         load_snapshot(make_net(), path)
     with pytest.raises(FileNotFoundError):
         read_snapshot_metadata(path)
 
 
 def test_bad_metrics_and_metadata_are_rejected(tmp_path: Path, averager: StandInAverager) -> None:
-    with pytest.raises(TypeError, match=re.escape(
-        "Invalid metric 'accuracy': 'high': expected a str name and a float value"
-    )):
+    with pytest.raises(
+        TypeError,
+        match=re.escape("Invalid metric 'accuracy': 'high': expected a str name and a float value"),
+    ):
         snapshot_metadata(averager, metrics={"accuracy": "high"})  # type: ignore[dict-item]
-    with pytest.raises(TypeError, match=re.escape(
-        "Invalid metadata entry 'step': 3: safetensors metadata maps str to str; encode other "
-        "values as text (e.g. json.dumps)"
-    )):
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "Invalid metadata entry 'step': 3: safetensors metadata maps str to str; encode other "
+            "values as text (e.g. json.dumps)"
+        ),
+    ):
         write_snapshot(snapshot_state(averager), {"step": 3}, tmp_path / "s")  # type: ignore[dict-item]
-    with pytest.raises(SnapshotFormatError, match=re.escape(
-        "Invalid snapshot metrics '[1, 2]': expected a JSON object of numbers"
-    )):
+    with pytest.raises(
+        SnapshotFormatError,
+        match=re.escape("Invalid snapshot metrics '[1, 2]': expected a JSON object of numbers"),
+    ):
         snapshot_metrics({"metrics": "[1, 2]"})
 
 
@@ -275,8 +284,20 @@ def test_colliding_model_keys_are_rejected(tmp_path: Path, averager: StandInAver
     model = nn.Module()
     model.module = make_net()
     model.add_module("0", nn.Linear(4, 8))  # "0.weight" and "module.0.weight" collide
-    with pytest.raises(ModelMismatchError, match=re.escape(
-        "Model keys 'module.0.weight' and '0.weight' are both '0.weight' once wrapper "
-        "prefixes are stripped: load into the unwrapped model instead"
-    )):
+    with pytest.raises(
+        ModelMismatchError,
+        match=re.escape(
+            "Model keys 'module.0.weight' and '0.weight' are both '0.weight' once wrapper "
+            "prefixes are stripped: load into the unwrapped model instead"
+        ),
+    ):
         load_snapshot(model, path)
+
+
+def test_parameter_count_reported_by_the_averager_wins(tmp_path: Path) -> None:
+    class Counting(StandInAverager):
+        def averager_info(self, name: str | None = None) -> dict[str, str | int | float]:
+            return {**super().averager_info(name), "parameter_count": 70}
+
+    averager = Counting(make_net().state_dict())
+    assert snapshot_metadata(averager)["parameter_count"] == "70"
