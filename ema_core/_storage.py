@@ -15,7 +15,7 @@ read from memory once and every intermediate stays in cache.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ema_core._keys import strip_wrapper_prefixes
 from ema_core.exceptions import ModelMismatchError, NoFloatParametersError
 
-BLOCK_NUMEL = 1 << 16  # 256 KiB of fp32: live, scratch and shadow blocks fit in L2 together
+BLOCK_NUMEL = 1 << 17  # 512 KiB of fp32: live, scratch and shadow blocks fit in L2 together
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,15 @@ class Block:
     stop: int
     is_param: bool
     live: list[Tensor]  # live slices, each a 1-D slice or a whole non-contiguous tensor
-    scratch: list[Tensor]  # scratch views shaped like ``live``
     flat_items: list[tuple[int, int]]  # (offset in block, numel) per item
     item_tensor: list[int]  # index (within the group) of the tensor each item belongs to
+    # views set by Group.bind(): scratch shaped like ``live``, flat scratch, shadow slices
+    scratch: list[Tensor] = field(default_factory=list)
+    sc: Tensor = field(default_factory=lambda: torch.empty(0))
+    sc_items: list[Tensor] = field(default_factory=list)
+    sh: list[Tensor] = field(default_factory=list)  # per shadow k
+    sh_items: list[list[Tensor]] = field(default_factory=list)  # per shadow k, 1-D items
+    sh_shaped: list[list[Tensor]] = field(default_factory=list)  # per shadow k, like ``live``
 
 
 def default_shadow_dtype(live_dtype: torch.dtype) -> torch.dtype:
@@ -94,24 +100,29 @@ class Group:
             t.dtype != self.flat.dtype or t.device != self.flat.device for t in self.live
         )
         self.blocks = _plan_blocks(self.live, self.numels, self.offsets, self.n_params)
-        need = max(b.stop - b.start for b in self.blocks)
+        need = max((b.stop - b.start for b in self.blocks), default=0)
         if self.scratch is None or self.scratch.numel() < need:
             self.scratch = torch.empty(need, dtype=self.flat.dtype, device=self.flat.device)
         for block in self.blocks:
-            sc = self.scratch[: block.stop - block.start]
-            block.scratch = [
-                sc[o : o + n].view(v.shape)
-                for (o, n), v in zip(block.flat_items, block.live, strict=True)
-            ]
+            self._attach_views(block)
         self.fingerprint = [t.data_ptr() for t in live]
+
+    def _attach_views(self, block: Block) -> None:
+        block.sc = self.scratch[: block.stop - block.start]
+        block.sc_items = [block.sc[o : o + n] for o, n in block.flat_items]
+        block.scratch = [
+            item.view(v.shape) for item, v in zip(block.sc_items, block.live, strict=True)
+        ]
+        block.sh = [self.flat[k, block.start : block.stop] for k in range(len(self.views))]
+        block.sh_items = [[sh[o : o + n] for o, n in block.flat_items] for sh in block.sh]
+        block.sh_shaped = [
+            [item.view(v.shape) for item, v in zip(items, block.live, strict=True)]
+            for items in block.sh_items
+        ]
 
     def is_fresh(self) -> bool:
         """Whether the bound tensors still own the storage they had (no ``.data =``/``.to``)."""
         return [t.data_ptr() for t in self.sources] == self.fingerprint
-
-    def scratch_for(self, block: Block) -> Tensor:
-        """The group's reused scratch buffer, sliced to ``block``."""
-        return self.scratch[: block.stop - block.start]
 
     def lerp_(self, weights: Sequence[float], foreach: bool = True) -> None:
         """shadow_k ← lerp(shadow_k, live, weights[k]) for every shadow k of the group."""
@@ -130,45 +141,84 @@ class Group:
 
     def block_lerp_(self, block: Block, weights: Sequence[float]) -> Tensor:
         """Lerp one block of every shadow through the scratch; returns the scratch (= live)."""
-        sc = self.scratch_for(block)
         torch._foreach_copy_(block.scratch, block.live)
-        for k, w in enumerate(weights):
-            self.flat[k, block.start : block.stop].lerp_(sc, w)
-        return sc
+        for sh, w in zip(block.sh, weights, strict=True):
+            sh.lerp_(block.sc, w)
+        return block.sc
 
-    def stats_(self, weights: Sequence[float] | None) -> tuple[list[Tensor], list[int]]:
-        """Optionally update, then take per-item norms of live, live − shadow_k and shadow_k.
+    def stats_(self, weights: Sequence[float] | None) -> tuple[list[Tensor], list[Slot]]:
+        """Optionally update, then measure live, live − shadow_k and shadow_k per item.
+
+        Each block is copied into the cache-resident scratch once per shadow, so the stats
+        step reads live and shadow from memory about as often as a plain update.
 
         Returns:
-            ``(norms, item_tensor)``: norms ordered as [live items, then for each shadow k
-            drift items and shadow items], all 0-d tensors on the group's device; and, per
-            item, the index of the group tensor it belongs to.
+            ``(values, slots)``: 0-d tensors on the group's device, and for each the
+            ``(tensor index in group, slot, is_square)`` it belongs to; slot 0 is live,
+            1 + 2k the drift of shadow k after the update, 2 + 2k shadow k itself.
         """
-        live_n: list[Tensor] = []
-        drift_n: list[list[Tensor]] = [[] for _ in self.views]
-        shadow_n: list[list[Tensor]] = [[] for _ in self.views]
-        items: list[int] = []
+        values: list[Tensor] = []
+        slots: list[Slot] = []
         for block in self.blocks:
             if not block.is_param:
                 if weights is not None:
                     self.block_lerp_(block, weights)
                 continue
-            sc = self.scratch_for(block)
-            sc_items = [sc[o : o + n] for o, n in block.flat_items]
-            items.extend(block.item_tensor)
-            for k in range(len(self.views)):
-                torch._foreach_copy_(block.scratch, block.live)
+            if self._direct(block):
+                self._stats_direct(block, weights, values, slots)
+                continue
+            for k, sh in enumerate(block.sh):
+                if weights is not None and not self.cast:
+                    # lerp straight from live (one memory read), then copy it from cache
+                    torch._foreach_lerp_(block.sh_shaped[k], block.live, weights[k])
+                    torch._foreach_copy_(block.scratch, block.live)
+                else:
+                    torch._foreach_copy_(block.scratch, block.live)
+                    if weights is not None:
+                        sh.lerp_(block.sc, weights[k])
                 if k == 0:
-                    live_n.extend(torch._foreach_norm(sc_items))
-                sh = self.flat[k, block.start : block.stop]
-                if weights is not None:
-                    sh.lerp_(sc, weights[k])
-                sc.sub_(sh)  # live − shadow after the update, in cache
-                drift_n[k].extend(torch._foreach_norm(sc_items))
-                sh_items = [sh[o : o + n] for o, n in block.flat_items]
-                shadow_n[k].extend(torch._foreach_norm(sh_items))
-        norms = live_n + [t for k in range(len(self.views)) for t in drift_n[k] + shadow_n[k]]
-        return norms, items
+                    self._measure(block, block.sc_items, 0, values, slots)
+                block.sc.sub_(sh)  # live − shadow after the update, in cache
+                self._measure(block, block.sc_items, 1 + 2 * k, values, slots)
+                self._measure(block, block.sh_items[k], 2 + 2 * k, values, slots)
+        return values, slots
+
+    def _direct(self, block: Block) -> bool:
+        """A block that is one contiguous slice of one same-dtype live tensor."""
+        return (
+            len(block.live) == 1 and not self.cast and block.live[0].dim() == 1
+            and self.flat.dtype in (torch.float32, torch.float64)
+        )
+
+    def _stats_direct(
+        self, block: Block, weights: Sequence[float] | None, values: list[Tensor],
+        slots: list[Slot],
+    ) -> None:
+        """Single-slice block: lerp from live, then every measurement from cache."""
+        live, i = block.live[0], block.item_tensor[0]
+        values.append(torch.dot(live, live))
+        slots.append((i, 0, True))
+        for k, sh in enumerate(block.sh):
+            if weights is not None:
+                sh.lerp_(live, weights[k])
+            torch.sub(live, sh, out=block.sc)
+            values.extend((torch.dot(block.sc, block.sc), torch.dot(sh, sh)))
+            slots.extend(((i, 1 + 2 * k, True), (i, 2 + 2 * k, True)))
+
+    def _measure(
+        self, block: Block, items: list[Tensor], slot: int, values: list[Tensor],
+        slots: list[Slot],
+    ) -> None:
+        """Append ‖item‖² (one dot: 2× faster than a norm) or ‖item‖ per item."""
+        if len(items) == 1 and self.flat.dtype in (torch.float32, torch.float64):
+            values.append(torch.dot(items[0], items[0]))
+            slots.append((block.item_tensor[0], slot, True))
+        else:
+            values.extend(torch._foreach_norm(items))
+            slots.extend((i, slot, False) for i in block.item_tensor)
+
+
+Slot = tuple[int, int, bool]
 
 
 def _plan_blocks(

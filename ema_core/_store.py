@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ema_core._storage import Group, Spec, build_specs, check_match, default_shadow_dtype
+from ema_core._storage import (
+    Group,
+    Slot,
+    Spec,
+    build_specs,
+    check_match,
+    default_shadow_dtype,
+)
 from ema_core._storage import gather_live as gather_live
 
 
@@ -116,26 +123,24 @@ class ShadowStore:
         with torch.no_grad():
             parts, layouts = [], []
             for g in self.groups:
-                norms, items = g.stats_(weights)
-                if norms:
-                    parts.append(torch.stack(norms).to(torch.float64).cpu())
-                    layouts.append((g, items))
+                values, slots = g.stats_(weights)
+                if values:
+                    parts.append(torch.stack(values).to(torch.float64).cpu())
+                    layouts.append((g, slots))
             if weights is not None:
                 self.copy_buffers_()
-            values = torch.cat(parts).tolist() if parts else []
-        return self._decode(values, layouts)
+            numbers = torch.cat(parts).tolist() if parts else []
+        return self._decode(numbers, layouts)
 
-    def _decode(self, values: list[float], layouts: list[tuple[Group, list[int]]]) -> RawStats:
+    def _decode(self, numbers: list[float], layouts: list[tuple[Group, list[Slot]]]) -> RawStats:
         n = self.n_shadows
         raw = RawStats([], [], [[] for _ in range(n)], [[] for _ in range(n)])
         pos = 0
-        for g, items in layouts:
-            m = len(items)
+        for g, slots in layouts:
             sums = [[0.0] * g.n_params for _ in range(1 + 2 * n)]
-            for j in range(1 + 2 * n):
-                for i, v in zip(items, values[pos + j * m : pos + (j + 1) * m], strict=True):
-                    sums[j][i] += v * v
-            pos += (1 + 2 * n) * m
+            for (i, slot, squared), v in zip(slots, numbers[pos : pos + len(slots)], strict=True):
+                sums[slot][i] += v if squared else v * v
+            pos += len(slots)
             raw.keys.extend(s.key for s in g.specs[: g.n_params])
             raw.live_sq.extend(sums[0])
             for k in range(n):

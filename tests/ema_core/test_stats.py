@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from ema_core import _storage as storage
 from ema_core._storage import BLOCK_NUMEL
 from ema_core.ema import EMA
 from ema_core.stats import NormStats, WeightStats, cosine
@@ -19,7 +20,7 @@ class MixedNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.big = nn.Linear(300, 300)  # 90 000 > BLOCK_NUMEL elements: split across blocks
+        self.big = nn.Linear(400, 400)  # 160 000 > BLOCK_NUMEL elements: split across blocks
         self.conv = nn.Conv2d(4, 6, 3).to(memory_format=torch.channels_last)  # non-contiguous
         self.bn = nn.BatchNorm1d(6)
         self.half = nn.Linear(6, 5).to(torch.bfloat16)  # cast path: fp32 shadow
@@ -42,8 +43,9 @@ def _reference(model: nn.Module, shadow: dict[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def test_model_layer_and_tensor_stats_match_float64_reference() -> None:
-    assert 300 * 300 > BLOCK_NUMEL
+@pytest.mark.parametrize("block_numel", [4096, BLOCK_NUMEL])
+def test_model_layer_and_tensor_stats_match_float64_reference(block_numel, monkeypatch) -> None:
+    monkeypatch.setattr(storage, "BLOCK_NUMEL", block_numel)  # 4096: many blocks and items
     torch.manual_seed(0)
     model, gen = MixedNet(), torch.Generator().manual_seed(0)
     ema = EMA(model, [0.9, 0.99], stats_every=3)
@@ -72,7 +74,9 @@ def test_model_layer_and_tensor_stats_match_float64_reference() -> None:
     assert set(stats.averagers["ema_0.9"].layers) == {"big", "conv", "bn", "half", "wide"}
 
 
-def test_stats_steps_update_exactly_like_plain_steps() -> None:
+@pytest.mark.parametrize("block_numel", [4096, BLOCK_NUMEL])
+def test_stats_steps_update_exactly_like_plain_steps(block_numel, monkeypatch) -> None:
+    monkeypatch.setattr(storage, "BLOCK_NUMEL", block_numel)
     torch.manual_seed(0)
     model = MixedNet()
     with_stats, plain = EMA(model, [0.9, 0.99], stats_every=1), EMA(model, [0.9, 0.99])
