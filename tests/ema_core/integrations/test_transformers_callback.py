@@ -1,0 +1,99 @@
+"""EmaboardTrainerCallback in a real Hugging Face Trainer (CPU, no downloads, real server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from tests.ema_core.client_utils import find_run, series
+from tests.utils.server import ServerProcess
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("accelerate")  # the Trainer needs it
+from ema_core.integrations.transformers import (  # noqa: E402
+    EmaboardTrainerCallback,
+    mean_loss_fn,
+)
+
+FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
+
+
+class TinyClassifier(nn.Module):
+    """A plain nn.Module with the Trainer's calling convention: returns {"loss", "logits"}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+        logits = self.net(x)  # (B, 2)
+        out: dict[str, Any] = {"logits": logits}
+        if labels is not None:
+            out["loss"] = nn.functional.cross_entropy(logits, labels)
+        return out
+
+
+class RandomDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    def __init__(self, seed: int, n: int = 64) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 4, generator=gen)  # (N, 4)
+        self.y = (self.x[:, 0] > 0).long()  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def _train(tmp_path: Path, callback: EmaboardTrainerCallback) -> None:
+    torch.manual_seed(0)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, max_steps=12,
+        per_device_train_batch_size=8, per_device_eval_batch_size=16, learning_rate=0.05,
+        eval_strategy="steps", eval_steps=6, logging_steps=3, save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = transformers.Trainer(model=TinyClassifier(), args=args,
+                                   train_dataset=RandomDataset(0),
+                                   eval_dataset=RandomDataset(1), callbacks=[callback])
+    trainer.train()
+
+
+def test_trainer_callback_streams_logs_statistics_and_dual_eval(
+    tmp_path: Path, shared_server: ServerProcess
+) -> None:
+    callback = EmaboardTrainerCallback("hf", "tiny", shared_server.url, decays=(0.9, 0.99),
+                                       stats_every=3, track_best="loss", track_mode="min",
+                                       run_dir=tmp_path / "run", **FAST)
+    _train(tmp_path, callback)
+
+    run = find_run(shared_server.url, "hf", "tiny")
+    got = series(shared_server.url, run["id"])
+    assert run["status"] == "finished" and run["config"]["learning_rate"] == 0.05
+    assert got["train/loss"]["steps"] == [3, 6, 9, 12]
+    assert got["train/learning_rate"]["steps"] == [3, 6, 9, 12]
+    assert got["hf/eval_loss"]["steps"] == [6, 12]
+    assert got["weights/drift/ema_0.99"]["steps"] == [3, 6, 9, 12]
+    for model_name in ("live", "ema_0.9", "ema_0.99"):
+        assert got[f"eval/{model_name}/loss"]["steps"] == [6, 12]
+    assert callback.averagers[0].step == 12
+    assert run["best"]["ema_0.9"]["step"] in (6, 12)
+
+
+def test_mean_loss_fn_weights_batches_by_size_and_names_missing_loss() -> None:
+    model = TinyClassifier()
+    data = RandomDataset(2, n=10)
+    batches = [{"x": data.x[:8], "labels": data.y[:8]}, {"x": data.x[8:], "labels": data.y[8:]}]
+    with torch.no_grad():
+        expected = float(nn.functional.cross_entropy(model.net(data.x), data.y))
+
+    assert mean_loss_fn(batches)(model)["loss"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="Model output has no 'loss': pass eval_fn= to the"):
+        mean_loss_fn([{"x": data.x}])(model)
+    with pytest.raises(ValueError, match="Empty eval dataloader: pass eval_dataset= to the"):
+        mean_loss_fn([])(model)
