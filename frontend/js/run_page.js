@@ -86,6 +86,7 @@ class RunPage {
     const keys = keyRows.map((row) => row.key);
     const lineKeys = keys.filter((key) => parseKey(key).kind !== "layer");
     const raw = await fetchSeries(this.runId, lineKeys);
+    document.body.dataset.fetchMs = String(Math.round(performance.now() - started));
     this.lastStep = {};
     for (const row of keyRows) this.lastStep[row.key] = row.step;
     for (const [key, series] of Object.entries(raw)) {

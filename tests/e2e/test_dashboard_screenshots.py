@@ -1,0 +1,74 @@
+"""Every view of the run page filled with data from one run, saved as screenshots in
+``tests/e2e/artifacts/`` (light and dark system theme) along with the runs page."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.e2e.helpers import (
+    AVERAGERS,
+    create_run,
+    eval_points,
+    post_points,
+    safetensors_file,
+    training_points,
+    upload_snapshot,
+)
+from tests.utils.server import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+LAYERS = tuple(f"layer{block}.{i}.conv{j}" for block in (1, 2, 3) for i in (0, 1) for j in (1, 2)
+               ) + ("conv1", "fc")
+LINE_CHARTS = ("chart-norms", "chart-drift", "chart-rel-drift", "chart-decay",
+               "chart-train-loss", "chart-train-lr", "chart-eval-accuracy")
+
+
+def accuracy(model: str, step: int) -> float:
+    lag = {"live": 0.0, "ema_0.999": 0.012, "ema_0.9999": 0.006, "swa": 0.018}[model]
+    return round(0.92 * (1 - math.exp(-step / 1200)) + lag * step / 5000, 4)
+
+
+@pytest.fixture(scope="module")
+def filled_run(server: ServerProcess) -> int:
+    """One run with every kind of data: stats steps, eval, snapshots of each averager."""
+    run = create_run(server, project="cifar10", name="resnet18-ema")
+    points = training_points(range(0, 5000, 25), layers=LAYERS)
+    for step in range(500, 5001, 500):
+        points += eval_points(step, {m: accuracy(m, step) for m in ("live", *AVERAGERS)})
+    post_points(server, run["id"], points)
+    for seed, (averager, step) in enumerate([(a, s) for a in AVERAGERS for s in (2500, 5000)]):
+        upload_snapshot(server, run["id"], safetensors_file(seed), averager=averager, step=step,
+                        metric="accuracy", value=accuracy(averager, step))
+    return int(run["id"])
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_screenshots_show_every_view_filled(
+    server: ServerProcess, filled_run: int, browser: Browser, artifacts_dir: Path, scheme: str
+) -> None:
+    run_id = filled_run
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(f"{server.url}/run.html?id={run_id}")
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    for chart_id in LINE_CHARTS:
+        count = page.evaluate("id => document.getElementById(id).data.length", chart_id)
+        assert count >= 1, f"{chart_id} has no trace"
+    rows = page.evaluate("document.getElementById('chart-heatmap').data[0].z.length")
+    assert rows == len(LAYERS)
+    expect(page.locator("table.eval-table tbody tr")).to_have_count(4)
+    expect(page.locator("#snapshots-table tbody tr")).to_have_count(6)
+    expect(page.locator("#export-best")).to_be_enabled()
+    page.wait_for_timeout(300)  # let Plotly finish its transitions before the picture
+    page.screenshot(path=artifacts_dir / f"run_page_{scheme}.png", full_page=True)
+
+    page.goto(f"{server.url}/?project=cifar10")
+    expect(page.locator("#runs-table tbody tr").first).to_contain_text("resnet18-ema")
+    page.screenshot(path=artifacts_dir / f"runs_page_{scheme}.png", full_page=True)
+    context.close()
