@@ -20,14 +20,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ema_core._keys import module_path
 
 __all__ = ["AveragerStats", "NormStats", "WeightStats", "build_weight_stats"]
 
 
-@dataclass(frozen=True)
-class NormStats:
+class NormStats(NamedTuple):
     """Norms (L2, in the weights' units) of one tensor, layer or model; plain floats."""
 
     live_norm: float
@@ -131,6 +134,8 @@ def build_weight_stats(
 ) -> WeightStats:
     """Aggregate per-tensor squared norms into per-tensor, per-layer and model statistics.
 
+    Vectorised in NumPy float64 (a few hundred µs for a few hundred tensors).
+
     Args:
         step: Step to record.
         names: Averager names, one per shadow k.
@@ -140,23 +145,37 @@ def build_weight_stats(
         shadow_sq: ``[k][i]`` ‖shadow_k,i‖², K × P.
         drift_sq: ``[k][i]`` ‖live_i − shadow_k,i‖², K × P.
     """
-    layer_of = [module_path(k) for k in keys]
-    live_total = math.fsum(live_sq)
+    layer_names, layer_index = np.unique([module_path(k) for k in keys], return_inverse=True)
+    live = np.asarray(live_sq, dtype=np.float64)
+    live_layers = np.bincount(layer_index, weights=live, minlength=len(layer_names))
     averagers = {}
     for k, name in enumerate(names):
-        triples = list(zip(live_sq, shadow_sq[k], drift_sq[k], strict=True))
-        sums: dict[str, list[float]] = {}
-        for layer, t in zip(layer_of, triples, strict=True):
-            acc = sums.setdefault(layer, [0.0, 0.0, 0.0])
-            for j in range(3):
-                acc[j] += t[j]
+        shadow = np.asarray(shadow_sq[k], dtype=np.float64)
+        drift = np.asarray(drift_sq[k], dtype=np.float64)
+        layers = [
+            np.bincount(layer_index, weights=x, minlength=len(layer_names))
+            for x in (shadow, drift)
+        ]
         averagers[name] = AveragerStats(
             name=name,
             decay=float(decays[k]),
             model=NormStats.from_squares(
-                live_total, math.fsum(shadow_sq[k]), math.fsum(drift_sq[k])
+                math.fsum(live_sq), math.fsum(shadow_sq[k]), math.fsum(drift_sq[k])
             ),
-            layers={m: NormStats.from_squares(*acc) for m, acc in sums.items()},
-            tensors={key: NormStats.from_squares(*t) for key, t in zip(keys, triples, strict=True)},
+            layers=dict(zip(layer_names.tolist(), _norm_stats(live_layers, *layers), strict=True)),
+            tensors=dict(zip(keys, _norm_stats(live, shadow, drift), strict=True)),
         )
-    return WeightStats(step=step, live_norm=math.sqrt(live_total), averagers=averagers)
+    return WeightStats(step=step, live_norm=math.sqrt(math.fsum(live_sq)), averagers=averagers)
+
+
+def _norm_stats(
+    live_sq: NDArray[Any], shadow_sq: NDArray[Any], drift_sq: NDArray[Any]
+) -> list[NormStats]:
+    """Vectorised :meth:`NormStats.from_squares` over arrays of squared norms."""
+    a, b, d = np.sqrt(live_sq), np.sqrt(shadow_sq), np.sqrt(drift_sq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(a > 0, d / a, 0.0)
+        cos = 1.0 - (d * d - (a - b) ** 2) / (2.0 * a * b)
+    cos = np.where((a == 0) | (b == 0), np.where(a == b, 1.0, 0.0), np.clip(cos, -1.0, 1.0))
+    columns = (x.tolist() for x in (a, b, d, rel, cos))
+    return list(map(NormStats._make, zip(*columns, strict=True)))
