@@ -34,8 +34,9 @@ MARKER = re.compile(r'"key":"bench/marker","step":\d+,"value":([-0-9.eE+]+)')
 KEYS_PER_BATCH = 10
 
 
-def post_batches(url: str, run_id: int, batch: int, seconds: float, start_at: float,
-                 results: mp.Queue) -> None:
+def post_batches(
+    url: str, run_id: int, batch: int, seconds: float, start_at: float, results: mp.Queue
+) -> None:
     """One training process: post ``batch``-point batches until ``seconds`` have passed."""
     steps_per_batch = max(1, (batch - 1) // KEYS_PER_BATCH)
     keys = [f"train/k{k}" for k in range(KEYS_PER_BATCH)]
@@ -44,8 +45,11 @@ def post_batches(url: str, run_id: int, batch: int, seconds: float, start_at: fl
         time.sleep(max(0.0, start_at - time.time()))
         begin = time.perf_counter()
         while time.perf_counter() - begin < seconds:
-            points = [{"key": key, "step": step + i, "value": float(i), "wall_time": 0.0}
-                      for i in range(steps_per_batch) for key in keys]
+            points = [
+                {"key": key, "step": step + i, "value": float(i), "wall_time": 0.0}
+                for i in range(steps_per_batch)
+                for key in keys
+            ]
             points.append({"key": "bench/marker", "step": step, "value": time.time()})
             response = client.post(f"/api/runs/{run_id}/metrics", json={"points": points})
             response.raise_for_status()
@@ -65,7 +69,9 @@ async def watch(ws_url: str, run_ids: list[int], n: int, stop_at: float) -> list
             await ws.recv()  # hello
             while time.time() < stop_at:
                 try:
-                    text = await asyncio.wait_for(ws.recv(), timeout=max(0.1, stop_at - time.time()))
+                    text = await asyncio.wait_for(
+                        ws.recv(), timeout=max(0.1, stop_at - time.time())
+                    )
                 except TimeoutError:
                     break
                 now = time.time()
@@ -89,16 +95,27 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(data_dir=Path(tmp)) as server:
-        run_ids = [httpx.post(f"{server.url}/api/runs", json={"project": "bench", "name": f"r{i}"})
-                   .json()["id"] for i in range(args.clients)]
+        run_ids = [
+            httpx.post(f"{server.url}/api/runs", json={"project": "bench", "name": f"r{i}"}).json()[
+                "id"
+            ]
+            for i in range(args.clients)
+        ]
         start_at = time.time() + 2.0
         results: mp.Queue = mp.Queue()
         lat_q: mp.Queue = mp.Queue()
-        watcher = mp.Process(target=ws_process, args=(
-            server.ws_url, run_ids, args.ws_clients, start_at + args.seconds + 1.0, lat_q))
+        watcher = mp.Process(
+            target=ws_process,
+            args=(server.ws_url, run_ids, args.ws_clients, start_at + args.seconds + 1.0, lat_q),
+        )
         watcher.start()
-        posters = [mp.Process(target=post_batches, args=(
-            server.url, run_id, args.batch, args.seconds, start_at, results)) for run_id in run_ids]
+        posters = [
+            mp.Process(
+                target=post_batches,
+                args=(server.url, run_id, args.batch, args.seconds, start_at, results),
+            )
+            for run_id in run_ids
+        ]
         for p in posters:
             p.start()
         outcomes = [results.get() for _ in posters]
@@ -109,15 +126,19 @@ def main() -> None:
     posted = sum(o[0] for o in outcomes)
     inserted = sum(o[1] for o in outcomes)
     elapsed = max(o[2] for o in outcomes)
-    print(f"clients={args.clients} batch={args.batch} ws_clients={args.ws_clients} "
-          f"seconds={args.seconds}")
+    print(
+        f"clients={args.clients} batch={args.batch} ws_clients={args.ws_clients} "
+        f"seconds={args.seconds}"
+    )
     print(f"points posted {posted}, stored {inserted}, in {elapsed:.2f} s")
     print(f"sustained ingest: {inserted / elapsed:,.0f} points/s (target >= 100,000)")
     if latencies:
         p50 = statistics.quantiles(latencies, n=100)[49] if len(latencies) > 1 else latencies[0]
         p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
-        print(f"ingest->websocket latency over {len(latencies)} markers: "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 100 ms)")
+        print(
+            f"ingest->websocket latency over {len(latencies)} markers: "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 100 ms)"
+        )
     else:
         print("no websocket deliveries measured")
 

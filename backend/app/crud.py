@@ -112,7 +112,11 @@ def best_values(
 
 
 def _best_of_run(rows: list[LatestMetric], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    parsed = [(row, *row.key.split("/", 2)[1:]) for row in rows if row.key.count("/") >= 2]
+    parsed: list[tuple[LatestMetric, str, str]] = []
+    for row in rows:
+        parts = row.key.split("/", 2)  # eval/<averager>/<metric>
+        if len(parts) == 3:
+            parsed.append((row, parts[1], parts[2]))
     primary = _primary_metric({metric for _, _, metric in parsed}, summary)
     if primary is None:
         return {}

@@ -9,12 +9,16 @@ from hypothesis import strategies as st
 
 from backend.app.downsample import downsample_indices
 
-values = st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=0, max_size=600)
+values = st.lists(
+    st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=0, max_size=600
+)
 
 
 @settings(max_examples=200, deadline=None)
 @given(values=values, max_points=st.integers(min_value=5, max_value=200))
-def test_indices_are_sorted_unique_bounded_and_keep_extremes(values: list[float], max_points: int) -> None:
+def test_indices_are_sorted_unique_bounded_and_keep_extremes(
+    values: list[float], max_points: int
+) -> None:
     arr = np.array(values, dtype=np.float64)
     keep = downsample_indices(arr, max_points)
     assert len(keep) <= max_points

@@ -17,8 +17,13 @@ def batch(step: int, n: int = 3) -> list[Point]:
 
 
 def test_points_json_matches_json_dumps_of_wire_form() -> None:
-    pts = [Point('a"b\\', 1, math.nan, 1.5), Point("é", 2, math.inf, 2.0), Point("c", 3, -math.inf, 0.0),
-           Point("d", 4, 0.1, 1e20), Point("e", 5, -0.0, 3.0)]
+    pts = [
+        Point('a"b\\', 1, math.nan, 1.5),
+        Point("é", 2, math.inf, 2.0),
+        Point("c", 3, -math.inf, 0.0),
+        Point("d", 4, 0.1, 1e20),
+        Point("e", 5, -0.0, 3.0),
+    ]
     assert json.loads("[" + points_json(pts) + "]") == [
         {"key": 'a"b\\', "step": 1, "value": "NaN", "wall_time": 1.5},
         {"key": "é", "step": 2, "value": "Infinity", "wall_time": 2.0},
@@ -70,7 +75,7 @@ def test_sends_are_spaced_by_the_minimum_interval() -> None:
 
     times = asyncio.run(scenario())
     assert len(times) >= 2
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= MIN_SEND_INTERVAL_S * 0.95  # a spacing rule, not a speed target
 
 

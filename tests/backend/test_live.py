@@ -23,21 +23,28 @@ WS_QUEUE_SIZE = 8
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One real server for the tests that do not restart it (small websocket queues)."""
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("live") / "d",
-                       env={"EMABOARD_WS_QUEUE_SIZE": str(WS_QUEUE_SIZE)}) as server:
+    with ServerProcess(
+        data_dir=tmp_path_factory.mktemp("live") / "d",
+        env={"EMABOARD_WS_QUEUE_SIZE": str(WS_QUEUE_SIZE)},
+    ) as server:
         yield server
 
 
 def new_run(server: ServerProcess, name: str = "r") -> int:
-    response = httpx.post(f"{server.url}/api/runs", json={"project": "live", "name": name},
-                          headers=server.headers)
+    response = httpx.post(
+        f"{server.url}/api/runs", json={"project": "live", "name": name}, headers=server.headers
+    )
     response.raise_for_status()
     return int(response.json()["id"])
 
 
 def all_steps(server: ServerProcess, run_id: int, key: str) -> list[int]:
-    response = httpx.get(f"{server.url}/api/runs/{run_id}/metrics", headers=server.headers,
-                         params={"keys": key, "max_points": 1_000_000}, timeout=30)
+    response = httpx.get(
+        f"{server.url}/api/runs/{run_id}/metrics",
+        headers=server.headers,
+        params={"keys": key, "max_points": 1_000_000},
+        timeout=30,
+    )
     return list(response.json()["series"][key]["steps"])
 
 
@@ -54,7 +61,9 @@ def test_point_posted_over_http_reaches_a_websocket(server: ServerProcess) -> No
 
     message = asyncio.run(scenario())
     assert message["type"] == "points"
-    assert [(p["key"], p["step"], p["value"]) for p in message["points"]] == [("train/loss", 7, "-Infinity")]
+    assert [(p["key"], p["step"], p["value"]) for p in message["points"]] == [
+        ("train/loss", 7, "-Infinity")
+    ]
 
 
 def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: ServerProcess) -> None:
@@ -63,8 +72,9 @@ def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: Server
 
     async def scenario() -> tuple[list[int], str]:
         # The stalled client stops reading: its TCP window and buffers fill up.
-        stalled = await websockets.connect(f"{server.ws_url}/ws/runs/{run_id}", max_queue=1,
-                                           max_size=None)
+        stalled = await websockets.connect(
+            f"{server.ws_url}/ws/runs/{run_id}", max_queue=1, max_size=None
+        )
         healthy = await websockets.connect(f"{server.ws_url}/ws/runs/{run_id}", max_size=None)
         await stalled.recv()
         await healthy.recv()
@@ -83,7 +93,9 @@ def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: Server
         first_types = []
         try:  # drain the stalled client: somewhere in its stream sits a resync
             while "resync" not in first_types:
-                first_types.append(json.loads(await asyncio.wait_for(stalled.recv(), timeout=10))["type"])
+                first_types.append(
+                    json.loads(await asyncio.wait_for(stalled.recv(), timeout=10))["type"]
+                )
         finally:
             await stalled.close()
         return received, first_types[-1]
@@ -98,8 +110,9 @@ def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: Server
 def test_serve_stops_cleanly_on_ctrl_c_and_points_survive_a_restart(tmp_path: Path) -> None:
     with ServerProcess(data_dir=tmp_path / "d") as server:
         run_id = new_run(server)
-        httpx.post(f"{server.url}/api/runs/{run_id}/metrics",
-                   json={"points": points("a", range(100))}).raise_for_status()
+        httpx.post(
+            f"{server.url}/api/runs/{run_id}/metrics", json={"points": points("a", range(100))}
+        ).raise_for_status()
         server.stop()  # SIGINT, like Ctrl-C
         assert server.proc is not None and server.proc.returncode == 0
         assert f"emaboard serving http://127.0.0.1:{server.port}/" in server.output()
@@ -143,9 +156,13 @@ def test_every_acknowledged_point_survives_kill_9_during_a_burst(tmp_path: Path)
         assert len(acknowledged) >= 5
         # A retry of everything after the restart stores only what was lost.
         batches = len(acknowledged) + 1
-        retried = sum(httpx.post(f"{server.url}/api/runs/{run_id}/metrics",
-                                 json={"points": points("a", range(b * 500, (b + 1) * 500))}
-                                 ).json()["inserted"] for b in range(batches))
+        retried = sum(
+            httpx.post(
+                f"{server.url}/api/runs/{run_id}/metrics",
+                json={"points": points("a", range(b * 500, (b + 1) * 500))},
+            ).json()["inserted"]
+            for b in range(batches)
+        )
         assert retried == batches * 500 - len(stored & set(range(batches * 500)))
         assert all_steps(server, run_id, "a")[: batches * 500] == list(range(batches * 500))
 
@@ -162,9 +179,15 @@ def raw_get(server: ServerProcess, target: str) -> tuple[int, bytes]:
 
 
 TRAVERSALS = [
-    "/../../../../etc/passwd", "/api/runs/../../../etc/passwd", "/api/runs/1/snapshots/../../../emaboard.db",
-    "/%2e%2e/%2e%2e/etc/passwd", "/api/runs/1/snapshots/1/file/../../../../emaboard.db", "//etc/passwd",
-    "/api/runs/%2fetc%2fpasswd/keys", "/vendor/../../../../etc/passwd", "/vendor/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "/../../../../etc/passwd",
+    "/api/runs/../../../etc/passwd",
+    "/api/runs/1/snapshots/../../../emaboard.db",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/api/runs/1/snapshots/1/file/../../../../emaboard.db",
+    "//etc/passwd",
+    "/api/runs/%2fetc%2fpasswd/keys",
+    "/vendor/../../../../etc/passwd",
+    "/vendor/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
 ]
 
 

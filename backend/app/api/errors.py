@@ -59,8 +59,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     details = validation_details(exc.errors())
-    first = details[0] if details else {"loc": [], "message": "Invalid request"}
-    return error_response(422, describe(first["loc"], first["message"]), details)
+    if not details:
+        return error_response(422, "Invalid request")
+    return error_response(422, describe(details[0]["loc"], str(details[0]["message"])), details)
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:

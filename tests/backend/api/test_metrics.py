@@ -24,12 +24,19 @@ def series(client: TestClient, run_id: int, **params: Any) -> dict[str, Any]:
 
 
 def test_post_then_read_back(client: TestClient, run: dict[str, Any]) -> None:
-    body = {"points": [{"key": "train/loss", "step": s, "value": 1.0 / (s + 1), "wall_time": 100.0 + s}
-                       for s in range(5)]}
+    body = {
+        "points": [
+            {"key": "train/loss", "step": s, "value": 1.0 / (s + 1), "wall_time": 100.0 + s}
+            for s in range(5)
+        ]
+    }
     assert post(client, run["id"], body).json() == {"accepted": 5, "inserted": 5}
     got = series(client, run["id"], keys="train/loss")["train/loss"]
-    assert got == {"steps": [0, 1, 2, 3, 4], "values": [1.0, 0.5, 1 / 3, 0.25, 0.2],
-                   "wall_times": [100.0, 101.0, 102.0, 103.0, 104.0]}
+    assert got == {
+        "steps": [0, 1, 2, 3, 4],
+        "values": [1.0, 0.5, 1 / 3, 0.25, 0.2],
+        "wall_times": [100.0, 101.0, 102.0, 103.0, 104.0],
+    }
 
 
 def test_wall_time_defaults_to_receive_time(client: TestClient, run: dict[str, Any]) -> None:
@@ -39,23 +46,39 @@ def test_wall_time_defaults_to_receive_time(client: TestClient, run: dict[str, A
 
 
 def test_non_finite_values_round_trip_as_strings(client: TestClient, run: dict[str, Any]) -> None:
-    body = {"points": [{"key": "x", "step": 0, "value": "NaN"},
-                       {"key": "x", "step": 1, "value": "Infinity"},
-                       {"key": "x", "step": 2, "value": "-Infinity"},
-                       {"key": "x", "step": 3, "value": 2}]}
+    body = {
+        "points": [
+            {"key": "x", "step": 0, "value": "NaN"},
+            {"key": "x", "step": 1, "value": "Infinity"},
+            {"key": "x", "step": 2, "value": "-Infinity"},
+            {"key": "x", "step": 3, "value": 2},
+        ]
+    }
     assert post(client, run["id"], body).json()["inserted"] == 4
-    assert series(client, run["id"], keys="x")["x"]["values"] == ["NaN", "Infinity", "-Infinity", 2.0]
+    assert series(client, run["id"], keys="x")["x"]["values"] == [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        2.0,
+    ]
     assert client.get(f"/api/runs/{run['id']}/keys").json()[0]["value"] == 2.0
 
 
 def test_nan_is_the_latest_value_when_it_is_last(client: TestClient, run: dict[str, Any]) -> None:
     post(client, run["id"], {"points": [{"key": "x", "step": 9, "value": "NaN"}]})
     assert client.get(f"/api/runs/{run['id']}/keys").json() == [
-        {"key": "x", "step": 9, "value": "NaN", "wall_time": pytest.approx(
-            client.get(f"/api/runs/{run['id']}").json()["last_seen_at"])}]
+        {
+            "key": "x",
+            "step": 9,
+            "value": "NaN",
+            "wall_time": pytest.approx(client.get(f"/api/runs/{run['id']}").json()["last_seen_at"]),
+        }
+    ]
 
 
-def test_retry_stores_nothing_twice_and_first_value_wins(client: TestClient, run: dict[str, Any]) -> None:
+def test_retry_stores_nothing_twice_and_first_value_wins(
+    client: TestClient, run: dict[str, Any]
+) -> None:
     body = {"points": points("a", range(10), 1.0)}
     assert post(client, run["id"], body).json() == {"accepted": 10, "inserted": 10}
     assert post(client, run["id"], body).json() == {"accepted": 10, "inserted": 0}
@@ -72,7 +95,9 @@ def test_repeat_inside_one_batch_keeps_the_first(client: TestClient, run: dict[s
     assert series(client, run["id"], keys="a")["a"]["values"] == [1.0]
 
 
-def test_out_of_order_steps_are_stored_and_read_sorted(client: TestClient, run: dict[str, Any]) -> None:
+def test_out_of_order_steps_are_stored_and_read_sorted(
+    client: TestClient, run: dict[str, Any]
+) -> None:
     post(client, run["id"], {"points": points("a", range(10, 20))})
     assert post(client, run["id"], {"points": points("a", range(0, 12))}).json()["inserted"] == 10
     assert series(client, run["id"], keys="a")["a"]["steps"] == list(range(20))
@@ -92,17 +117,37 @@ def test_post_to_missing_run_is_404(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("point", "message"),
     [
-        ({"key": "a", "step": 1, "value": "abc"}, f"Invalid point 1 field 'value': {VALUE_MESSAGE}"),
+        (
+            {"key": "a", "step": 1, "value": "abc"},
+            f"Invalid point 1 field 'value': {VALUE_MESSAGE}",
+        ),
         ({"key": "a", "step": 1, "value": None}, f"Invalid point 1 field 'value': {VALUE_MESSAGE}"),
         ({"key": "a", "step": 1, "value": True}, f"Invalid point 1 field 'value': {VALUE_MESSAGE}"),
-        ({"key": "a", "step": -1, "value": 1}, "Invalid point 1 field 'step': Input should be greater than or equal to 0"),
-        ({"key": "a", "step": 1.5, "value": 1}, "Invalid point 1 field 'step': Input should be a valid integer"),
-        ({"key": "a", "step": "1", "value": 1}, "Invalid point 1 field 'step': Input should be a valid integer"),
-        ({"key": "", "step": 1, "value": 1}, "Invalid point 1 field 'key': String should have at least 1 character"),
-        ({"key": 5, "step": 1, "value": 1}, "Invalid point 1 field 'key': Input should be a valid string"),
+        (
+            {"key": "a", "step": -1, "value": 1},
+            "Invalid point 1 field 'step': Input should be greater than or equal to 0",
+        ),
+        (
+            {"key": "a", "step": 1.5, "value": 1},
+            "Invalid point 1 field 'step': Input should be a valid integer",
+        ),
+        (
+            {"key": "a", "step": "1", "value": 1},
+            "Invalid point 1 field 'step': Input should be a valid integer",
+        ),
+        (
+            {"key": "", "step": 1, "value": 1},
+            "Invalid point 1 field 'key': String should have at least 1 character",
+        ),
+        (
+            {"key": 5, "step": 1, "value": 1},
+            "Invalid point 1 field 'key': Input should be a valid string",
+        ),
         ({"step": 1, "value": 1}, "Invalid point 1 field 'key': Field required"),
-        ({"key": "a", "step": 1, "value": 1, "wall_time": "now"},
-         "Invalid point 1 field 'wall_time': Input should be a valid number"),
+        (
+            {"key": "a", "step": 1, "value": 1, "wall_time": "now"},
+            "Invalid point 1 field 'wall_time': Input should be a valid number",
+        ),
         ("not an object", "Invalid point 1: Input should be an object"),
     ],
 )
@@ -116,22 +161,39 @@ def test_bad_point_is_422_naming_index_and_field(
 
 
 def test_non_finite_wall_time_is_rejected(client: TestClient, run: dict[str, Any]) -> None:
-    response = client.post(f"/api/runs/{run['id']}/metrics", content=b'{"points": [{"key": "a", "step": 0, "value": 1, "wall_time": Infinity}]}',
-                           headers={"content-type": "application/json"})
-    assert_error(response, 422, "Invalid point 0 field 'wall_time': Input should be a finite number")
+    response = client.post(
+        f"/api/runs/{run['id']}/metrics",
+        content=b'{"points": [{"key": "a", "step": 0, "value": 1, "wall_time": Infinity}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert_error(
+        response, 422, "Invalid point 0 field 'wall_time': Input should be a finite number"
+    )
 
 
 def test_malformed_json_is_422(client: TestClient, run: dict[str, Any]) -> None:
-    response = client.post(f"/api/runs/{run['id']}/metrics", content=b'{"points": [',
-                           headers={"content-type": "application/json"})
-    error = assert_error(response, 422, "Invalid JSON body: Invalid JSON: EOF while parsing a list at line 1 column 12")
-    assert error["details"] == [{"loc": ["body"], "message": "Invalid JSON: EOF while parsing a list at line 1 column 12"}]
+    response = client.post(
+        f"/api/runs/{run['id']}/metrics",
+        content=b'{"points": [',
+        headers={"content-type": "application/json"},
+    )
+    error = assert_error(
+        response,
+        422,
+        "Invalid JSON body: Invalid JSON: EOF while parsing a list at line 1 column 12",
+    )
+    assert error["details"] == [
+        {"loc": ["body"], "message": "Invalid JSON: EOF while parsing a list at line 1 column 12"}
+    ]
 
 
 def test_body_without_points_is_422(client: TestClient, run: dict[str, Any]) -> None:
-    assert_error(post(client, run["id"], {"pts": []}), 422, "Invalid field 'points': Field required")
-    assert_error(post(client, run["id"], [1, 2]), 422,
-                 "Invalid request body: Input should be an object")
+    assert_error(
+        post(client, run["id"], {"pts": []}), 422, "Invalid field 'points': Field required"
+    )
+    assert_error(
+        post(client, run["id"], [1, 2]), 422, "Invalid request body: Input should be an object"
+    )
 
 
 def test_too_many_points_is_413(tmp_path: Any) -> None:
@@ -139,8 +201,11 @@ def test_too_many_points_is_413(tmp_path: Any) -> None:
     with TestClient(create_app(settings)) as client:
         run_id = client.post("/api/runs", json={"project": "p", "name": "r"}).json()["id"]
         assert post(client, run_id, {"points": points("a", range(10))}).status_code == 200
-        assert_error(post(client, run_id, {"points": points("a", range(11))}), 413,
-                     "Too many points: 11 > max_points_per_request 10")
+        assert_error(
+            post(client, run_id, {"points": points("a", range(11))}),
+            413,
+            "Too many points: 11 > max_points_per_request 10",
+        )
 
 
 def test_body_over_upload_limit_is_413(tmp_path: Any) -> None:
@@ -148,14 +213,21 @@ def test_body_over_upload_limit_is_413(tmp_path: Any) -> None:
     with TestClient(create_app(settings)) as client:
         run_id = client.post("/api/runs", json={"project": "p", "name": "r"}).json()["id"]
         huge = {"points": points("k" * 500, range(3000))}
-        assert_error(post(client, run_id, huge), 413,
-                     "Request body too large: the limit is max_upload_bytes 1048577")
+        assert_error(
+            post(client, run_id, huge),
+            413,
+            "Request body too large: the limit is max_upload_bytes 1048577",
+        )
 
         def chunks() -> Any:  # no Content-Length: the cap applies while streaming
             for _ in range(40):
                 yield b" " * 65536
-        response = client.post(f"/api/runs/{run_id}/metrics", content=chunks(),
-                               headers={"content-type": "application/json"})
+
+        response = client.post(
+            f"/api/runs/{run_id}/metrics",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+        )
         assert_error(response, 413, "Request body too large: the limit is max_upload_bytes 1048577")
 
 
@@ -166,12 +238,22 @@ def test_read_keys_prefix_and_step_range(client: TestClient, run: dict[str, Any]
     got = series(client, run["id"], prefix="layer/")
     assert sorted(got) == ["layer/a/rel_drift/ema", "layer/b/rel_drift/ema"]
     got = series(client, run["id"], keys="train/loss", min_step=3, max_step=5)
-    assert got == {"train/loss": {"steps": [3, 4, 5], "values": [1.0] * 3,
-                                  "wall_times": got["train/loss"]["wall_times"]}}
+    assert got == {
+        "train/loss": {
+            "steps": [3, 4, 5],
+            "values": [1.0] * 3,
+            "wall_times": got["train/loss"]["wall_times"],
+        }
+    }
     assert sorted(series(client, run["id"])) == [
-        "layer/a/rel_drift/ema", "layer/b/rel_drift/ema", "layer_x", "train/loss"]
+        "layer/a/rel_drift/ema",
+        "layer/b/rel_drift/ema",
+        "layer_x",
+        "train/loss",
+    ]
     assert series(client, run["id"], keys="unknown") == {
-        "unknown": {"steps": [], "values": [], "wall_times": []}}
+        "unknown": {"steps": [], "values": [], "wall_times": []}
+    }
 
 
 def test_prefix_is_literal_not_a_wildcard(client: TestClient, run: dict[str, Any]) -> None:
@@ -196,10 +278,17 @@ def test_read_downsamples_keeping_spikes_and_last(client: TestClient, run: dict[
 
 def test_bad_query_parameters_are_422(client: TestClient, run: dict[str, Any]) -> None:
     url = f"/api/runs/{run['id']}/metrics"
-    assert_error(client.get(url, params={"max_points": 4}), 422,
-                 "Invalid query parameter 'max_points': Input should be greater than or equal to 5")
-    assert_error(client.get(url, params={"min_step": "x"}), 422,
-                 "Invalid query parameter 'min_step': Input should be a valid integer, unable to parse string as an integer")
+    assert_error(
+        client.get(url, params={"max_points": 4}),
+        422,
+        "Invalid query parameter 'max_points': Input should be greater than or equal to 5",
+    )
+    assert_error(
+        client.get(url, params={"min_step": "x"}),
+        422,
+        "Invalid query parameter 'min_step': "
+        "Input should be a valid integer, unable to parse string as an integer",
+    )
 
 
 def test_read_metrics_of_missing_run_is_404(client: TestClient) -> None:
@@ -207,11 +296,17 @@ def test_read_metrics_of_missing_run_is_404(client: TestClient) -> None:
 
 
 def test_keys_lists_latest_point_per_key(client: TestClient, run: dict[str, Any]) -> None:
-    post(client, run["id"], {"points": [
-        {"key": "b", "step": 2, "value": 5, "wall_time": 1.0},
-        {"key": "a", "step": 7, "value": 3, "wall_time": 2.0},
-        {"key": "a", "step": 3, "value": 4, "wall_time": 3.0},
-    ]})
+    post(
+        client,
+        run["id"],
+        {
+            "points": [
+                {"key": "b", "step": 2, "value": 5, "wall_time": 1.0},
+                {"key": "a", "step": 7, "value": 3, "wall_time": 2.0},
+                {"key": "a", "step": 3, "value": 4, "wall_time": 3.0},
+            ]
+        },
+    )
     assert client.get(f"/api/runs/{run['id']}/keys").json() == [
         {"key": "a", "step": 7, "value": 3.0, "wall_time": 2.0},
         {"key": "b", "step": 2, "value": 5.0, "wall_time": 1.0},
@@ -219,12 +314,27 @@ def test_keys_lists_latest_point_per_key(client: TestClient, run: dict[str, Any]
 
 
 def test_responses_never_hold_bare_nan(client: TestClient, run: dict[str, Any]) -> None:
-    post(client, run["id"], {"points": [{"key": "eval/live/accuracy", "step": 0, "value": "NaN"},
-                                        {"key": "eval/live/accuracy", "step": 1, "value": "Infinity"}]})
-    for url in (f"/api/runs/{run['id']}", f"/api/runs/{run['id']}/keys",
-                f"/api/runs/{run['id']}/metrics", "/api/runs"):
+    post(
+        client,
+        run["id"],
+        {
+            "points": [
+                {"key": "eval/live/accuracy", "step": 0, "value": "NaN"},
+                {"key": "eval/live/accuracy", "step": 1, "value": "Infinity"},
+            ]
+        },
+    )
+    for url in (
+        f"/api/runs/{run['id']}",
+        f"/api/runs/{run['id']}/keys",
+        f"/api/runs/{run['id']}/metrics",
+        "/api/runs",
+    ):
         text = client.get(url).text
-        assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text.replace('"Infinity"', "")
+        assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text.replace(
+            '"Infinity"', ""
+        )
     assert client.get(f"/api/runs/{run['id']}").json()["best"] == {
-        "live": {"metric": "accuracy", "value": "Infinity", "step": 1}}
+        "live": {"metric": "accuracy", "value": "Infinity", "step": 1}
+    }
     assert math.isinf(float(client.get(f"/api/runs/{run['id']}/keys").json()[0]["value"]))

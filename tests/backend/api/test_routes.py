@@ -26,16 +26,22 @@ HTTP_CASES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("PATCH", "/api/runs/{run_id}"): ("/api/runs/1", {"json": {"status": "finished"}}),
     ("DELETE", "/api/runs/{run_id}"): ("/api/runs/1", {}),
     ("POST", "/api/runs/{run_id}/metrics"): (
-        "/api/runs/1/metrics", {"json": {"points": [{"key": "a", "step": 1, "value": 1}]}}),
+        "/api/runs/1/metrics",
+        {"json": {"points": [{"key": "a", "step": 1, "value": 1}]}},
+    ),
     ("GET", "/api/runs/{run_id}/metrics"): ("/api/runs/1/metrics", {}),
     ("GET", "/api/runs/{run_id}/keys"): ("/api/runs/1/keys", {}),
     ("POST", "/api/runs/{run_id}/snapshots"): (
-        "/api/runs/1/snapshots", {"data": {"averager": "swa", "step": "1"},
-                                  "files": {"file": ("f", safetensors_bytes())}}),
+        "/api/runs/1/snapshots",
+        {"data": {"averager": "swa", "step": "1"}, "files": {"file": ("f", safetensors_bytes())}},
+    ),
     ("GET", "/api/runs/{run_id}/snapshots"): ("/api/runs/1/snapshots", {}),
     ("GET", "/api/runs/{run_id}/snapshots/best"): ("/api/runs/1/snapshots/best", {}),
     ("GET", "/api/runs/{run_id}/snapshots/{snapshot_id}"): ("/api/runs/1/snapshots/1", {}),
-    ("GET", "/api/runs/{run_id}/snapshots/{snapshot_id}/file"): ("/api/runs/1/snapshots/1/file", {}),
+    ("GET", "/api/runs/{run_id}/snapshots/{snapshot_id}/file"): (
+        "/api/runs/1/snapshots/1/file",
+        {},
+    ),
     ("DELETE", "/api/runs/{run_id}/snapshots/{snapshot_id}"): ("/api/runs/1/snapshots/1", {}),
 }
 WS_CASES = {"/ws/runs/{run_id}": "/ws/runs/1", "/ws/runs": "/ws/runs"}
@@ -45,9 +51,12 @@ OK = {200, 201, 204}
 def seed(client: TestClient, headers: dict[str, str]) -> None:
     """Run 1 with a point and snapshot 1 (with a value, so ``best`` finds it)."""
     client.post("/api/runs", json={"project": "p", "name": "r"}, headers=headers)
-    client.post("/api/runs/1/snapshots", headers=headers,
-                data={"averager": "swa", "step": "1", "value": "1"},
-                files={"file": ("f", safetensors_bytes())})
+    client.post(
+        "/api/runs/1/snapshots",
+        headers=headers,
+        data={"averager": "swa", "step": "1", "value": "1"},
+        files={"file": ("f", safetensors_bytes())},
+    )
 
 
 @pytest.fixture
@@ -58,7 +67,9 @@ def token_client(tmp_path: Path) -> Any:
 
 def test_every_route_is_in_the_table(app: Any) -> None:
     # Included routers stay nested in app.routes; the OpenAPI schema lists every HTTP route.
-    http = {(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops}
+    http = {
+        (method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops
+    }
     ws = {route.path for route in ws_routes.router.routes if isinstance(route, APIWebSocketRoute)}
     assert http == set(HTTP_CASES)
     assert ws == set(WS_CASES)
@@ -72,15 +83,23 @@ def test_every_route_works(client: TestClient, method: str, path: str) -> None:
     assert response.status_code in OK, response.text
 
 
-@pytest.mark.parametrize(("method", "path"), [case for case in HTTP_CASES if case[1] != "/api/health"])
+@pytest.mark.parametrize(
+    ("method", "path"), [case for case in HTTP_CASES if case[1] != "/api/health"]
+)
 def test_every_api_route_needs_the_token(token_client: TestClient, method: str, path: str) -> None:
     seed(token_client, {"Authorization": f"Bearer {TOKEN}"})
     url, kwargs = HTTP_CASES[(method, path)]
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic " + TOKEN}):
-        assert_error(token_client.request(method, url, headers=headers, **kwargs), 401,
-                     "Invalid or missing token")
-    assert_error(token_client.request(method, url, params={"token": "wrong"}, **kwargs), 401,
-                 "Invalid or missing token")
+        assert_error(
+            token_client.request(method, url, headers=headers, **kwargs),
+            401,
+            "Invalid or missing token",
+        )
+    assert_error(
+        token_client.request(method, url, params={"token": "wrong"}, **kwargs),
+        401,
+        "Invalid or missing token",
+    )
     assert token_client.get("/api/runs/1", params={"token": TOKEN}).status_code == 200
 
 
@@ -104,8 +123,10 @@ def test_health_never_needs_the_token(token_client: TestClient) -> None:
 @pytest.mark.parametrize("query", ["", "?token=wrong"])
 def test_websockets_need_the_token(token_client: TestClient, path: str, query: str) -> None:
     seed(token_client, {"Authorization": f"Bearer {TOKEN}"})
-    with token_client.websocket_connect(WS_CASES[path] + query) as ws, \
-            pytest.raises(WebSocketDisconnect) as info:
+    with (
+        token_client.websocket_connect(WS_CASES[path] + query) as ws,
+        pytest.raises(WebSocketDisconnect) as info,
+    ):
         ws.receive_json()
     assert info.value.code == 1008
     assert info.value.reason == "Invalid or missing token"
@@ -116,7 +137,9 @@ def test_websockets_accept_the_token(token_client: TestClient, path: str) -> Non
     seed(token_client, {"Authorization": f"Bearer {TOKEN}"})
     with token_client.websocket_connect(WS_CASES[path] + f"?token={TOKEN}") as ws:
         assert ws.receive_json()["type"] in {"hello", "runs"}
-    with token_client.websocket_connect(WS_CASES[path], headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+    with token_client.websocket_connect(
+        WS_CASES[path], headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as ws:
         assert ws.receive_json()["type"] in {"hello", "runs"}
 
 
@@ -126,16 +149,44 @@ def test_websockets_accept_the_token(token_client: TestClient, path: str) -> Non
         (("GET", "/api/runs/404"), 404, "Run not found"),
         (("GET", "/api/no/such/route"), 404, "Not Found"),
         (("PUT", "/api/runs"), 405, "Method Not Allowed"),
-        (("POST", "/api/runs/1/snapshots", {"data": {"averager": "a", "step": "1"}, "files": {"file": ("f", b"junk")}}),
-         400, "File is not a valid safetensors file: shorter than the 8-byte header length"),
-        (("POST", "/api/runs", {"content": b"{", "headers": {"content-type": "application/json"}}), 422,
-         "Invalid request body: JSON decode error"),
-        (("GET", "/api/runs/abc"), 422, "Invalid path parameter 'run_id': Input should be a valid integer, unable to parse string as an integer"),
-        (("POST", "/api/runs/1/metrics", {"json": {"points": [{"key": "a", "step": 0, "value": 1}] * 50_001}}),
-         413, "Too many points: 50001 > max_points_per_request 50000"),
+        (
+            (
+                "POST",
+                "/api/runs/1/snapshots",
+                {"data": {"averager": "a", "step": "1"}, "files": {"file": ("f", b"junk")}},
+            ),
+            400,
+            "File is not a valid safetensors file: shorter than the 8-byte header length",
+        ),
+        (
+            (
+                "POST",
+                "/api/runs",
+                {"content": b"{", "headers": {"content-type": "application/json"}},
+            ),
+            422,
+            "Invalid request body: JSON decode error",
+        ),
+        (
+            ("GET", "/api/runs/abc"),
+            422,
+            "Invalid path parameter 'run_id': "
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            (
+                "POST",
+                "/api/runs/1/metrics",
+                {"json": {"points": [{"key": "a", "step": 0, "value": 1}] * 50_001}},
+            ),
+            413,
+            "Too many points: 50001 > max_points_per_request 50000",
+        ),
     ],
 )
-def test_every_error_has_one_shape(client: TestClient, request_args: tuple[Any, ...], status: int, message: str) -> None:
+def test_every_error_has_one_shape(
+    client: TestClient, request_args: tuple[Any, ...], status: int, message: str
+) -> None:
     seed(client, {})
     method, url, *rest = request_args
     response = client.request(method, url, **(rest[0] if rest else {}))
@@ -160,7 +211,9 @@ def test_openapi_lists_every_route_and_the_ingest_body(client: TestClient) -> No
     for method, path in HTTP_CASES:
         assert method.lower() in schema["paths"][path]
     body = schema["paths"]["/api/runs/{run_id}/metrics"]["post"]["requestBody"]
-    assert body["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/MetricBatch"}
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/MetricBatch"
+    }
     assert "points" in schema["components"]["schemas"]["MetricBatch"]["properties"]
     assert client.get("/docs").status_code == 200
 
@@ -168,10 +221,17 @@ def test_openapi_lists_every_route_and_the_ingest_body(client: TestClient) -> No
 @pytest.mark.parametrize(
     "url",
     [
-        "/api/runs/..", "/api/runs/%2e%2e", "/api/runs/..%2f..%2fetc", "/api/runs/%2Fetc%2Fpasswd",
-        "/api/runs/1/snapshots/%2e%2e", "/api/runs/1/snapshots/%2e%2e%2f1/file",
-        "/api/runs/1/snapshots/-1/file", "/api/runs/1/snapshots/1%2F..%2F..%2Femaboard.db/file",
-        "/api/runs/..%5c..%5cwindows/keys", "/api/runs/1e3", "/api/runs/1/snapshots/0x1",
+        "/api/runs/..",
+        "/api/runs/%2e%2e",
+        "/api/runs/..%2f..%2fetc",
+        "/api/runs/%2Fetc%2Fpasswd",
+        "/api/runs/1/snapshots/%2e%2e",
+        "/api/runs/1/snapshots/%2e%2e%2f1/file",
+        "/api/runs/1/snapshots/-1/file",
+        "/api/runs/1/snapshots/1%2F..%2F..%2Femaboard.db/file",
+        "/api/runs/..%5c..%5cwindows/keys",
+        "/api/runs/1e3",
+        "/api/runs/1/snapshots/0x1",
     ],
 )
 def test_traversal_attempts_never_reach_a_file(client: TestClient, url: str) -> None:
@@ -183,7 +243,12 @@ def test_traversal_attempts_never_reach_a_file(client: TestClient, url: str) -> 
 
 
 def test_absolute_and_dotted_paths_do_not_escape_the_static_root(client: TestClient) -> None:
-    for url in ("/../pyproject.toml", "/%2e%2e/pyproject.toml", "/..%2fpyproject.toml", "//etc/passwd"):
+    for url in (
+        "/../pyproject.toml",
+        "/%2e%2e/pyproject.toml",
+        "/..%2fpyproject.toml",
+        "//etc/passwd",
+    ):
         response = client.get(url)
         assert response.status_code == 404, url
         assert b"[project]" not in response.content and b"root:" not in response.content

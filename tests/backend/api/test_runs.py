@@ -35,10 +35,15 @@ def test_same_name_in_other_project_is_another_run(client: TestClient) -> None:
 
 
 def test_list_runs_newest_first_and_filter_by_project(client: TestClient) -> None:
-    ids = [client.post("/api/runs", json={"project": p, "name": n}).json()["id"]
-           for p, n in [("a", "1"), ("b", "2"), ("a", "3")]]
+    ids = [
+        client.post("/api/runs", json={"project": p, "name": n}).json()["id"]
+        for p, n in [("a", "1"), ("b", "2"), ("a", "3")]
+    ]
     assert [r["id"] for r in client.get("/api/runs").json()] == ids[::-1]
-    assert [r["name"] for r in client.get("/api/runs", params={"project": "a"}).json()] == ["3", "1"]
+    assert [r["name"] for r in client.get("/api/runs", params={"project": "a"}).json()] == [
+        "3",
+        "1",
+    ]
     assert client.get("/api/runs", params={"project": "none"}).json() == []
 
 
@@ -60,8 +65,11 @@ def test_patch_status_and_merge_summary(client: TestClient, run: dict[str, Any])
 
 
 def test_patch_bad_status_is_422_naming_the_field(client: TestClient, run: dict[str, Any]) -> None:
-    error = assert_error(client.patch(f"/api/runs/{run['id']}", json={"status": "done"}), 422,
-                         "Invalid field 'status': Input should be 'running', 'finished' or 'crashed'")
+    error = assert_error(
+        client.patch(f"/api/runs/{run['id']}", json={"status": "done"}),
+        422,
+        "Invalid field 'status': Input should be 'running', 'finished' or 'crashed'",
+    )
     assert error["details"][0]["loc"] == ["body", "status"]
 
 
@@ -70,13 +78,17 @@ def test_patch_missing_run_is_404(client: TestClient) -> None:
 
 
 def test_create_run_requires_project(client: TestClient) -> None:
-    assert_error(client.post("/api/runs", json={"name": "r"}), 422,
-                 "Invalid field 'project': Field required")
+    assert_error(
+        client.post("/api/runs", json={"name": "r"}), 422, "Invalid field 'project': Field required"
+    )
 
 
 def test_create_run_rejects_unknown_fields(client: TestClient) -> None:
-    assert_error(client.post("/api/runs", json={"project": "p", "name": "r", "x": 1}), 422,
-                 "Invalid field 'x': Extra inputs are not permitted")
+    assert_error(
+        client.post("/api/runs", json={"project": "p", "name": "r", "x": 1}),
+        422,
+        "Invalid field 'x': Extra inputs are not permitted",
+    )
 
 
 def test_delete_run_removes_it_and_its_points(client: TestClient, run: dict[str, Any]) -> None:
@@ -115,14 +127,18 @@ def test_best_per_averager_from_eval_series(client: TestClient, run: dict[str, A
         {"key": "train/loss", "step": 3, "value": 0.01},
     ]
     client.post(url + "/metrics", json={"points": batch})
-    client.post(url + "/metrics", json={"points": [
-        {"key": "eval/ema_0.999/accuracy", "step": 4, "value": 0.75}]})
+    client.post(
+        url + "/metrics",
+        json={"points": [{"key": "eval/ema_0.999/accuracy", "step": 4, "value": 0.75}]},
+    )
     assert client.get(url).json()["best"] == {
         "live": {"metric": "accuracy", "value": 0.7, "step": 2},
         "ema_0.999": {"metric": "accuracy", "value": 0.8, "step": 3},
     }
     client.patch(url, json={"summary": {"primary_metric": "loss"}})
     assert client.get(url).json()["best"] == {
-        "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}}
+        "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}
+    }
     assert client.get("/api/runs").json()[0]["best"] == {
-        "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}}
+        "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}
+    }

@@ -15,10 +15,21 @@ from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
 
 
-def upload(client: TestClient, run_id: int, payload: bytes | None = None, filename: str = "w.safetensors",
-           **fields: Any) -> Any:
+def upload(
+    client: TestClient,
+    run_id: int,
+    payload: bytes | None = None,
+    filename: str = "w.safetensors",
+    **fields: Any,
+) -> Any:
     data = {"averager": "ema_0.999", "step": "100", **{k: str(v) for k, v in fields.items()}}
-    files = {"file": (filename, payload if payload is not None else safetensors_bytes(), "application/octet-stream")}
+    files = {
+        "file": (
+            filename,
+            payload if payload is not None else safetensors_bytes(),
+            "application/octet-stream",
+        )
+    }
     return client.post(f"/api/runs/{run_id}/snapshots", data=data, files=files)
 
 
@@ -30,13 +41,25 @@ def test_upload_validates_hashes_and_stores_under_a_generated_name(
     client: TestClient, run: dict[str, Any], settings: Settings
 ) -> None:
     payload = safetensors_bytes({"averager": "ema_0.999", "decay": "0.999"})
-    response = upload(client, run["id"], payload, filename="../../etc/passwd", metric="accuracy",
-                      value=0.9, metadata=json.dumps({"note": "x"}))
+    response = upload(
+        client,
+        run["id"],
+        payload,
+        filename="../../etc/passwd",
+        metric="accuracy",
+        value=0.9,
+        metadata=json.dumps({"note": "x"}),
+    )
     assert response.status_code == 201, response.text
     snap = response.json()
     assert snap["sha256"] == hashlib.sha256(payload).hexdigest()
     assert snap["size_bytes"] == len(payload)
-    assert (snap["averager"], snap["step"], snap["metric"], snap["value"]) == ("ema_0.999", 100, "accuracy", 0.9)
+    assert (snap["averager"], snap["step"], snap["metric"], snap["value"]) == (
+        "ema_0.999",
+        100,
+        "accuracy",
+        0.9,
+    )
     assert snap["metadata"] == {"averager": "ema_0.999", "decay": "0.999", "note": "x"}
     assert snap["download_url"] == f"/api/runs/{run['id']}/snapshots/{snap['id']}/file"
     [path] = stored_files(settings)
@@ -45,7 +68,9 @@ def test_upload_validates_hashes_and_stores_under_a_generated_name(
     assert path.read_bytes() == payload
 
 
-def test_list_read_download_delete(client: TestClient, run: dict[str, Any], settings: Settings) -> None:
+def test_list_read_download_delete(
+    client: TestClient, run: dict[str, Any], settings: Settings
+) -> None:
     base = f"/api/runs/{run['id']}/snapshots"
     a = upload(client, run["id"], safetensors_bytes(scale=1.0), step=10).json()
     b = upload(client, run["id"], safetensors_bytes(scale=2.0), step=20, averager="swa").json()
@@ -56,7 +81,10 @@ def test_list_read_download_delete(client: TestClient, run: dict[str, Any], sett
     assert response.status_code == 200
     assert response.headers["etag"] == f'"{b["sha256"]}"'
     assert response.headers["content-type"] == "application/octet-stream"
-    assert response.headers["content-disposition"] == 'attachment; filename="demo-run-1-swa-step20.safetensors"'
+    assert (
+        response.headers["content-disposition"]
+        == 'attachment; filename="demo-run-1-swa-step20.safetensors"'
+    )
     assert load(response.content)["layer.weight"][0, 1] == 2.0
     assert client.delete(f"{base}/{a['id']}").status_code == 204
     assert_error(client.get(f"{base}/{a['id']}"), 404, "Snapshot not found")
@@ -68,40 +96,68 @@ def test_list_read_download_delete(client: TestClient, run: dict[str, Any], sett
 def test_best_snapshot_by_metric_and_mode(client: TestClient, run: dict[str, Any]) -> None:
     base = f"/api/runs/{run['id']}/snapshots"
     ids = {}
-    for step, value, averager in [(1, 0.5, "ema_0.999"), (2, 0.9, "ema_0.999"), (3, 0.7, "swa"), (4, 0.95, "swa")]:
-        ids[step] = upload(client, run["id"], safetensors_bytes(scale=step), step=step, averager=averager,
-                           metric="accuracy", value=value).json()["sha256"]
+    for step, value, averager in [
+        (1, 0.5, "ema_0.999"),
+        (2, 0.9, "ema_0.999"),
+        (3, 0.7, "swa"),
+        (4, 0.95, "swa"),
+    ]:
+        ids[step] = upload(
+            client,
+            run["id"],
+            safetensors_bytes(scale=step),
+            step=step,
+            averager=averager,
+            metric="accuracy",
+            value=value,
+        ).json()["sha256"]
     upload(client, run["id"], safetensors_bytes(scale=9), step=9, metric="loss", value=0.01)
-    assert client.get(f"{base}/best", params={"metric": "accuracy"}).headers["etag"] == f'"{ids[4]}"'
+    assert (
+        client.get(f"{base}/best", params={"metric": "accuracy"}).headers["etag"] == f'"{ids[4]}"'
+    )
     best = client.get(f"{base}/best", params={"averager": "ema_0.999", "metric": "accuracy"})
     assert best.headers["etag"] == f'"{ids[2]}"'
     assert best.headers["content-disposition"].endswith('-ema_0.999-step2.safetensors"')
     worst = client.get(f"{base}/best", params={"metric": "accuracy", "mode": "min"})
     assert worst.headers["etag"] == f'"{ids[1]}"'
     loss = client.get(f"{base}/best", params={"metric": "loss"})  # min by default for a loss
-    assert loss.headers["content-disposition"].endswith("-step9.safetensors\"")
+    assert loss.headers["content-disposition"].endswith('-step9.safetensors"')
     assert_error(client.get(f"{base}/best", params={"metric": "f1"}), 404, "Snapshot not found")
-    assert_error(client.get(f"{base}/best", params={"mode": "median"}), 422,
-                 "Invalid query parameter 'mode': Input should be 'max' or 'min'")
+    assert_error(
+        client.get(f"{base}/best", params={"mode": "median"}),
+        422,
+        "Invalid query parameter 'mode': Input should be 'max' or 'min'",
+    )
 
 
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
         (b"", "shorter than the 8-byte header length"),
-        (b"PK\x03\x04 this is a zip file, not safetensors", "header length 7595448452415441744 exceeds the file"),
+        (
+            b"PK\x03\x04 this is a zip file, not safetensors",
+            "header length 7595448452415441744 exceeds the file",
+        ),
         ((5).to_bytes(8, "little") + b"[1,2]", "header is not a JSON object"),
-        ((4).to_bytes(8, "little") + b"{no}", "header is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        (
+            (4).to_bytes(8, "little") + b"{no}",
+            "header is not JSON "
+            "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+        ),
     ],
 )
 def test_non_safetensors_upload_is_400(
     client: TestClient, run: dict[str, Any], settings: Settings, payload: bytes, reason: str
 ) -> None:
-    assert_error(upload(client, run["id"], payload), 400, f"File is not a valid safetensors file: {reason}")
+    assert_error(
+        upload(client, run["id"], payload), 400, f"File is not a valid safetensors file: {reason}"
+    )
     assert stored_files(settings) == []
 
 
-def test_truncated_safetensors_is_400(client: TestClient, run: dict[str, Any], settings: Settings) -> None:
+def test_truncated_safetensors_is_400(
+    client: TestClient, run: dict[str, Any], settings: Settings
+) -> None:
     payload = safetensors_bytes()[:-5]
     response = upload(client, run["id"], payload)
     assert response.status_code == 400
@@ -113,7 +169,9 @@ def test_upload_over_max_upload_bytes_is_413(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d", max_upload_bytes=64, token=None)
     with TestClient(create_app(settings)) as client:
         run_id = client.post("/api/runs", json={"project": "p", "name": "r"}).json()["id"]
-        assert_error(upload(client, run_id), 413, "Upload too large: File larger than max_upload_bytes 64")
+        assert_error(
+            upload(client, run_id), 413, "Upload too large: File larger than max_upload_bytes 64"
+        )
         assert stored_files(settings) == []
 
 
@@ -125,13 +183,23 @@ def test_upload_to_missing_run_is_404(client: TestClient, settings: Settings) ->
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"metadata": "{bad"}, "Invalid field 'metadata': not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        (
+            {"metadata": "{bad"},
+            "Invalid field 'metadata': not JSON "
+            "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+        ),
         ({"metadata": "[1]"}, "Invalid field 'metadata': expected a JSON object"),
         ({"step": "-1"}, "Invalid field 'step': Input should be greater than or equal to 0"),
-        ({"value": "high"}, "Invalid field 'value': Input should be a valid number, unable to parse string as a number"),
+        (
+            {"value": "high"},
+            "Invalid field 'value': "
+            "Input should be a valid number, unable to parse string as a number",
+        ),
     ],
 )
-def test_bad_form_fields_are_422(client: TestClient, run: dict[str, Any], fields: dict[str, str], message: str) -> None:
+def test_bad_form_fields_are_422(
+    client: TestClient, run: dict[str, Any], fields: dict[str, str], message: str
+) -> None:
     assert_error(upload(client, run["id"], **fields), 422, message)
 
 
@@ -143,13 +211,21 @@ def test_upload_without_file_is_422(client: TestClient, run: dict[str, Any]) -> 
 def test_snapshot_of_other_run_is_404(client: TestClient, run: dict[str, Any]) -> None:
     other = client.post("/api/runs", json={"project": "p", "name": "other"}).json()
     snap = upload(client, other["id"]).json()
-    assert_error(client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}"), 404, "Snapshot not found")
-    assert_error(client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}/file"), 404, "Snapshot not found")
+    assert_error(
+        client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}"), 404, "Snapshot not found"
+    )
+    assert_error(
+        client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}/file"), 404, "Snapshot not found"
+    )
 
 
 def test_missing_run_on_snapshot_routes_is_404(client: TestClient) -> None:
-    for url in ("/api/runs/9/snapshots", "/api/runs/9/snapshots/1", "/api/runs/9/snapshots/1/file",
-                "/api/runs/9/snapshots/best"):
+    for url in (
+        "/api/runs/9/snapshots",
+        "/api/runs/9/snapshots/1",
+        "/api/runs/9/snapshots/1/file",
+        "/api/runs/9/snapshots/best",
+    ):
         assert_error(client.get(url), 404, "Run not found")
 
 

@@ -13,28 +13,40 @@ from tests.backend.utils import safetensors_bytes
 
 
 def test_hello_has_run_and_latest_values(client: TestClient, run: dict[str, Any]) -> None:
-    client.post(f"/api/runs/{run['id']}/metrics", json={"points": points("a", range(3), 2.0)
-                                                        + [{"key": "b", "step": 1, "value": "NaN"}]})
+    client.post(
+        f"/api/runs/{run['id']}/metrics",
+        json={"points": points("a", range(3), 2.0) + [{"key": "b", "step": 1, "value": "NaN"}]},
+    )
     with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
         hello = ws.receive_json()
     assert hello["type"] == "hello"
     assert hello["run"]["id"] == run["id"] and hello["run"]["last_step"] == 2
-    assert [(p["key"], p["step"], p["value"]) for p in hello["latest"]] == [("a", 2, 2.0), ("b", 1, "NaN")]
+    assert [(p["key"], p["step"], p["value"]) for p in hello["latest"]] == [
+        ("a", 2, 2.0),
+        ("b", 1, "NaN"),
+    ]
 
 
-def test_new_points_status_and_snapshots_are_pushed(client: TestClient, run: dict[str, Any]) -> None:
+def test_new_points_status_and_snapshots_are_pushed(
+    client: TestClient, run: dict[str, Any]
+) -> None:
     with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
         ws.receive_json()
         client.post(f"/api/runs/{run['id']}/metrics", json={"points": points("a", range(3))})
         message = ws.receive_json()
         assert message["type"] == "points"
         assert [p["step"] for p in message["points"]] == [0, 1, 2]
-        client.post(f"/api/runs/{run['id']}/metrics", json={"points": points("a", range(3))})  # retry
+        client.post(
+            f"/api/runs/{run['id']}/metrics", json={"points": points("a", range(3))}
+        )  # retry
         client.patch(f"/api/runs/{run['id']}", json={"status": "finished"})
         message = ws.receive_json()  # the retry pushed nothing: the next message is the status
         assert message["type"] == "run" and message["run"]["status"] == "finished"
-        client.post(f"/api/runs/{run['id']}/snapshots", data={"averager": "swa", "step": "5"},
-                    files={"file": ("f", safetensors_bytes())})
+        client.post(
+            f"/api/runs/{run['id']}/snapshots",
+            data={"averager": "swa", "step": "5"},
+            files={"file": ("f", safetensors_bytes())},
+        )
         message = ws.receive_json()
         assert message["type"] == "snapshot" and message["snapshot"]["step"] == 5
 

@@ -24,7 +24,10 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert (settings.host, settings.port, settings.token) == ("127.0.0.1", 8000, None)
     assert settings.data_dir == Path("./emaboard-data")
-    assert settings.resolved_database_url() == f"sqlite:///{Path('emaboard-data').resolve() / 'emaboard.db'}"
+    assert (
+        settings.resolved_database_url()
+        == f"sqlite:///{Path('emaboard-data').resolve() / 'emaboard.db'}"
+    )
 
 
 def test_environment_is_read_with_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -29,7 +29,12 @@ def test_upgrade_is_idempotent_and_at_head(tmp_path: Path) -> None:
     with db.engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head
         assert set(inspect(connection).get_table_names()) >= {
-            "run", "metric_point", "latest_metric", "snapshot", "alembic_version"}
+            "run",
+            "metric_point",
+            "latest_metric",
+            "snapshot",
+            "alembic_version",
+        }
     db.dispose()
 
 
@@ -48,12 +53,23 @@ def test_nan_round_trips_through_the_orm(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     upgrade_database(db.engine)
     with db.writing() as session:
-        run = Run(project="p", name="r", config={}, status="running", created_at=0.0,
-                  last_seen_at=0.0, summary={})
+        run = Run(
+            project="p",
+            name="r",
+            config={},
+            status="running",
+            created_at=0.0,
+            last_seen_at=0.0,
+            summary={},
+        )
         session.add(run)
         session.flush()
-        session.add_all([MetricPoint(run_id=run.id, key="k", step=s, value=v, wall_time=0.0)
-                         for s, v in enumerate([math.nan, math.inf, -math.inf, 1.5])])
+        session.add_all(
+            [
+                MetricPoint(run_id=run.id, key="k", step=s, value=v, wall_time=0.0)
+                for s, v in enumerate([math.nan, math.inf, -math.inf, 1.5])
+            ]
+        )
     with db.reading() as session:
         got = [p.value for p in session.query(MetricPoint).order_by(MetricPoint.step)]
     assert math.isnan(got[0]) and got[1:] == [math.inf, -math.inf, 1.5]

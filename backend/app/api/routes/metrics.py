@@ -50,7 +50,8 @@ def _parse_batch(body: bytes, limit: int) -> MetricBatch | JSONResponse:
             details = [{"loc": ["body"], "message": str(errors[0]["msg"])}]
             return error_response(422, f"Invalid JSON body: {details[0]['message']}", details)
         details = _point_details(errors)
-        return error_response(422, describe(details[0]["loc"], details[0]["message"]), details)
+        first = details[0]
+        return error_response(422, describe(first["loc"], str(first["message"])), details)
     if len(batch.points) > limit:
         return error_response(
             413, f"Too many points: {len(batch.points)} > max_points_per_request {limit}"
