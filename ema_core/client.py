@@ -17,56 +17,34 @@ disk); :class:`ema_core.sender.Sender` does the rest on two daemon threads, spoo
 from __future__ import annotations
 
 import atexit
-import json
 import logging
-import math
 import operator
-import os
-import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from time import time
 from types import TracebackType
 from typing import Any
 
-from ema_core.sender import MAX_KEY_LENGTH, Sender, SenderConfig, SenderStats, SnapshotJob
+from ema_core._client_parts import (
+    MAX_KEY_LENGTH,
+    STATUSES,
+    BestTracker,
+    SenderConfig,
+    SenderStats,
+    SnapshotJob,
+    check_positive,
+    config_json,
+    default_run_dir,
+    open_spool,
+)
+from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
-from ema_core.spool import SPOOL_FILENAME, Spool
 from ema_core.transport import ApiClient, TransportError
 
 __all__ = ["Monitor", "default_run_dir"]
 
 logger = logging.getLogger(__name__)
-
-_STATUSES = ("finished", "crashed")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def default_run_dir(project: str, run: str) -> Path:
-    """``$EMABOARD_DIR/runs/<project>/<run>`` (``EMABOARD_DIR`` defaults to ``.emaboard``).
-
-    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``.
-    """
-    root = Path(os.environ.get("EMABOARD_DIR", ".emaboard"))
-    return root / "runs" / _UNSAFE.sub("_", project) / _UNSAFE.sub("_", run)
-
-
-@dataclass
-class _BestTracker:
-    metric: str
-    mode: str
-    averager: Any
-    name: str
-    best: float | None = None
-
-    def improved(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.best is None:
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
 
 
 class Monitor:
@@ -111,7 +89,7 @@ class Monitor:
                     f"Invalid {what} {value!r}: expected a non-empty string of at most 200 "
                     "characters"
                 )
-        _check_positive("finish_timeout_s", finish_timeout_s)
+        check_positive("finish_timeout_s", finish_timeout_s)
         sender_config = SenderConfig(
             flush_interval_ms=flush_interval_ms, max_batch_points=max_batch_points,
             max_queue_points=max_queue_points, initial_backoff_s=initial_backoff_s,
@@ -121,7 +99,7 @@ class Monitor:
         self.finish_timeout_s = finish_timeout_s
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(project, run)
         self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
-        self.spool = _open_spool(self.run_dir, project, run, _config_json(config))
+        self.spool = open_spool(self.run_dir, project, run, config_json(config))
         self._sender = Sender(self._api, self.spool, (project, run, dict(config or {})),
                               self.run_dir / "snapshots", sender_config)
         self._inbox = self._sender.inbox
@@ -130,7 +108,7 @@ class Monitor:
         self._watched: list[list[Any]] = []  # [averager, the last WeightStats seen]
         self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
         self._plain_keys: set[str] = set()  # keys already checked by log()
-        self._trackers: list[_BestTracker] = []
+        self._trackers: list[BestTracker] = []
         self._finished = False
         self._sender.start()
         atexit.register(self._finish_at_exit)
@@ -244,7 +222,7 @@ class Monitor:
         name = averager if averager is not None else next(iter(names))
         if name not in names:
             raise ValueError(f"Unknown averager {name!r}: expected one of {sorted(names)}")
-        self._trackers.append(_BestTracker(metric, mode, names[name], name))
+        self._trackers.append(BestTracker(metric, mode, names[name], name))
 
     def finish(self, status: str | None = None, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, mark the run ``finished`` (or ``crashed``), stop.
@@ -260,10 +238,10 @@ class Monitor:
             ValueError: an unknown status or a non-positive timeout.
         """
         status = "finished" if status is None else status
-        if status not in _STATUSES:
+        if status not in STATUSES:
             raise ValueError(f"Invalid status {status!r}: expected 'finished' or 'crashed'")
         timeout_s = self.finish_timeout_s if timeout_s is None else timeout_s
-        _check_positive("timeout_s", timeout_s)
+        check_positive("timeout_s", timeout_s)
         if self._finished:
             return
         self._finished = True
@@ -324,7 +302,7 @@ class Monitor:
         self._train_keys[name] = key
         return key
 
-    def _maybe_snapshot(self, tracker: _BestTracker, step: int, metrics: Mapping[str, Any]) -> None:
+    def _maybe_snapshot(self, tracker: BestTracker, step: int, metrics: Mapping[str, Any]) -> None:
         if tracker.metric not in metrics or not tracker.improved(float(metrics[tracker.metric])):
             return
         tracker.best = float(metrics[tracker.metric])
@@ -353,28 +331,3 @@ class Monitor:
         crashed = getattr(sys, "last_value", None) is not None
         self.finish("crashed" if crashed else "finished")
 
-
-def _check_positive(name: str, value: Any) -> None:
-    if not (isinstance(value, int | float) and value > 0):
-        raise ValueError(f"Invalid {name} {value!r}: expected a positive number")
-
-
-def _config_json(config: Mapping[str, Any] | None) -> str:
-    try:
-        return json.dumps(dict(config or {}), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"Invalid config: {exc}; expected JSON-serializable values") from None
-
-
-def _open_spool(run_dir: Path, project: str, run: str, config_json: str) -> Spool:
-    spool = Spool(run_dir / SPOOL_FILENAME)
-    meta = spool.meta()
-    if meta.get("project", project) != project or meta.get("name", run) != run:
-        spool.close()
-        raise ValueError(
-            f"Run directory {str(run_dir)!r} belongs to run {meta['project']}/{meta['name']}: "
-            "pass another run_dir"
-        )
-    spool.set_meta(project=project, name=run, config=config_json, status="running",
-                   status_sent="1")
-    return spool

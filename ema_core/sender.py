@@ -24,11 +24,16 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ema_core._client_parts import (
+    MAX_KEY_LENGTH,
+    RateLimitedLogger,
+    SenderConfig,
+    SenderStats,
+    SnapshotJob,
+)
 from ema_core.snapshot import write_snapshot
 from ema_core.spool import PendingSnapshot, Spool, SpooledPoint
 from ema_core.transport import (
@@ -42,95 +47,6 @@ from ema_core.transport import (
 __all__ = ["RateLimitedLogger", "Sender", "SenderConfig", "SenderStats", "SnapshotJob"]
 
 logger = logging.getLogger(__name__)
-
-MAX_KEY_LENGTH = 512  # the server's limit on a metric key (docs/api.md)
-
-
-class RateLimitedLogger:
-    """Logs at most one message per ``kind`` every ``interval_s`` seconds (counts the rest).
-
-    Args:
-        log: where messages go.
-        interval_s: minimum seconds between two messages of one kind.
-        clock: monotonic clock in seconds (tests pass their own).
-    """
-
-    def __init__(self, log: logging.Logger, interval_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._log = log
-        self._interval_s = interval_s
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def log(self, level: int, kind: str, message: str, *args: object) -> None:
-        """Log ``message % args`` unless a message of this ``kind`` was logged recently."""
-        now = self._clock()
-        if now - self._last.get(kind, -1e9) < self._interval_s:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        skipped = self._suppressed.pop(kind, 0)
-        suffix = f" ({skipped} similar messages suppressed)" if skipped else ""
-        self._last[kind] = now
-        self._log.log(level, message + suffix, *args)
-
-
-@dataclass(frozen=True)
-class SenderConfig:
-    """Tuning of the sender; every bound here is a hard bound.
-
-    Attributes:
-        flush_interval_ms: how often queued points are sent, in milliseconds.
-        max_batch_points: points per request; also wakes the collector early.
-        max_queue_points: points held in memory waiting for the server; beyond, the spool.
-        initial_backoff_s: first retry delay after a failure, in seconds (doubles each time).
-        max_backoff_s: cap of the retry delay, in seconds.
-        request_timeout_s: timeout of one HTTP request, in seconds.
-    """
-
-    flush_interval_ms: float = 500.0
-    max_batch_points: int = 5000
-    max_queue_points: int = 100_000
-    initial_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-    request_timeout_s: float = 5.0
-
-    def __post_init__(self) -> None:
-        for name in ("flush_interval_ms", "initial_backoff_s", "max_backoff_s",
-                     "request_timeout_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0):
-                raise ValueError(f"Invalid {name} {value!r}: expected a positive number")
-        for name in ("max_batch_points", "max_queue_points"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"Invalid {name} {value!r}: expected an int >= 1")
-
-
-@dataclass
-class SnapshotJob:
-    """A best-averager snapshot handed over by the training thread (CPU tensors)."""
-
-    averager: str
-    step: int
-    metric: str | None
-    value: float | None
-    tensors: dict[str, Any]
-    metadata: dict[str, str]
-
-
-@dataclass
-class SenderStats:
-    """Counters for tests and diagnostics (written by the sender threads only)."""
-
-    points_posted: int = 0
-    points_spooled: int = 0
-    snapshots_uploaded: int = 0
-    max_buffer_points: int = 0
-    failures: int = 0
-    last_error: str | None = None
-    closed_cleanly: bool = field(default=False)
-
 
 class Sender:
     """Owns the collector and poster threads of one run.
