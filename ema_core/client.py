@@ -97,7 +97,8 @@ class Monitor:
         )
         self.project, self.run, self.server = project, run, server
         self.finish_timeout_s = finish_timeout_s
-        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(project, run)
+        self.run_dir = (Path(run_dir) if run_dir is not None
+                        else default_run_dir(project, run)).resolve()
         self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
         self.spool = open_spool(self.run_dir, project, run, config_json(config))
         self._sender = Sender(self._api, self.spool, (project, run, dict(config or {})),
@@ -117,6 +118,11 @@ class Monitor:
     def run_id(self) -> int | None:
         """The server's id of this run, once the sender created it (else None)."""
         return self._sender.run_id
+
+    @property
+    def finished(self) -> bool:
+        """Whether :meth:`finish` was called (the Monitor takes no more points)."""
+        return self._finished
 
     @property
     def sender_stats(self) -> SenderStats:

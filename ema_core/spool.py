@@ -18,7 +18,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +261,8 @@ def _sync_points(
 
 def _sync_snapshots(api: ApiClient, spool: Spool, run_id: int, result: SyncResult) -> None:
     for snap in spool.pending_snapshots():
+        if not snap.path.is_file():  # the run directory moved: look next to the spool
+            snap = replace(snap, path=spool.path.parent / "snapshots" / snap.path.name)
         if not snap.path.is_file():
             logger.warning("Snapshot file %s is missing; dropping it from the spool", snap.path)
             result.snapshots_missing += 1

@@ -60,13 +60,14 @@ class Streamer:
         self.monitor: Monitor | None = None
 
     def start(self, model: nn.Module, config: Mapping[str, Any]) -> None:
-        """Create the averagers on ``model`` and the Monitor (once)."""
-        if self.monitor is not None:
+        """Create the averagers on ``model`` (once) and a Monitor (again after a finish)."""
+        if self.monitor is not None and not self.monitor.finished:
             return
         spec = self.spec
-        if spec.decays:
+        if not self.averagers and spec.decays:
             self.averagers.append(EMA(model, decays=tuple(spec.decays)))
-        if spec.swa_start_step is not None:
+        if spec.swa_start_step is not None and not any(isinstance(a, SWA)
+                                                       for a in self.averagers):
             self.averagers.append(SWA(model, start_step=spec.swa_start_step))
         self.monitor = Monitor(spec.project, spec.run, spec.server, config=config,
                                **spec.monitor_kwargs)
@@ -78,7 +79,7 @@ class Streamer:
         """After an optimizer step: update every averager, then stream ``scalars``."""
         for averager in self.averagers:
             averager.update(model)
-        if self.monitor is not None:
+        if self.monitor is not None and not self.monitor.finished:
             self.monitor.step(step, scalars)
 
     def evaluate(self, model: nn.Module, step: int, eval_fn: EvalFn) -> dict[str, Any]:
@@ -89,13 +90,13 @@ class Streamer:
             results = evaluate_all(model, ready, lambda m: dict(eval_fn(m)))
         finally:
             model.train(was_training)
-        if self.monitor is not None:
+        if self.monitor is not None and not self.monitor.finished:
             self.monitor.log_eval(step, results)
         return results
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         """Stream scalars under their own keys."""
-        if self.monitor is not None and metrics:
+        if self.monitor is not None and not self.monitor.finished and metrics:
             self.monitor.log(step, metrics)
 
     def finish(self, status: str) -> None:

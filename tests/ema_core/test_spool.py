@@ -134,3 +134,21 @@ def test_cli_sync_exit_codes(tmp_path: Path, live_server: ServerProcess,
     assert "sync failed: Spool directory" in caplog.text
     assert cli_main(["sync", str(tmp_path / "run"), "--server", live_server.url]) == 0
     assert "4 points sent (4 new), 1 snapshots sent, 1 missing, status crashed" in caplog.text
+
+
+def test_sync_finds_snapshots_of_a_moved_run_dir_next_to_the_spool(
+    tmp_path: Path, live_server: ServerProcess
+) -> None:
+    run_dir = tmp_path / "moved"
+    spool = Spool(run_dir / SPOOL_FILENAME)
+    _identity(spool)
+    (run_dir / "snapshots").mkdir()
+    write_snapshot({"w": torch.ones(2)}, {"averager": "swa"},
+                   run_dir / "snapshots" / "swa-step1.safetensors")
+    spool.add_snapshot(tmp_path / "old-place" / "snapshots" / "swa-step1.safetensors",
+                       averager="swa", step=1, metric=None, value=None, metadata={})
+    spool.close()
+
+    (result,) = sync_spool(run_dir, live_server.url)
+
+    assert (result.snapshots_sent, result.snapshots_missing) == (1, 0)
