@@ -14,9 +14,11 @@ import { fetchSeries, groupNewPoints, plotSeries, seriesToPoints } from "./serie
 import { SnapshotsView } from "./snapshots.js";
 import { onThemeChange } from "./theme.js";
 import { runIdFromSearch } from "./urls.js";
+import { formatAgo } from "./values.js";
 
 const FLUSH_MS = 50;
 const HELLO_WAIT_MS = 2000;
+const AGO_REFRESH_MS = 5000;
 const $ = (selector) => document.querySelector(selector);
 
 function byKind(kind) {
@@ -32,6 +34,7 @@ function buildViews(runId) {
     new LineChart($("#drift-charts"), { id: "chart-drift", title: "drift ‖live − shadow‖", traceName: byKind("drift") }),
     new LineChart($("#drift-charts"), { id: "chart-rel-drift", title: "relative drift ‖live − shadow‖ / ‖live‖", traceName: byKind("rel_drift") }),
     new LineChart($("#decay"), { id: "chart-decay", title: "decay in effect", traceName: byKind("decay") }),
+    new LineChart($("#cos-chart"), { id: "chart-cos", title: "cosine(live, shadow)", traceName: byKind("cos") }),
   ];
   const train = new ChartGroup($("#train-charts"), {
     idPrefix: "chart-train-",
@@ -166,6 +169,13 @@ class RunPage {
   }
 }
 
+/** Refreshes the "seen … ago" text of the header. */
+function refreshLastSeen() {
+  const element = $("#last-seen");
+  const time = Number(element?.dataset.time);
+  if (time) element.textContent = `seen ${formatAgo(time, Date.now() / 1000)}`;
+}
+
 function showError(error) {
   const banner = $("#error");
   banner.hidden = false;
@@ -186,6 +196,7 @@ function main() {
     for (const chart of page.views.lines.slice(1, 3)) chart.setLogY(event.target.checked);
   });
   onThemeChange((theme) => page.charts().forEach((chart) => chart.applyTheme(theme)));
+  setInterval(refreshLastSeen, AGO_REFRESH_MS);
   page.start().catch(showError);
 }
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -36,6 +37,28 @@ def chromium_path() -> str:
 def launch_chromium(playwright: Playwright) -> Browser:
     """A headless Chromium from the system (no Playwright-downloaded browser)."""
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
+_shared: dict[str, Any] = {}
+
+
+def acquire_browser() -> Browser:
+    """The session's one Chromium (Playwright's sync API allows one driver at a time, so
+    ``tests/frontend`` and ``tests/e2e`` share it); pair each call with release_browser()."""
+    if not _shared:
+        playwright = sync_playwright().start()
+        _shared.update(playwright=playwright, browser=launch_chromium(playwright), users=0)
+    _shared["users"] += 1
+    return _shared["browser"]  # type: ignore[no-any-return]
+
+
+def release_browser() -> None:
+    """Closes the shared Chromium when its last user releases it."""
+    _shared["users"] -= 1
+    if _shared["users"] == 0:
+        _shared["browser"].close()
+        _shared["playwright"].stop()
+        _shared.clear()
 
 
 class PageErrors:

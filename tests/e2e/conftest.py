@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.e2e.browser import PageErrors, launch_chromium
+from tests.e2e.browser import PageErrors, acquire_browser, release_browser
 from tests.utils.server import ServerProcess
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
@@ -18,10 +18,8 @@ VIEWPORT = {"width": 1440, "height": 900}
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
+    yield acquire_browser()
+    release_browser()
 
 
 @pytest.fixture
@@ -48,9 +46,9 @@ def artifacts_dir() -> Path:
     return ARTIFACTS_DIR
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One real server per test module (starting one costs seconds); tests that kill or
-    configure a server start their own. Tests keep apart by creating their own runs."""
+    """One real server for the browser tests (starting one costs seconds); tests that kill
+    or configure a server start their own. Tests keep apart by creating their own runs."""
     with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
         yield server

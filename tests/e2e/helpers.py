@@ -52,6 +52,8 @@ def training_points(steps: range, *, layers: tuple[str, ...] = LAYERS,
                 {"key": f"weights/norm/{averager}", "step": step, "value": norm - 0.5 * (i + 1)},
                 {"key": f"weights/drift/{averager}", "step": step, "value": drift},
                 {"key": f"weights/rel_drift/{averager}", "step": step, "value": drift / norm},
+                {"key": f"weights/cos/{averager}", "step": step,
+                 "value": 1 - (drift / norm) ** 2 / 2},
                 {"key": f"decay/{averager}", "step": step, "value": 1 - 1 / (10 ** (3 + i))},
             ]
             points += [

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 LAYERS = tuple(f"layer{block}.{i}.conv{j}" for block in (1, 2, 3) for i in (0, 1) for j in (1, 2)
                ) + ("conv1", "fc")
-LINE_CHARTS = ("chart-norms", "chart-drift", "chart-rel-drift", "chart-decay",
+LINE_CHARTS = ("chart-norms", "chart-drift", "chart-rel-drift", "chart-decay", "chart-cos",
                "chart-train-loss", "chart-train-lr", "chart-eval-accuracy")
 
 
@@ -65,6 +65,8 @@ def test_screenshots_show_every_view_filled(
     expect(page.locator("table.eval-table tbody tr")).to_have_count(4)
     expect(page.locator("#snapshots-table tbody tr")).to_have_count(6)
     expect(page.locator("#export-best")).to_be_enabled()
+    page.get_by_text("cosine similarity").click()
+    expect(page.locator("#chart-cos")).to_be_visible()
     page.wait_for_timeout(300)  # let Plotly finish its transitions before the picture
     page.screenshot(path=artifacts_dir / f"run_page_{scheme}.png", full_page=True)
 

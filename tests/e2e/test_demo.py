@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.demo.config import DemoConfig
 from backend.demo.data import load_split
-from backend.demo.train import DemoConfig, build_model, deterministic, evaluate
+from backend.demo.train import build_model, deterministic, evaluate
 from ema_core.snapshot import load_snapshot, snapshot_metrics
 from tests.utils.server import ServerProcess, free_port
 

@@ -13,9 +13,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
-from tests.e2e.browser import PageErrors, launch_chromium
+from tests.e2e.browser import PageErrors, acquire_browser, release_browser
 
 FRONTEND_DIR = Path(__file__).resolve().parents[2] / "frontend"
 
@@ -39,10 +39,8 @@ def static_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def module_browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        yield browser
-        browser.close()
+    yield acquire_browser()
+    release_browser()
 
 
 @pytest.fixture
