@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning",
-        ws_per_message_deflate=False, timeout_graceful_shutdown=5,
+        ws_per_message_deflate=False, timeout_graceful_shutdown=5, access_log=False,
     )
     server = uvicorn.Server(config)
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host

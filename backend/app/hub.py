@@ -30,19 +30,14 @@ MIN_SEND_INTERVAL_S = 0.1
 RESYNC = json.dumps({"type": "resync"})
 
 
-def _json_float(value: float) -> str:
-    if value != value:
-        return '"NaN"'
-    if value in (math.inf, -math.inf):
-        return '"Infinity"' if value > 0 else '"-Infinity"'
-    return repr(value)
+_NON_FINITE_JSON = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
 
 
 def points_json(points: Sequence[Point]) -> str:
     """``points`` as comma-separated JSON objects (no brackets); non-finite values as strings.
 
-    Equivalent to ``json.dumps`` of the wire-form dicts without its outer brackets, about
-    three times faster (each key is escaped once).
+    The same JSON as ``json.dumps`` of the wire-form dicts without its outer brackets, a few
+    times faster: each key is escaped once, each finite float written by ``repr``.
     """
     keys: dict[str, str] = {}
     parts = []
@@ -50,8 +45,11 @@ def points_json(points: Sequence[Point]) -> str:
         name = keys.get(key)
         if name is None:
             name = keys[key] = json.dumps(key)
-        parts.append(f'{{"key":{name},"step":{step},"value":{_json_float(value)},'
-                     f'"wall_time":{wall_time!r}}}')
+        if value - value == 0.0:  # finite (inf - inf and NaN - NaN are NaN)
+            text = repr(value)
+        else:
+            text = _NON_FINITE_JSON.get(value, '"NaN"')
+        parts.append(f'{{"key":{name},"step":{step},"value":{text},"wall_time":{wall_time!r}}}')
     return ",".join(parts)
 
 
