@@ -28,7 +28,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a small CNN on the digits with EMA and SWA, streamed live to the dashboard",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    from backend.demo.train import DemoConfig
+    from backend.demo.config import DemoConfig
 
     defaults = DemoConfig()
     parser.add_argument(
@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo as the parsed ``args`` say; return the process exit status."""
     from rich.console import Console
 
+    from backend.demo.config import DemoConfig
     from backend.demo.server import LocalServer, ServerStartError
     from backend.demo.session import DemoSession
-    from backend.demo.train import DemoConfig
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     console = Console()

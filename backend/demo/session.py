@@ -9,8 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
+from backend.demo.config import DemoConfig
 from backend.demo.report import ProgressBar, best_snapshot_url, curl_command, results_table
-from backend.demo.train import DemoConfig, DemoResult, train
+from backend.demo.train import DemoResult, train
 from ema_core.snapshot import write_snapshot
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ class DemoSession:
         write_snapshot(best.tensors, best.metadata, path)
         self.console.print(
             f"Best {best.averager} snapshot (accuracy {best.accuracy:.4f} at step {best.step}) "
-            f"saved to {path}"
+            f"saved to {path}",
+            soft_wrap=True,
         )
 
     def _train_streaming(self, server: str) -> tuple[DemoResult, int | None, Path]:
@@ -118,7 +120,8 @@ class DemoSession:
         if run_id is None:
             self.console.print(
                 f"[yellow]The server never answered: the run is spooled in {run_dir}; upload "
-                f"it with `emaboard sync {run_dir}`[/yellow]"
+                f"it with `emaboard sync {run_dir}`[/yellow]",
+                soft_wrap=True,
             )
             return
         url = best_snapshot_url(server, run_id, best.averager)

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR
 
+from backend.demo.config import DemoConfig
 from backend.demo.data import DigitsSplit, load_split, train_loader
 from backend.demo.model import DigitsCNN
 from ema_core.ema import EMA
@@ -26,57 +27,6 @@ from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Hyper-parameters of the demo run (defaults: ~20 s on 2 CPU cores).
-
-    The learning rate is deliberately high and a share of the training labels is wrong, so
-    the live weights wander and the averaged ones visibly evaluate better. ``threads`` is the
-    number of torch CPU threads while training: one is the fastest for this tiny model and
-    leaves the other cores to the server and the sender.
-    """
-
-    epochs: int = 20
-    seed: int = 0
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 16
-    label_noise: float = 0.2
-    val_fraction: float = 0.2
-    decays: tuple[float, ...] = (0.99, 0.999)
-    warmup_power: float = 0.75
-    swa_lr: float = 0.05
-    stats_every: int = 10
-    threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"Invalid epochs {self.epochs}: expected an integer >= 1")
-        if self.lr <= 0 or self.swa_lr <= 0:
-            raise ValueError(f"Invalid lr {self.lr} / swa_lr {self.swa_lr}: expected > 0")
-        if self.batch_size < 1:
-            raise ValueError(f"Invalid batch_size {self.batch_size}: expected an integer >= 1")
-        if self.stats_every < 1:
-            raise ValueError(f"Invalid stats_every {self.stats_every}: expected >= 1")
-        if self.threads < 1:
-            raise ValueError(f"Invalid threads {self.threads}: expected an integer >= 1")
-
-    @property
-    def swa_start_epoch(self) -> int:
-        """First epoch (0-based) of the SWA phase: the last quarter of the epochs, at least one."""
-        return self.epochs - max(1, self.epochs // 4)
-
-    @property
-    def best_averager(self) -> str:
-        """The EMA whose best snapshot is tracked: the slowest one."""
-        return f"ema_{max(self.decays)!r}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready config (sent to the server as the run's config)."""
-        return {**asdict(self), "decays": list(self.decays), "model": "DigitsCNN"}
 
 
 @dataclass(frozen=True)
