@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
 import re
 import statistics
 import sys
@@ -35,6 +36,12 @@ from tests.utils.server import ServerProcess  # noqa: E402
 
 MARKER = re.compile(r'"key":"bench/marker","step":\d+,"value":([-0-9.eE+]+)')
 KEYS_PER_BATCH = 10
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batch_body(step: int, steps: int, keys: list[str]) -> bytes:
@@ -154,8 +161,15 @@ def main() -> None:
         report(args, *drive(args.url.rstrip("/"), args))
         return
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(data_dir=Path(tmp)) as server:
+        assert server.proc is not None
+        cpu_before = cpu_seconds(server.proc.pid)
         outcomes, latencies = drive(server.url, args)
+        server_cpu = cpu_seconds(server.proc.pid) - cpu_before
     report(args, outcomes, latencies)
+    inserted = sum(o[1] for o in outcomes)
+    print(f"server CPU: {server_cpu:.2f} s for {inserted:,} points = "
+          f"{server_cpu / inserted * 1e6:.1f} us/point "
+          f"(one fully free core would take {inserted / server_cpu:,.0f} points/s)")
 
 
 if __name__ == "__main__":

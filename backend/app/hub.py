@@ -53,6 +53,15 @@ def points_json(points: Sequence[Point]) -> str:
     return ",".join(parts)
 
 
+def _wire_json(points: Sequence[Point], posted: Sequence[Any] | None) -> str:
+    if posted is not None:
+        try:
+            return json.dumps(posted, separators=(",", ":"), allow_nan=False)[1:-1]
+        except ValueError:  # a bare NaN/Infinity token was posted: write the strings instead
+            pass
+    return points_json(points)
+
+
 @dataclass(frozen=True)
 class _Points:
     """A batch of points, pre-serialized as the inside of a JSON array."""
@@ -146,12 +155,21 @@ class Hub:
         """The current subscribers of ``topic`` (a copy)."""
         return set(self._topics.get(topic, ()))
 
-    def publish_points(self, run_id: int, points: Sequence[Point]) -> None:
-        """Queue new points of ``run_id`` for its subscribers (serialized once, here)."""
+    def publish_points(
+        self, run_id: int, points: Sequence[Point], posted: Sequence[Any] | None = None
+    ) -> None:
+        """Queue new points of ``run_id`` for its subscribers (serialized once, here).
+
+        Args:
+            run_id: The run the points belong to.
+            points: The points that were stored.
+            posted: The posted points in wire form, when they are exactly ``points`` (every
+                one stored, each with its ``wall_time``): then ``json.dumps`` (C) writes them.
+        """
         subs = self._topics.get(run_id)
         if not subs or not points:
             return
-        item = _Points(points_json(points))
+        item = _Points(_wire_json(points, posted))
         for sub in list(subs):
             sub.offer(item)
 

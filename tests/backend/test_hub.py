@@ -187,3 +187,24 @@ def test_publish_refuses_bare_nan_in_messages() -> None:
         await hub.unsubscribe(sub)
 
     asyncio.run(scenario())
+
+
+def test_posted_wire_points_are_forwarded_as_posted_or_rewritten_when_not_json() -> None:
+    async def scenario(posted: list) -> list[dict]:
+        sent: list[str] = []
+
+        async def send(text: str) -> None:
+            sent.append(text)
+
+        hub = Hub()
+        sub = hub.subscribe(1, send)
+        hub.publish_points(1, [Point("k", 1, math.nan, 2.0)], posted)
+        hub.start(sub)
+        await asyncio.sleep(0.05)
+        await hub.unsubscribe(sub)
+        return json.loads(sent[0])["points"]
+
+    wire = [{"key": "k", "step": 1, "value": "NaN", "wall_time": 2.0}]
+    assert asyncio.run(scenario(wire)) == wire
+    bare_nan = [{"key": "k", "step": 1, "value": math.nan, "wall_time": 2.0}]
+    assert asyncio.run(scenario(bare_nan)) == wire

@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,13 @@ class Database:
         lock = self.write_lock or contextlib.nullcontext()
         with lock, self.sessions() as session, session.begin():
             yield session
+
+    @contextlib.contextmanager
+    def writing_core(self) -> Iterator[Connection]:
+        """Like :meth:`writing`, as a bare Core connection (the ingest path: no ORM session)."""
+        lock = self.write_lock or contextlib.nullcontext()
+        with lock, self.engine.begin() as connection:
+            yield connection
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Session]:

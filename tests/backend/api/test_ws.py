@@ -80,3 +80,18 @@ def test_run_list_socket(client: TestClient, run: dict[str, Any]) -> None:
         assert moved["run"]["last_step"] == 6
         client.delete(f"/api/runs/{created['id']}")
         assert ws.receive_json() == {"type": "run_deleted", "id": created["id"]}
+
+
+def test_pushed_points_are_valid_json_even_for_bare_nan_tokens(
+    client: TestClient, run: dict[str, Any]
+) -> None:
+    with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
+        ws.receive_json()
+        body = b'{"points": [{"key": "a", "step": 1, "value": NaN, "wall_time": 5.0}]}'
+        client.post(
+            f"/api/runs/{run['id']}/metrics",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        message = ws.receive_json()
+    assert message["points"] == [{"key": "a", "step": 1, "value": "NaN", "wall_time": 5.0}]

@@ -79,8 +79,7 @@ def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
 def _write(state: AppState, run_id: int, batch: MetricBatch) -> list[Point] | None:
     now = time.time()
     prepared = ingest.prepare(batch.points, now)
-    with state.db.writing() as session:
-        connection = session.connection()
+    with state.db.writing_core() as connection:
         if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
             return None
         return ingest.insert_points(connection, run_id, prepared)
@@ -100,7 +99,9 @@ async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
     if inserted is None:
         raise not_found(RUN_NOT_FOUND)
     if inserted:
-        state.hub.publish_points(run_id, inserted)
+        exact = len(inserted) == len(parsed.points) and all(
+            p.get("wall_time") is not None for p in parsed.points)
+        state.hub.publish_points(run_id, inserted, parsed.points if exact else None)
         state.touched_runs.add(run_id)
     return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
 
