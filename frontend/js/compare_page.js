@@ -66,7 +66,8 @@ async function render(runIds) {
     div.setAttribute("aria-label", title);
     container.append(div);
     autoResize(div);
-    await Plotly.react(div, traces, lineLayout({ title, theme: chartTheme() }), { responsive: true, displaylogo: false });
+    const layout = lineLayout({ title, theme: chartTheme() });
+    await Plotly.react(div, traces, layout, { responsive: true, displaylogo: false });
   }
   if (!groups.size) container.textContent = "These runs have no eval metrics, drift or loss yet.";
   document.body.dataset.state = "ready";
@@ -87,7 +88,9 @@ function main() {
     return;
   }
   $("#refresh").addEventListener("click", () => render(runIds).catch(showError));
-  onThemeChange((theme) => document.querySelectorAll(".chart").forEach((div) => Plotly.relayout(div, themeRelayout(theme))));
+  onThemeChange((theme) => {
+    for (const div of document.querySelectorAll(".chart")) Plotly.relayout(div, themeRelayout(theme));
+  });
   render(runIds).catch(showError);
 }
 

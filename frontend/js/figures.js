@@ -48,7 +48,10 @@ export function lineTrace({ name, steps, values, color, glAvailable = true, mark
  */
 export function lineLayout({ title, yTitle = "", logY = false, theme }) {
   return {
-    title: { text: title, x: 0, xanchor: "left", y: 1, yanchor: "top", pad: { t: 8, l: 8 }, font: { size: 14 } },
+    title: {
+      text: title, x: 0, xanchor: "left", y: 1, yanchor: "top", pad: { t: 8, l: 8 },
+      font: { size: 14 },
+    },
     paper_bgcolor: theme.bg,
     plot_bgcolor: theme.bg,
     font: { color: theme.fg, size: 12 },

@@ -29,13 +29,16 @@ function byKind(kind) {
 }
 
 function buildViews(runId) {
-  const lines = [
-    new LineChart($("#norms"), { id: "chart-norms", title: "‖live‖ and ‖shadow‖ (global L2 norm)", traceName: byKind("norm") }),
-    new LineChart($("#drift-charts"), { id: "chart-drift", title: "drift ‖live − shadow‖", traceName: byKind("drift") }),
-    new LineChart($("#drift-charts"), { id: "chart-rel-drift", title: "relative drift ‖live − shadow‖ / ‖live‖", traceName: byKind("rel_drift") }),
-    new LineChart($("#decay"), { id: "chart-decay", title: "decay in effect", traceName: byKind("decay") }),
-    new LineChart($("#cos-chart"), { id: "chart-cos", title: "cosine(live, shadow)", traceName: byKind("cos") }),
+  // [container, id, title, key kind]; drift and relative drift (indices 1, 2) follow the log toggle.
+  const specs = [
+    ["#norms", "chart-norms", "‖live‖ and ‖shadow‖ (global L2 norm)", "norm"],
+    ["#drift-charts", "chart-drift", "drift ‖live − shadow‖", "drift"],
+    ["#drift-charts", "chart-rel-drift", "relative drift ‖live − shadow‖ / ‖live‖", "rel_drift"],
+    ["#decay", "chart-decay", "decay in effect", "decay"],
+    ["#cos-chart", "chart-cos", "cosine(live, shadow)", "cos"],
   ];
+  const lines = specs.map(([container, id, title, kind]) =>
+    new LineChart($(container), { id, title, traceName: byKind(kind) }));
   const train = new ChartGroup($("#train-charts"), {
     idPrefix: "chart-train-",
     groupOf: (key) => (parseKey(key).kind === "train" ? parseKey(key).name : null),
@@ -60,6 +63,8 @@ class RunPage {
     this.flushTimer = null;
     this.ready = false;
     this.run = null;
+    this.loading = null;
+    this.loadAgain = false;
   }
 
   async start() {
@@ -78,8 +83,26 @@ class RunPage {
     await this.load();
   }
 
-  /** Reads the run, its keys and every series over REST and draws all views. */
-  async load() {
+  /**
+   * Reads the run, its keys and every series over REST and draws all views. A load asked
+   * for while one runs happens once more after it (its data may predate the request).
+   */
+  load() {
+    if (this.loading) {
+      this.loadAgain = true;
+      return this.loading;
+    }
+    this.loading = this.loadOnce().finally(() => {
+      this.loading = null;
+      if (this.loadAgain) {
+        this.loadAgain = false;
+        this.load().catch(showError);
+      }
+    });
+    return this.loading;
+  }
+
+  async loadOnce() {
     const started = performance.now();
     this.ready = false;
     document.body.dataset.state = "loading";
@@ -98,7 +121,9 @@ class RunPage {
     }
     const plot = plotSeries(raw);
     const { lines, train, evalView, heatmap, snapshots } = this.views;
-    await Promise.all([...lines.map((chart) => chart.render(plot)), train.render(plot), evalView.render(plot, raw)]);
+    await Promise.all([
+      ...lines.map((chart) => chart.render(plot)), train.render(plot), evalView.render(plot, raw),
+    ]);
     document.body.dataset.firstPaintMs = String(Math.round(performance.now() - started));
     this.ready = true;
     this.flushSoon();
@@ -110,6 +135,7 @@ class RunPage {
     if (message.type === "hello") {
       this.setRun(message.run);
       if (reconnected && this.ready) this.catchUp(message.latest).catch(showError);
+      else if (reconnected) this.load().catch(showError);
     } else if (message.type === "points") {
       this.pending.push(...message.points);
       this.flushSoon();

@@ -38,13 +38,15 @@ class RunsPage {
 
   start() {
     const params = this.project ? { project: this.project } : {};
-    this.socket = new LiveSocket("/ws/runs", { params, indicator: $("#conn"), onMessage: (m) => this.onMessage(m) });
+    this.socket = new LiveSocket("/ws/runs", {
+      params, indicator: $("#conn"), onMessage: (message) => this.onMessage(message),
+    });
     this.socket.start();
     $("#compare").addEventListener("click", () => {
       window.location.href = comparePageUrl([...this.selected]);
     });
     setInterval(() => this.refreshAgo(), AGO_REFRESH_MS);
-    this.fillProjects();
+    this.fillProjects().catch(showError);
   }
 
   async fillProjects() {
@@ -111,8 +113,16 @@ class RunsPage {
   }
 
   refreshAgo() {
-    for (const cell of document.querySelectorAll("td.ago")) cell.textContent = ago(Number(cell.dataset.time) || null);
+    for (const cell of document.querySelectorAll("td.ago")) {
+      cell.textContent = ago(Number(cell.dataset.time) || null);
+    }
   }
+}
+
+function showError(error) {
+  const banner = $("#error");
+  banner.hidden = false;
+  banner.textContent = error.message;
 }
 
 function ago(time) {

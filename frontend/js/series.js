@@ -17,7 +17,9 @@ const KEYS_PER_REQUEST = 60;
  */
 export async function fetchSeries(runId, keys, { minStep, maxPoints = MAX_POINTS } = {}) {
   const chunks = [];
-  for (let i = 0; i < keys.length; i += KEYS_PER_REQUEST) chunks.push(keys.slice(i, i + KEYS_PER_REQUEST));
+  for (let i = 0; i < keys.length; i += KEYS_PER_REQUEST) {
+    chunks.push(keys.slice(i, i + KEYS_PER_REQUEST));
+  }
   const answers = await Promise.all(chunks.map((chunk) =>
     apiJson(metricsUrl(runId, { keys: chunk, minStep, maxPoints }))));
   return Object.assign({}, ...answers.map((answer) => answer.series));

@@ -45,7 +45,8 @@ export class SnapshotsView {
   }
 
   render() {
-    const rows = this.snapshots.slice().sort((a, b) => a.averager.localeCompare(b.averager) || a.step - b.step);
+    const rows = this.snapshots.slice()
+      .sort((a, b) => a.averager.localeCompare(b.averager) || a.step - b.step);
     const body = this.table.querySelector("tbody");
     body.replaceChildren(...rows.map((snapshot) => rowElement(snapshot)));
     this.table.classList.toggle("empty", rows.length === 0);

@@ -83,7 +83,10 @@ export class LayerHeatmap {
     const matrix = heatmapMatrix(layers, seriesByLayer, HEATMAP_COLUMNS);
     const theme = chartTheme();
     const layout = {
-      title: { text: `relative drift per layer: ${averager || "no layer statistics yet"}`, x: 0, xanchor: "left", font: { size: 14 } },
+      title: {
+        text: `relative drift per layer: ${averager || "no layer statistics yet"}`,
+        x: 0, xanchor: "left", font: { size: 14 },
+      },
       paper_bgcolor: theme.bg, plot_bgcolor: theme.bg, font: { color: theme.fg, size: 12 },
       margin: { l: 160, r: 16, t: 36, b: 40 },
       height: Math.min(720, Math.max(320, 60 + 12 * layers.length)),
@@ -95,7 +98,8 @@ export class LayerHeatmap {
     this.div.classList.toggle("empty", layers.length === 0);
     this.div.dataset.averager = averager;
     this.div.dataset.layers = String(layers.length);
-    return Plotly.react(this.div, [heatmapTrace(matrix, averager)], layout, { responsive: true, displaylogo: false });
+    const config = { responsive: true, displaylogo: false };
+    return Plotly.react(this.div, [heatmapTrace(matrix, averager)], layout, config);
   }
 
   applyTheme(theme) {

@@ -47,7 +47,8 @@ export class LineChart {
     this.keys = keys;
     this.counts = keys.map((key) => seriesByKey[key].steps.length);
     const traces = keys.map((key) => this.trace(key, seriesByKey[key]));
-    const layout = lineLayout({ title: this.title, yTitle: this.yTitle, logY: this.logY, theme: chartTheme() });
+    const { title, yTitle, logY } = this;
+    const layout = lineLayout({ title, yTitle, logY, theme: chartTheme() });
     this.tooBig = false;
     this.drawn = true;
     this.div.classList.toggle("empty", keys.length === 0);
