@@ -22,6 +22,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import re
+import resource
 import statistics
 import sys
 import tempfile
@@ -44,6 +45,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (posters, watcher)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def batch_body(step: int, steps: int, keys: list[str]) -> bytes:
     """A JSON batch of ``len(keys) * steps`` points plus the marker, encoded cheaply."""
     parts = [
@@ -51,7 +58,8 @@ def batch_body(step: int, steps: int, keys: list[str]) -> bytes:
         for i in range(steps)
         for key in keys
     ]
-    parts.append(f'{{"key":"bench/marker","step":{step},"value":{time.time()!r}}}')
+    now = time.time()
+    parts.append(f'{{"key":"bench/marker","step":{step},"value":{now!r},"wall_time":{now!r}}}')
     return ('{"points":[' + ",".join(parts) + "]}").encode()
 
 
@@ -163,10 +171,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(data_dir=Path(tmp)) as server:
         assert server.proc is not None
         cpu_before = cpu_seconds(server.proc.pid)
+        clients_before = children_cpu_seconds()
+        wall_before = time.perf_counter()
         outcomes, latencies = drive(server.url, args)
+        wall = time.perf_counter() - wall_before
+        clients_cpu = children_cpu_seconds() - clients_before
         server_cpu = cpu_seconds(server.proc.pid) - cpu_before
     report(args, outcomes, latencies)
     inserted = sum(o[1] for o in outcomes)
+    print(f"CPU over the {wall:.1f} s of the run: server {server_cpu:.2f} s, posting and "
+          f"websocket clients {clients_cpu:.2f} s, on {os.cpu_count()} cores "
+          f"(1-min load average at the end: {os.getloadavg()[0]:.1f})")
     print(f"server CPU: {server_cpu:.2f} s for {inserted:,} points = "
           f"{server_cpu / inserted * 1e6:.1f} us/point "
           f"(one fully free core would take {inserted / server_cpu:,.0f} points/s)")

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.app.ingest import Point
+from backend.app.ingest import Row
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ RESYNC = json.dumps({"type": "resync"})
 _NON_FINITE_JSON = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
 
 
-def points_json(points: Sequence[Point]) -> str:
+def points_json(points: Sequence[Row]) -> str:
     """``points`` as comma-separated JSON objects (no brackets); non-finite values as strings.
 
     The same JSON as ``json.dumps`` of the wire-form dicts without its outer brackets, a few
@@ -53,7 +53,7 @@ def points_json(points: Sequence[Point]) -> str:
     return ",".join(parts)
 
 
-def _wire_json(points: Sequence[Point], posted: Sequence[Any] | None) -> str:
+def _wire_json(points: Sequence[Row], posted: Sequence[Any] | None) -> str:
     if posted is not None:
         try:
             return json.dumps(posted, separators=(",", ":"), allow_nan=False)[1:-1]
@@ -156,7 +156,7 @@ class Hub:
         return set(self._topics.get(topic, ()))
 
     def publish_points(
-        self, run_id: int, points: Sequence[Point], posted: Sequence[Any] | None = None
+        self, run_id: int, points: Sequence[Row], posted: Sequence[Any] | None = None
     ) -> None:
         """Queue new points of ``run_id`` for its subscribers (serialized once, here).
 

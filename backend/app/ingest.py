@@ -8,8 +8,8 @@ one ``UPDATE`` of the run's ``last_seen_at`` / ``last_step``.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -65,6 +65,8 @@ _UPSERT_LATEST = (
 )
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 KEYS_PER_LOOKUP = 200
+_STEP = operator.itemgetter(1)
+_VALUE = operator.itemgetter(2)
 
 
 def _sql(connection: Connection, template: str) -> str:
@@ -80,41 +82,45 @@ def _sql(connection: Connection, template: str) -> str:
     return template
 
 
+Row = tuple[str, int, float, float]  # (key, step, value, wall_time): a Point without names
+
+
 @dataclass
 class Batch:
-    """A posted batch, deduplicated (first wins), with each key's step range."""
+    """A posted batch, deduplicated (the first of a repeated (key, step) wins), by key."""
 
-    points: dict[tuple[str, int], Point]
-    ranges: dict[str, list[int]]  # key -> [lowest step, highest step]
+    rows: list[Row]
+    by_key: dict[str, list[Row]]
 
     @property
     def max_step(self) -> int | None:
         """The largest step in the batch, None when empty."""
-        return max((high for _, high in self.ranges.values()), default=None)
+        return max((max(r[1] for r in rows) for rows in self.by_key.values()), default=None)
 
 
-def prepare(points: Iterable[PointIn], now: float) -> Batch:
-    """One pass over the posted points: wire values to floats, wall_time defaulting to
-    ``now``, repeats of a (key, step) dropped (the first wins), step range per key."""
-    fresh: dict[tuple[str, int], Point] = {}
-    ranges: dict[str, list[int]] = {}
-    for point in points:
-        key, step, value = point["key"], point["step"], point["value"]
-        if (key, step) in fresh:
-            continue
-        wall_time = point.get("wall_time")
-        fresh[key, step] = Point(
-            key, step, NON_FINITE[value] if isinstance(value, str) else float(value),
-            now if wall_time is None else float(wall_time),
-        )
-        span = ranges.get(key)
-        if span is None:
-            ranges[key] = [step, step]
-        elif step < span[0]:
-            span[0] = step
-        elif step > span[1]:
-            span[1] = step
-    return Batch(fresh, ranges)
+def prepare(points: Sequence[PointIn], now: float) -> Batch:
+    """Posted points as rows: wire values to floats, a missing ``wall_time`` set to ``now``,
+    repeats of a (key, step) dropped (the first wins), grouped by key.
+
+    Written as comprehensions and builtins (C loops): this runs for every ingested point.
+    """
+    raw: list[tuple[str, int, Any, Any]] = [
+        (p["key"], p["step"], p["value"], p.get("wall_time")) for p in points
+    ]
+    rows: list[Row] = raw
+    if any(r[2].__class__ is str or r[3] is None for r in raw):
+        rows = [(k, s, NON_FINITE[v] if v.__class__ is str else v, now if w is None else w)
+                for k, s, v, w in raw]
+    if len({(r[0], r[1]) for r in rows}) != len(rows):
+        rows = list({(r[0], r[1]): r for r in reversed(rows)}.values())[::-1]
+    by_key: dict[str, list[Row]] = {}
+    for row in rows:
+        group = by_key.get(row[0])
+        if group is None:
+            by_key[row[0]] = [row]
+        else:
+            group.append(row)
+    return Batch(rows, by_key)
 
 
 _TOUCH_RUN = (
@@ -153,22 +159,25 @@ def _stored_steps(connection: Connection, run_id: int, batch: Batch) -> set[tupl
     Steps beyond a key's latest stored step are new without looking (the usual case); for
     the other keys, one indexed range lookup per key (several keys per query).
     """
-    latest = _latest_steps(connection, run_id, list(batch.ranges))
-    items = [(key, span) for key, span in batch.ranges.items()
-             if key in latest and span[0] <= latest[key]]
+    latest = _latest_steps(connection, run_id, list(batch.by_key))
+    items = []
+    for key, rows in batch.by_key.items():
+        low = min(_STEP(r) for r in rows)
+        if key in latest and low <= latest[key]:
+            items.append((key, low, max(_STEP(r) for r in rows)))
     found: set[tuple[str, int]] = set()
     for start in range(0, len(items), KEYS_PER_LOOKUP):
         # run_id inside each branch: SQLite then serves every branch from the primary key.
         clauses = [
             and_(POINTS.c.run_id == run_id, POINTS.c.key == key, POINTS.c.step.between(low, high))
-            for key, (low, high) in items[start:start + KEYS_PER_LOOKUP]
+            for key, low, high in items[start:start + KEYS_PER_LOOKUP]
         ]
         query = select(POINTS.c.key, POINTS.c.step).where(or_(*clauses))
         found.update((key, step) for key, step in connection.execute(query))
     return found
 
 
-def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Point]:
+def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Row]:
     """Store the batch's points that the run does not have yet, in one executemany.
 
     Call inside the write transaction (under the write lock for SQLite), so the lookup of
@@ -176,45 +185,37 @@ def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Poi
     guard for databases with concurrent writers.
 
     Returns:
-        The points that were new, in posted order.
+        The rows that were new, in posted order.
     """
     stored = _stored_steps(connection, run_id, batch)
     if stored:
-        fresh = [p for pair, p in batch.points.items() if pair not in stored]
-    else:
-        fresh = list(batch.points.values())
-    if not fresh:
+        fresh = [r for r in batch.rows if (r[0], r[1]) not in stored]
+        batch = Batch(fresh, {})
+        for row in fresh:
+            batch.by_key.setdefault(row[0], []).append(row)
+    if not batch.rows:
         return []
-    rows = [(run_id, key, step, None if value != value else value, wall_time)  # NaN -> NULL
-            for key, step, value, wall_time in fresh]
+    rows = [(run_id, k, s, None if v != v else v, w) for k, s, v, w in batch.rows]  # NaN: NULL
     connection.exec_driver_sql(_sql(connection, _INSERT_POINTS), rows)
-    _upsert_latest(connection, run_id, fresh)
-    return fresh
+    _upsert_latest(connection, run_id, batch)
+    return batch.rows
 
 
-def _summaries(run_id: int, points: Sequence[Point]) -> list[tuple[Any, ...]]:
+def _summaries(run_id: int, batch: Batch) -> list[tuple[Any, ...]]:
     """Per key: the last point, and the minimum and maximum (NaN ignored) with their steps."""
-    last: dict[str, Point] = {}
-    low: dict[str, Point] = {}
-    high: dict[str, Point] = {}
-    for p in points:
-        if p.key not in last or p.step > last[p.key].step:
-            last[p.key] = p
-        if p.value == p.value:  # not NaN
-            if p.key not in low or p.value < low[p.key].value:
-                low[p.key] = p
-            if p.key not in high or p.value > high[p.key].value:
-                high[p.key] = p
-    rows = []
-    for key, p in last.items():
-        lo, hi = low.get(key), high.get(key)
-        rows.append((run_id, key, p.step, None if math.isnan(p.value) else p.value, p.wall_time,
-                     lo and lo.value, lo and lo.step, hi and hi.value, hi and hi.step))
-    return rows
+    out = []
+    for key, rows in batch.by_key.items():
+        _, step, value, wall_time = max(rows, key=_STEP)
+        finite = [r for r in rows if r[2] == r[2]]  # NaN != NaN
+        low = min(finite, key=_VALUE) if finite else (None, None, None)
+        high = max(finite, key=_VALUE) if finite else (None, None, None)
+        out.append((run_id, key, step, None if value != value else value, wall_time,
+                    low[2], low[1], high[2], high[1]))
+    return out
 
 
-def _upsert_latest(connection: Connection, run_id: int, points: Sequence[Point]) -> None:
-    connection.exec_driver_sql(_sql(connection, _UPSERT_LATEST), _summaries(run_id, points))
+def _upsert_latest(connection: Connection, run_id: int, batch: Batch) -> None:
+    connection.exec_driver_sql(_sql(connection, _UPSERT_LATEST), _summaries(run_id, batch))
 
 
 def latest_points(connection: Connection, *, run_id: int) -> list[Point]:

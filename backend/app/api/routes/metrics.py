@@ -16,7 +16,7 @@ from backend.app import ingest
 from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
 from backend.app.api.errors import describe, error_response, validation_details
 from backend.app.downsample import MIN_POINTS, downsample_indices
-from backend.app.ingest import Point
+from backend.app.ingest import Point, Row
 from backend.app.models import Run
 from backend.app.schemas import (
     ErrorResponse,
@@ -76,7 +76,7 @@ def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
     return list(details.values())
 
 
-def _write(state: AppState, run_id: int, batch: MetricBatch) -> list[Point] | None:
+def _write(state: AppState, run_id: int, batch: MetricBatch) -> list[Row] | None:
     now = time.time()
     prepared = ingest.prepare(batch.points, now)
     with state.db.writing_core() as connection:
