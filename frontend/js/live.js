@@ -1,11 +1,13 @@
 // One websocket per page, reconnected with exponential backoff, and the visible
-// connection indicator. A close with 1008 (policy violation: bad or missing token) asks
-// for the token before reconnecting.
+// connection indicator. A close with 1008 (policy violation) for a bad or missing token
+// asks for the token before reconnecting; for any other reason ("Run not found") the page
+// stops reconnecting and shows the reason.
 
 import { websocketUrl } from "./urls.js";
 import { askTokenAgain, getToken } from "./token.js";
 
 const POLICY_VIOLATION = 1008;
+const TOKEN_REASON = "Invalid or missing token";
 
 /**
  * Backoff delay before reconnect attempt `attempt` (0-based): 0.5 s doubling up to maxMs,
@@ -20,12 +22,15 @@ export function backoffMs(attempt, random = Math.random(), maxMs = 5000) {
 export class LiveSocket {
   /**
    * @param {string} path e.g. "/ws/runs/3".
-   * @param {{params?: object, onMessage: Function, indicator?: HTMLElement}} options
+   * @param {{params?: object, onMessage: Function, indicator?: HTMLElement,
+   *   onRefused?: (reason: string) => void}} options onRefused is called when the server
+   *   refuses the socket for another reason than the token (no reconnect then).
    */
-  constructor(path, { params = {}, onMessage, indicator = null }) {
+  constructor(path, { params = {}, onMessage, indicator = null, onRefused = () => {} }) {
     this.path = path;
     this.params = params;
     this.onMessage = onMessage;
+    this.onRefused = onRefused;
     this.indicator = indicator;
     this.attempt = 0;
     this.everOpened = false;
@@ -45,6 +50,7 @@ export class LiveSocket {
     this.closed = true;
     clearTimeout(this.timer);
     if (this.socket) this.socket.close();
+    this.setState("offline", "closed");
   }
 
   connect() {
@@ -67,6 +73,12 @@ export class LiveSocket {
 
   async handleClose(socket, event) {
     if (socket !== this.socket || this.closed) return;
+    if (event.code === POLICY_VIOLATION && event.reason && event.reason !== TOKEN_REASON) {
+      this.setState("offline", event.reason);
+      this.closed = true;
+      this.onRefused(event.reason);
+      return;
+    }
     if (event.code === POLICY_VIOLATION) {
       this.setState("offline", "token needed");
       await askTokenAgain(socket.token);

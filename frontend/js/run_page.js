@@ -72,6 +72,7 @@ class RunPage {
     const hello = new Promise((resolve) => { helloSeen = resolve; });
     this.socket = new LiveSocket(`/ws/runs/${this.runId}`, {
       indicator: $("#conn"),
+      onRefused: (reason) => { helloSeen(); showError(new Error(reason)); },
       onMessage: (message, info) => {
         if (message.type === "hello") helloSeen();
         this.onMessage(message, info);
@@ -145,6 +146,10 @@ class RunPage {
       this.views.snapshots.add(message.snapshot);
     } else if (message.type === "resync") {
       this.load().catch(showError);
+    } else if (message.type === "run_deleted") {
+      this.socket.close();
+      this.views.snapshots.button.disabled = true;
+      showError(new Error("This run was deleted."));
     }
   }
 

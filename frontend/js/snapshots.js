@@ -77,7 +77,8 @@ export class SnapshotsView {
     const lower = lowerIsBetter(metric);
     const candidates = this.snapshots.filter((s) => s.averager === this.averager.value
       && s.metric === metric && typeof s.value === "number");
-    candidates.sort((a, b) => (lower ? a.value - b.value : b.value - a.value));
+    // Same rule as the server: best value, a later step wins a tie.
+    candidates.sort((a, b) => (lower ? a.value - b.value : b.value - a.value) || b.step - a.step);
     return candidates[0] || null;
   }
 

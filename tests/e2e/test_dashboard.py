@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 from safetensors.torch import load
@@ -219,6 +220,18 @@ def test_asks_for_the_token_once(tmp_path: Path, page: Page) -> None:
 def test_unknown_run_shows_the_server_error(server: ServerProcess, page: Page) -> None:
     page.goto(f"{server.url}/run.html?id=999")
     expect(page.locator("#error")).to_have_text("Run not found")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+    expect(page.locator("#conn")).to_have_text("Run not found")  # no reconnect, no token prompt
+    expect(page.locator("#token-dialog")).to_have_count(0)
     page.goto(f"{server.url}/run.html?id=abc")
     expect(page.locator("#error")).to_have_text(
         'Invalid run id "abc": open this page as /run.html?id=<run id>')
+
+
+def test_deleted_run_stops_the_page(server: ServerProcess, page: Page) -> None:
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 200, 50)))
+    open_run_page(page, server, run["id"])
+    httpx.delete(f"{server.url}/api/runs/{run['id']}", timeout=30).raise_for_status()
+    expect(page.locator("#error")).to_have_text("This run was deleted.")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
