@@ -6,12 +6,15 @@ holds every step once, with the value that was logged at that step.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from backend.cli import main as cli_main
@@ -46,15 +49,21 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-def test_server_down_at_start_then_up(tmp_path: Path, server: ServerProcess) -> None:
+def test_server_down_at_start_then_up_and_a_resumed_run_replays_its_spool(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    first = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", **FAST)
+    _log_steps(first, range(0, 40))
+    first.finish(timeout_s=0.5)  # server never seen: everything stays in the spool
     mon = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", **FAST)
-    _log_steps(mon, range(0, 150))
+    _log_steps(mon, range(40, 150))
     server.start()
     _log_steps(mon, range(150, 300))
     mon.finish(timeout_s=20)
 
     run = _assert_all_steps_once(server, "late", 300)
     assert run["status"] == "finished"
+    assert first.sender_stats.points_spooled == 40 * len(KEYS)
     assert mon.sender_stats.points_spooled > 0  # the early points waited in the spool
     assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["points"] == 0
 
@@ -167,14 +176,64 @@ def test_finish_with_the_server_gone_returns_in_time_and_sync_uploads_the_rest(
     assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["points"] == 0
 
 
-def test_a_resumed_run_replays_the_previous_spool_first(tmp_path: Path,
-                                                        server: ServerProcess) -> None:
-    first = Monitor("faults", "resumed", server.url, run_dir=tmp_path / "r", **FAST)
-    _log_steps(first, range(0, 40))
-    first.finish(timeout_s=0.5)
-    server.start()
-    second = Monitor("faults", "resumed", server.url, run_dir=tmp_path / "r", **FAST)
-    _log_steps(second, range(40, 80))
-    second.finish(timeout_s=20)
+class RecordingProxy:
+    """An HTTP proxy that records, in arrival order, the points the server accepted."""
 
-    assert _assert_all_steps_once(server, "resumed", 80)["status"] == "finished"
+    def __init__(self, upstream: str) -> None:
+        self.accepted: list[tuple[str, int]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    answer = httpx.request(self.command, upstream + self.path, content=body,
+                                           headers={"Content-Type": self.headers["Content-Type"]
+                                                    or "application/json"}, timeout=5.0)
+                    status, content = answer.status_code, answer.content
+                except httpx.HTTPError:
+                    status, content = 502, b'{"error": {"status": 502, "message": "down"}}'
+                if status < 300 and self.path.endswith("/metrics"):
+                    recorder.accepted += [(p["key"], p["step"]) for p in json.loads(body)["points"]]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_POST = do_PATCH = do_GET = forward
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_points_arrive_in_step_order_per_key_across_a_server_restart(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    server.start()
+    proxy = RecordingProxy(server.url)
+    mon = Monitor("faults", "ordered", proxy.url, run_dir=tmp_path / "r", max_batch_points=25,
+                  **FAST)
+    for chunk in range(3):
+        _log_steps(mon, range(chunk * 40, chunk * 40 + 40))
+        time.sleep(0.05)
+    server.kill()
+    _log_steps(mon, range(120, 200))
+    server.start()
+    _log_steps(mon, range(200, 300))
+    mon.finish(timeout_s=20)
+    proxy.close()
+
+    _assert_all_steps_once(server, "ordered", 300)
+    assert mon.sender_stats.failures > 0 and mon.sender_stats.points_spooled > 0
+    for key in KEYS:
+        steps = [step for k, step in proxy.accepted if k == f"train/{key}"]
+        assert steps == sorted(steps) and set(steps) == set(range(300))
