@@ -142,8 +142,15 @@ def bench_model(
     rows = [("floor: one lerp_ over a flat buffer", floor_ms, 1.0)]
 
     def row(label: str, fn: Callable[[], None], per_call: int = 1, floors: int = 1) -> None:
-        ms, ratio = paired(fn, floor, repeats, clock)
-        rows.append((label, ms / per_call, ratio / (per_call * floors)))
+        """Time ``fn`` (``per_call`` updates) against ``per_call`` floors, paired."""
+
+        def floors_() -> None:
+            for _ in range(per_call):
+                floor()
+
+        reps = repeats if per_call == 1 else max(3, repeats // 3)
+        ms, ratio = paired(fn, floors_, reps, clock)
+        rows.append((label, ms / per_call, ratio / floors))
 
     row("dict loop (blog-post EMA)", dict_loop(model))
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(DECAY))

@@ -101,7 +101,7 @@ class Group:
         )
         self.blocks = _plan_blocks(self.live, self.numels, self.offsets, self.n_params)
         need = max((b.stop - b.start for b in self.blocks), default=0)
-        if self.scratch is None or self.scratch.numel() < need:
+        if self.scratch.numel() < need:
             self.scratch = torch.empty(need, dtype=self.flat.dtype, device=self.flat.device)
         for block in self.blocks:
             self._attach_views(block)
