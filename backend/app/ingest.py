@@ -91,6 +91,7 @@ class Batch:
 
     rows: list[Row]
     by_key: dict[str, list[Row]]
+    as_posted: bool = False  # True when the posted points, as they are, are exactly ``rows``
 
     @property
     def max_step(self) -> int | None:
@@ -108,11 +109,14 @@ def prepare(points: Sequence[PointIn], now: float) -> Batch:
         (p["key"], p["step"], p["value"], p.get("wall_time")) for p in points
     ]
     rows: list[Row] = raw
+    as_posted = True
     if any(r[2].__class__ is str or r[3] is None for r in raw):
         rows = [(k, s, NON_FINITE[v] if v.__class__ is str else v, now if w is None else w)
                 for k, s, v, w in raw]
+        as_posted = not any(r[3] is None for r in raw)  # wire-form strings stay as posted
     if len({(r[0], r[1]) for r in rows}) != len(rows):
         rows = list({(r[0], r[1]): r for r in reversed(rows)}.values())[::-1]
+        as_posted = False
     by_key: dict[str, list[Row]] = {}
     for row in rows:
         group = by_key.get(row[0])
@@ -120,7 +124,7 @@ def prepare(points: Sequence[PointIn], now: float) -> Batch:
             by_key[row[0]] = [row]
         else:
             group.append(row)
-    return Batch(rows, by_key)
+    return Batch(rows, by_key, as_posted)
 
 
 _TOUCH_RUN = (

@@ -95,3 +95,22 @@ def test_pushed_points_are_valid_json_even_for_bare_nan_tokens(
         )
         message = ws.receive_json()
     assert message["points"] == [{"key": "a", "step": 1, "value": "NaN", "wall_time": 5.0}]
+
+
+def test_points_pushed_as_posted_or_as_stored(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}/metrics"
+    with client.websocket_connect(f"/ws/runs/{run['id']}") as ws:
+        ws.receive_json()
+        exact = [
+            {"key": "a", "step": 1, "value": 2, "wall_time": 3.5},
+            {"key": "a", "step": 2, "value": "Infinity", "wall_time": 4.0},
+        ]
+        client.post(url, json={"points": exact})
+        assert ws.receive_json()["points"] == exact
+        repeated = [
+            {"key": "b", "step": 1, "value": 1.0, "wall_time": 1.0},
+            {"key": "b", "step": 1, "value": 9.0, "wall_time": 1.0},
+            {"key": "a", "step": 2, "value": 5.0, "wall_time": 1.0},
+        ]  # a/2 is stored
+        client.post(url, json={"points": repeated})
+        assert ws.receive_json()["points"] == [repeated[0]]

@@ -76,13 +76,16 @@ def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
     return list(details.values())
 
 
-def _write(state: AppState, run_id: int, batch: MetricBatch) -> list[Row] | None:
+def _write(state: AppState, run_id: int, batch: MetricBatch) -> tuple[list[Row], bool] | None:
+    """Store the batch; return the new rows and whether they are the posted points as posted
+    (None when the run does not exist)."""
     now = time.time()
     prepared = ingest.prepare(batch.points, now)
     with state.db.writing_core() as connection:
         if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
             return None
-        return ingest.insert_points(connection, run_id, prepared)
+        inserted = ingest.insert_points(connection, run_id, prepared)
+    return inserted, prepared.as_posted and len(inserted) == len(batch.points)
 
 
 @router.post(
@@ -95,13 +98,12 @@ async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
     parsed = _parse_batch(await request.body(), state.settings.max_points_per_request)
     if isinstance(parsed, JSONResponse):
         return parsed
-    inserted = await run_in_threadpool(_write, state, run_id, parsed)
-    if inserted is None:
+    written = await run_in_threadpool(_write, state, run_id, parsed)
+    if written is None:
         raise not_found(RUN_NOT_FOUND)
+    inserted, as_posted = written
     if inserted:
-        exact = len(inserted) == len(parsed.points) and all(
-            p.get("wall_time") is not None for p in parsed.points)
-        state.hub.publish_points(run_id, inserted, parsed.points if exact else None)
+        state.hub.publish_points(run_id, inserted, parsed.points if as_posted else None)
         state.touched_runs.add(run_id)
     return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
 
