@@ -168,9 +168,14 @@ class Averager:
                 f"State holds averagers {state['averager_names']}, this object "
                 f"{list(self._names)}: construct it with the same decays/schedule"
             )
+        self._check_extra_state(state["extra"])
+        targets = [self._store.shadow_tensors(k) for k in range(len(self._names))]
+        for name, dst in zip(self._names, targets, strict=True):
+            _check_shadow(dst, state["shadows"][name], name)  # all checks before any copy
         with torch.no_grad():
-            for k, name in enumerate(self._names):
-                _copy_checked(self._store.shadow_tensors(k), state["shadows"][name], name)
+            for name, dst in zip(self._names, targets, strict=True):
+                for key, tensor in dst.items():
+                    tensor.copy_(state["shadows"][name][key])
         self.step = int(state["step"])
         self._decays = [float(d) for d in state["decays"]]
         self._load_extra_state(state["extra"])
@@ -178,11 +183,14 @@ class Averager:
     def _extra_state(self) -> dict[str, Any]:
         return {}
 
+    def _check_extra_state(self, extra: dict[str, Any]) -> None:
+        """Raise StateDictError if ``extra`` (from :meth:`_extra_state`) does not fit."""
+
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        pass
+        """Restore what :meth:`_extra_state` saved (after :meth:`_check_extra_state`)."""
 
 
-def _copy_checked(dst: dict[str, Tensor], src: dict[str, Tensor], name: str) -> None:
+def _check_shadow(dst: dict[str, Tensor], src: dict[str, Tensor], name: str) -> None:
     bad = sorted(set(dst) ^ set(src)) + [
         k for k in dst if k in src and src[k].shape != dst[k].shape
     ]
@@ -191,5 +199,3 @@ def _copy_checked(dst: dict[str, Tensor], src: dict[str, Tensor], name: str) -> 
             f"Shadow {name!r} in the state differs from this model at keys {bad[:5]}: "
             "resume with the same architecture"
         )
-    for k, t in dst.items():
-        t.copy_(src[k])

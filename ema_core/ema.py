@@ -138,13 +138,15 @@ class EMA(Averager):
         return {"decay_products": list(self._products), "schedules":
                 [self._describe(k) for k in range(len(self._rules))]}
 
-    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+    def _check_extra_state(self, extra: dict[str, Any]) -> None:
         described = [self._describe(k) for k in range(len(self._rules))]
         if list(extra["schedules"]) != described:
             raise StateDictError(
                 f"State was saved with schedules {extra['schedules']}, this EMA has "
                 f"{described}: construct the EMA with the same options"
             )
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self._products = [float(p) for p in extra["decay_products"]]
 
 

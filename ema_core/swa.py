@@ -10,7 +10,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn as torch_update_bn
 
 from ema_core._averager import Averager
-from ema_core.exceptions import InvalidDecayError
+from ema_core.exceptions import InvalidDecayError, StateDictError
 from ema_core.swap import swap_in
 
 __all__ = ["SWA"]
@@ -111,6 +111,14 @@ class SWA(Averager):
     def _extra_state(self) -> dict[str, Any]:
         return {"n_averaged": self.n_averaged, "start_step": self.start_step,
                 "update_every": self.update_every}
+
+    def _check_extra_state(self, extra: dict[str, Any]) -> None:
+        saved = (extra["start_step"], extra["update_every"])
+        if saved != (self.start_step, self.update_every):
+            raise StateDictError(
+                f"State was saved with start_step, update_every = {saved}, this SWA has "
+                f"{(self.start_step, self.update_every)}: construct the SWA with the same options"
+            )
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.n_averaged = int(extra["n_averaged"])

@@ -96,3 +96,18 @@ def test_load_state_dict_errors_name_the_problem(other, message: str) -> None:
     ema = EMA(model, 0.9)
     with pytest.raises(StateDictError, match=message):
         ema.load_state_dict(other(model).state_dict())
+
+
+def test_failed_load_changes_nothing() -> None:
+    model = nn.Linear(3, 3)
+    swa = SWA(model, start_step=2)
+    swa.update(model)
+    before = {k: v.clone() for k, v in swa.shadow_state_dict().items()}
+    other = SWA(nn.Linear(3, 3), start_step=5)
+    for _ in range(7):
+        other.update(model)
+    with pytest.raises(StateDictError, match=r"^State was saved with start_step, update_every = "
+                       r"\(5, 1\), this SWA has \(2, 1\): construct the SWA with the same"):
+        swa.load_state_dict(other.state_dict())
+    assert swa.step == 1 and swa.n_averaged == 0
+    torch.testing.assert_close(swa.shadow_state_dict(), before, rtol=0, atol=0)
