@@ -64,26 +64,33 @@ def batch_body(step: int, steps: int, keys: list[str]) -> bytes:
 
 
 def post_batches(
-    url: str, run_id: int, batch: int, seconds: float, start_at: float, results: mp.Queue
+    url: str, run_id: int, batch: int, seconds: float, start_at: float, rate: float,
+    results: mp.Queue,
 ) -> None:
-    """One training process: post ``batch``-point batches until ``seconds`` have passed."""
+    """One training process: post ``batch``-point batches until ``seconds`` have passed,
+    at most ``rate`` batches per second (0: as fast as the server answers)."""
     steps = max(1, (batch - 1) // KEYS_PER_BATCH)
     keys = [f"train/k{k}" for k in range(KEYS_PER_BATCH)]
     posted = inserted = step = 0
+    round_trips: list[float] = []
     headers = {"content-type": "application/json"}
     with httpx.Client(base_url=url, timeout=30.0) as client:
         time.sleep(max(0.0, start_at - time.time()))
         begin = time.perf_counter()
         while time.perf_counter() - begin < seconds:
             body = batch_body(step, steps, keys)
+            sent = time.perf_counter()
             response = client.post(f"/api/runs/{run_id}/metrics", content=body, headers=headers)
+            round_trips.append((time.perf_counter() - sent) * 1000)
+            if rate > 0:
+                time.sleep(max(0.0, begin + len(round_trips) / rate - time.perf_counter()))
             response.raise_for_status()
             answer = response.json()
             posted += answer["accepted"]
             inserted += answer["inserted"]
             step += steps
         elapsed = time.perf_counter() - begin
-    results.put((posted, inserted, elapsed))
+    results.put((posted, inserted, elapsed, round_trips))
 
 
 async def watch(ws_url: str, run_ids: list[int], n: int, stop_at: float) -> list[float]:
@@ -110,7 +117,10 @@ def ws_process(ws_url: str, run_ids: list[int], n: int, stop_at: float, out: mp.
     out.put(asyncio.run(watch(ws_url, run_ids, n, stop_at)))
 
 
-def drive(url: str, args: argparse.Namespace) -> tuple[list[tuple[int, int, float]], list[float]]:
+Outcome = tuple[int, int, float, list[float]]  # posted, stored, seconds, POST round trips (ms)
+
+
+def drive(url: str, args: argparse.Namespace) -> tuple[list[Outcome], list[float]]:
     """Create the runs, start websocket watchers and posters; return their results."""
     run_ids = []
     for i in range(args.clients):
@@ -125,7 +135,8 @@ def drive(url: str, args: argparse.Namespace) -> tuple[list[tuple[int, int, floa
     watcher.start()
     posters = [
         mp.Process(
-            target=post_batches, args=(url, rid, args.batch, args.seconds, start_at, results)
+            target=post_batches,
+            args=(url, rid, args.batch, args.seconds, start_at, args.rate, results),
         )
         for rid in run_ids
     ]
@@ -139,16 +150,20 @@ def drive(url: str, args: argparse.Namespace) -> tuple[list[tuple[int, int, floa
 
 
 def report(
-    args: argparse.Namespace, outcomes: list[tuple[int, int, float]], lat: list[float]
+    args: argparse.Namespace, outcomes: list[Outcome], lat: list[float]
 ) -> None:
     """Print the throughput and latency lines."""
     posted = sum(o[0] for o in outcomes)
     inserted = sum(o[1] for o in outcomes)
     elapsed = max(o[2] for o in outcomes)
     print(f"clients={args.clients} batch={args.batch} ws_clients={args.ws_clients} "
-          f"seconds={args.seconds}")
+          f"seconds={args.seconds} rate={args.rate or 'max'}")
     print(f"points posted {posted:,}, stored {inserted:,} in {elapsed:.2f} s")
     print(f"sustained ingest: {inserted / elapsed:,.0f} points/s (target >= 100,000)")
+    trips = [t for o in outcomes for t in o[3]]
+    if len(trips) >= 2:
+        q = statistics.quantiles(trips, n=100)
+        print(f"POST round trip over {len(trips)} requests: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms")
     if len(lat) >= 2:
         q = statistics.quantiles(lat, n=100)
         print(f"ingest->websocket latency over {len(lat)} markers: p50 {q[49]:.1f} ms, "
@@ -163,6 +178,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="points per request")
     parser.add_argument("--ws-clients", type=int, default=10, help="websocket clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="posting time per client")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="batches per second per client (default 0: as fast as possible)")
     parser.add_argument("--url", help="use this running server instead of starting one")
     args = parser.parse_args()
     if args.url:
