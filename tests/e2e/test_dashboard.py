@@ -51,7 +51,8 @@ def trace_lengths(page: Page, chart_id: str) -> dict[str, int]:
 
 def wait_trace_lengths(page: Page, chart_id: str, length: int) -> None:
     page.wait_for_function(
-        "([id, n]) => document.getElementById(id).data.every(trace => trace.x.length === n)",
+        "([id, n]) => { const data = document.getElementById(id)?.data || [];"
+        " return data.length > 0 && data.every(trace => trace.x.length === n); }",
         arg=[chart_id, length],
     )
 
@@ -235,3 +236,22 @@ def test_deleted_run_stops_the_page(server: ServerProcess, page: Page) -> None:
     httpx.delete(f"{server.url}/api/runs/{run['id']}", timeout=30).raise_for_status()
     expect(page.locator("#error")).to_have_text("This run was deleted.")
     expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+
+
+def test_page_opened_before_any_point_fills_live(server: ServerProcess, page: Page) -> None:
+    run = create_run(server)
+    open_run_page(page, server, run["id"])
+    assert page.evaluate("document.getElementById('chart-norms').data.length") == 0
+    expect(page.locator("#eval-tables")).to_have_text("No eval metrics yet.")
+
+    post_points(server, run["id"], training_points(range(0, 300, 50))
+                + eval_points(250, {"live": 0.7, "swa": 0.75}))
+
+    wait_trace_lengths(page, "chart-norms", 6)
+    assert sorted(trace_lengths(page, "chart-norms")) == [
+        "ema_0.999", "ema_0.9999", "live", "swa"]
+    wait_trace_lengths(page, "chart-train-loss", 6)  # the chart was created on the fly
+    expect(page.locator("table.eval-table tr.winner th")).to_have_text("swa")
+    expect(page.locator("#heatmap-averager")).to_have_value("ema_0.999")
+    page.wait_for_function(  # the heatmap re-reads on its own once layer points arrive
+        "document.getElementById('chart-heatmap').data[0]?.z.length === 5")
