@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.app.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -25,17 +28,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """``Settings`` from the environment, with every flag that was given taking precedence."""
+    from backend.app.core.config import Settings
+
+    overrides = {name: value for name in ("host", "port", "data_dir", "database_url")
+                 if (value := getattr(args, name, None)) is not None}
+    return Settings(**overrides)
+
+
 def run(args: argparse.Namespace) -> int:
     """Start uvicorn with the app built from settings + flags; return the exit code."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are noise here
     import uvicorn
 
-    from backend.app.core.config import Settings
     from backend.app.main import create_app
 
-    overrides = {name: value for name in ("host", "port", "data_dir", "database_url")
-                 if (value := getattr(args, name, None)) is not None}
-    settings = Settings(**overrides)
+    settings = settings_from_args(args)
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning",

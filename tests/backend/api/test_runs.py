@@ -142,3 +142,16 @@ def test_best_per_averager_from_eval_series(client: TestClient, run: dict[str, A
     assert client.get("/api/runs").json()[0]["best"] == {
         "ema_0.999": {"metric": "loss", "value": 0.1, "step": 3}
     }
+
+
+def test_primary_mode_from_summary_wins(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}"
+    batch = [
+        {"key": "eval/swa/accuracy", "step": s, "value": v} for s, v in enumerate([0.3, 0.9, 0.1])
+    ]
+    client.post(url + "/metrics", json={"points": batch})
+    assert client.get(url).json()["best"]["swa"]["value"] == 0.9
+    client.patch(url, json={"summary": {"primary_metric": "accuracy", "primary_mode": "min"}})
+    assert client.get(url).json()["best"] == {
+        "swa": {"metric": "accuracy", "value": 0.1, "step": 2}
+    }

@@ -238,3 +238,15 @@ def test_deleting_the_run_removes_its_snapshot_files(
     client.delete(f"/api/runs/{run['id']}")
     assert stored_files(settings) == []
     assert not (settings.data_dir / "snapshots" / str(run["id"])).exists()
+
+
+def test_row_whose_file_vanished_is_404(
+    client: TestClient, run: dict[str, Any], settings: Settings
+) -> None:
+    snap = upload(client, run["id"]).json()
+    for path in stored_files(settings):
+        path.unlink()
+    assert_error(
+        client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}/file"), 404, "Snapshot not found"
+    )
+    assert client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}").status_code == 200
