@@ -47,9 +47,13 @@ def describe(loc: Sequence[str | int], message: str) -> str:
     return f"Invalid field {'.'.join(str(part) for part in loc)!r}: {message}"
 
 
+MAX_DETAILS = 20
+
+
 def validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic/FastAPI errors as ``[{"loc": [...], "message": ...}]``."""
-    return [{"loc": list(err["loc"]), "message": str(err["msg"])} for err in errors]
+    """Pydantic/FastAPI errors as ``[{"loc": [...], "message": ...}]``, the first 20 at most
+    (a 50,000-point batch of bad points must not produce a larger answer than itself)."""
+    return [{"loc": list(err["loc"]), "message": str(err["msg"])} for err in errors[:MAX_DETAILS]]
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

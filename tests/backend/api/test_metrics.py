@@ -338,3 +338,13 @@ def test_responses_never_hold_bare_nan(client: TestClient, run: dict[str, Any]) 
         "live": {"metric": "accuracy", "value": "Infinity", "step": 1}
     }
     assert math.isinf(float(client.get(f"/api/runs/{run['id']}/keys").json()[0]["value"]))
+
+
+def test_many_bad_points_give_at_most_20_details(client: TestClient, run: dict[str, Any]) -> None:
+    body = {"points": [{"key": "a", "step": -1, "value": 1}] * 500}
+    error = assert_error(
+        post(client, run["id"], body),
+        422,
+        "Invalid point 0 field 'step': Input should be greater than or equal to 0",
+    )
+    assert len(error["details"]) == 20

@@ -74,3 +74,16 @@ def test_nan_round_trips_through_the_orm(tmp_path: Path) -> None:
         got = [p.value for p in session.query(MetricPoint).order_by(MetricPoint.step)]
     assert math.isnan(got[0]) and got[1:] == [math.inf, -math.inf, 1.5]
     db.dispose()
+
+
+def test_unsupported_paramstyle_is_refused() -> None:
+    import pytest
+
+    from backend.app.ingest import _render
+
+    with pytest.raises(
+        NotImplementedError,
+        match="Unsupported DBAPI paramstyle 'numeric': expected qmark, format or pyformat",
+    ):
+        _render("numeric", "INSERT INTO t VALUES ({1})")
+    assert _render("format", "SELECT {1}, {5}") == "SELECT %s, %s, %s, %s, %s, %s"
