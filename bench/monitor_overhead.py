@@ -17,9 +17,12 @@ in the same run, and the p50/p99 cost of one ``mon.step`` call in microseconds.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +83,21 @@ def run_loop(steps: int, monitor: Monitor | None,
     return steps / (time.perf_counter() - t0), steps / (time.process_time() - c0)
 
 
+def sender_cpu_s() -> float:
+    """CPU seconds used so far by the Monitor's threads (Linux ``/proc``; NaN elsewhere)."""
+    total = 0.0
+    for thread in threading.enumerate():
+        if not thread.name.startswith("emaboard-"):
+            continue
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile_us(samples_ns: list[int], q: float) -> float:
     ordered = sorted(samples_ns)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
@@ -97,6 +115,8 @@ def main() -> None:
     rates: dict[str, list[tuple[float, float]]] = {"baseline": [], "server up": [],
                                                    "server down": []}
     step_ns: dict[str, list[int]] = {"baseline": [], "server up": [], "server down": []}
+    sender_cpu: dict[str, float] = {"server up": 0.0, "server down": 0.0}
+    loop_s: dict[str, float] = {"server up": 0.0, "server down": 0.0}
     with ServerProcess(data_dir=workdir / "server") as server:
         urls = {"server up": server.url, "server down": down_url}
         run_loop(20, None, [])  # warm-up
@@ -106,8 +126,13 @@ def main() -> None:
                 mon = Monitor("bench", f"{variant}-{rnd}", url,
                               run_dir=workdir / "runs" / f"{variant}-{rnd}")
                 rates[variant].append(run_loop(args.steps, mon, step_ns[variant]))
+                sender_cpu[variant] += sender_cpu_s()  # before finish() ends the threads
+                loop_s[variant] += args.steps / rates[variant][-1][0]
                 mon.finish(timeout_s=2.0)
     report(args, rates, step_ns)
+    for variant, cpu_s in sender_cpu.items():
+        print(f"Monitor threads' CPU time, {variant}: {cpu_s:.2f} s over {loop_s[variant]:.1f} s "
+              f"of training ({100 * cpu_s / loop_s[variant]:.2f} %; /proc ticks of 10 ms)")
 
 
 def report(args: argparse.Namespace, rates: dict[str, list[tuple[float, float]]],
