@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from ema_core._keys import module_path
 
-__all__ = ["AveragerStats", "NormStats", "WeightStats", "build_weight_stats"]
+__all__ = ["AveragerStats", "NormStats", "WeightStats", "build_weight_stats", "cosine"]
 
 
 class NormStats(NamedTuple):

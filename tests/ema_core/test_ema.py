@@ -283,3 +283,19 @@ def test_cuda_model_with_cpu_shadow_matches_cpu_reference(make_mlp) -> None:
     ema.update(model)
     ref.update(ref._store.model)
     torch.testing.assert_close(ema.shadow_state_dict(), ref.shadow_state_dict())
+
+
+def test_float64_shadow_of_float32_model_takes_the_cast_path(make_mlp, trainer) -> None:
+    model = make_mlp()
+    step = trainer(model)
+    ema = EMA(model, 0.9, shadow_dtype=torch.float64, device="cpu", stats_every=2)
+    reference = {k: v.detach().double().clone() for k, v in model.state_dict().items()}
+    for _ in range(4):
+        step()
+        ema.update(model)
+        for key, value in model.state_dict().items():
+            reference[key].lerp_(value.double(), 0.1)
+    shadow = ema.shadow_state_dict()
+    assert all(t.dtype == torch.float64 for t in shadow.values())
+    torch.testing.assert_close(shadow, reference, rtol=0, atol=1e-15)
+    assert ema.last_stats is not None and ema.last_stats.step == 4
