@@ -83,3 +83,30 @@ export function layerKey(layer, averager) {
 export function naturalCompare(a, b) {
   return a.localeCompare(b, "en", { numeric: true });
 }
+
+const LINE_KINDS = ["norm", "drift", "rel_drift", "cos", "decay"];
+
+/**
+ * The view of the run page that draws a key, used to read each view's series in its own
+ * request: "norm", "drift", "rel_drift", "cos", "decay", "train/<name>", "eval", or null
+ * for layer keys (the heatmap reads those itself) and keys no view shows.
+ */
+export function viewOf(key) {
+  const info = parseKey(key);
+  if (LINE_KINDS.includes(info.kind)) return info.kind;
+  if (info.kind === "train") return `train/${info.name}`;
+  if (info.kind === "eval") return "eval";
+  return null;
+}
+
+/** The keys each view draws, as [view, keys] pairs sorted by view; null views left out. */
+export function keysByView(keys) {
+  const groups = new Map();
+  for (const key of keys) {
+    const view = viewOf(key);
+    if (view === null) continue;
+    if (!groups.has(view)) groups.set(view, []);
+    groups.get(view).push(key);
+  }
+  return [...groups].sort(([a], [b]) => a.localeCompare(b));
+}

@@ -7,7 +7,7 @@ import { ChartGroup } from "./charts/chartgroup.js";
 import { EvalView } from "./charts/evalview.js";
 import { LayerHeatmap } from "./charts/heatmap.js";
 import { LineChart } from "./charts/linechart.js";
-import { parseKey, summarizeKeys } from "./keys.js";
+import { keysByView, parseKey, summarizeKeys } from "./keys.js";
 import { LiveSocket } from "./live.js";
 import { renderRunHeader } from "./runheader.js";
 import { fetchSeries, groupNewPoints, plotSeries, seriesToPoints } from "./series.js";
@@ -105,31 +105,59 @@ class RunPage {
 
   async loadOnce() {
     const started = performance.now();
+    const elapsed = () => String(Math.round(performance.now() - started));
     this.ready = false;
     document.body.dataset.state = "loading";
     const [run, keyRows] = await Promise.all([
       apiJson(`/api/runs/${this.runId}`), apiJson(`/api/runs/${this.runId}/keys`)]);
     this.setRun(run);
+    this.lastStep = Object.fromEntries(keyRows.map((row) => [row.key, row.step]));
     const keys = keyRows.map((row) => row.key);
-    const lineKeys = keys.filter((key) => parseKey(key).kind !== "layer");
-    const raw = await fetchSeries(this.runId, lineKeys);
-    document.body.dataset.fetchMs = String(Math.round(performance.now() - started));
-    this.lastStep = {};
-    for (const row of keyRows) this.lastStep[row.key] = row.step;
+    const groups = keysByView(keys);
+    this.views.train.prepare(groups.map(([view]) => view)
+      .filter((view) => view.startsWith("train/")).map((view) => view.slice("train/".length)));
+    // One request per view, drawn as soon as it arrives: small series need not wait for
+    // the longest one.
+    const drawn = new Set();
+    await Promise.all(groups.map(async ([view, viewKeys]) => {
+      const raw = await fetchSeries(this.runId, viewKeys);
+      document.body.dataset.fetchMs = elapsed();
+      await this.drawView(view, raw, drawn);
+      document.body.dataset.firstChartMs ||= elapsed();
+    }));
+    await this.drawEmptyViews(drawn);
+    document.body.dataset.firstPaintMs = elapsed();
+    this.ready = true;
+    this.flushSoon();
+    const { heatmap, snapshots } = this.views;
+    await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load()]);
+    document.body.dataset.state = "ready";
+  }
+
+  /** Draws one view from its series (REST answer) and notes the charts drawn in `drawn`. */
+  drawView(view, raw, drawn) {
     for (const [key, series] of Object.entries(raw)) {
       const last = series.steps[series.steps.length - 1] ?? -1;
       this.lastStep[key] = Math.max(this.lastStep[key] ?? -1, last);
     }
     const plot = plotSeries(raw);
-    const { lines, train, evalView, heatmap, snapshots } = this.views;
-    await Promise.all([
-      ...lines.map((chart) => chart.render(plot)), train.render(plot), evalView.render(plot, raw),
-    ]);
-    document.body.dataset.firstPaintMs = String(Math.round(performance.now() - started));
-    this.ready = true;
-    this.flushSoon();
-    await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load()]);
-    document.body.dataset.state = "ready";
+    const { lines, train, evalView } = this.views;
+    if (view === "eval") {
+      drawn.add(evalView);
+      return evalView.render(plot, raw);
+    }
+    if (view.startsWith("train/")) return train.render(plot);
+    const charts = lines.filter((chart) => Object.keys(plot).some((key) => chart.matches(key)));
+    charts.forEach((chart) => drawn.add(chart));
+    return Promise.all(charts.map((chart) => chart.render(plot)));
+  }
+
+  /** Draws the views without data empty, so that live points can extend them later. */
+  drawEmptyViews(drawn) {
+    const { lines, evalView } = this.views;
+    const pending = lines.filter((chart) => !drawn.has(chart)).map((chart) => chart.render({}));
+    if (!drawn.has(evalView)) pending.push(evalView.render({}, {}));
+    return Promise.all(pending);
   }
 
   onMessage(message, { reconnected }) {

@@ -205,3 +205,20 @@ def test_group_new_points_drops_points_already_seen(module_page: Page) -> None:
 def test_backoff_doubles_up_to_the_cap(module_page: Page) -> None:
     got = call(module_page, "live.js", "[0, 1, 2, 3, 10].map(a => m.backoffMs(a, 0.5))")
     assert got == [500, 1000, 2000, 4000, 5000]
+
+
+def test_keys_by_view_groups_what_each_view_draws(module_page: Page) -> None:
+    keys = [
+        "train/loss", "weights/norm/live", "weights/norm/swa", "eval/live/accuracy",
+        "eval/swa/loss", "layer/fc/rel_drift/swa", "decay/swa", "weights/cos/swa", "custom",
+        "train/lr",
+    ]
+    got = call(module_page, "keys.js", "m.keysByView(arg)", keys)
+    assert got == [
+        ["cos", ["weights/cos/swa"]],
+        ["decay", ["decay/swa"]],
+        ["eval", ["eval/live/accuracy", "eval/swa/loss"]],
+        ["norm", ["weights/norm/live", "weights/norm/swa"]],
+        ["train/loss", ["train/loss"]],
+        ["train/lr", ["train/lr"]],
+    ]

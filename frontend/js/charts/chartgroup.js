@@ -34,6 +34,12 @@ export class ChartGroup {
     return chart;
   }
 
+  /** Creates the charts of `groups` (not drawn yet) in sorted order, so the page layout
+   * does not depend on which series arrives first. */
+  prepare(groups) {
+    for (const group of [...groups].sort()) this.chartFor(group);
+  }
+
   /** Draws every group found in seriesByKey from scratch. */
   render(seriesByKey) {
     const groups = new Set(Object.keys(seriesByKey).map(this.spec.groupOf).filter((g) => g !== null));
