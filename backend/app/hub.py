@@ -3,7 +3,8 @@
 Ingest calls :meth:`Hub.publish_*`, which only does ``put_nowait`` on each subscriber's
 bounded queue and never awaits a client. Each subscriber has a sender task that drains its
 queue, merges queued point batches into one ``points`` message and sends at most one message
-per :data:`MIN_SEND_INTERVAL_S`. When a queue overflows (a slow or stuck browser), its
+per :data:`MIN_SEND_INTERVAL_S`. When a queue overflows (more than ``queue_size``
+messages or :data:`MAX_QUEUED_CHARS` characters: a slow or stuck browser), its
 contents are dropped and a single ``{"type": "resync"}`` takes their place: the client
 re-reads over REST. Point batches are serialized once per ingest, not once per client.
 
@@ -27,6 +28,7 @@ from backend.app.ingest import Row
 logger = logging.getLogger(__name__)
 
 MIN_SEND_INTERVAL_S = 0.1
+MAX_QUEUED_CHARS = 64 * (1 << 20)  # per subscriber: a stuck browser holds at most ~64 MB
 RESYNC = json.dumps({"type": "resync"})
 
 
@@ -81,18 +83,27 @@ class Subscriber:
     send: Send
     queue: asyncio.Queue[Item]
     project: str | None = None
+    max_queued_chars: int = MAX_QUEUED_CHARS
     resyncs: int = 0
+    queued_chars: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def offer(self, item: Item) -> None:
-        """Queue ``item`` without waiting; on overflow replace the backlog by a resync."""
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
-            self.resyncs += 1
+        """Queue ``item`` without waiting; on overflow (too many messages, or too many
+        characters queued) replace the backlog by a resync."""
+        size = len(item.body) if isinstance(item, _Points) else len(item)
+        if self.queued_chars + size <= self.max_queued_chars:
+            try:
+                self.queue.put_nowait(item)
+                self.queued_chars += size
+                return
+            except asyncio.QueueFull:
+                pass
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(RESYNC)
+        self.queued_chars = len(RESYNC)
+        self.resyncs += 1
 
     def _drain(self, first: Item) -> list[str]:
         """``first`` plus everything queued now, point batches merged into one message."""
@@ -107,6 +118,7 @@ class Subscriber:
             else:
                 messages.append(item)
             item = None if self.queue.empty() else self.queue.get_nowait()
+        self.queued_chars = 0  # the queue is empty now: nothing else runs during a drain
         if batches:
             messages.append('{"type":"points","points":[' + ",".join(batches) + "]}")
         return messages

@@ -208,3 +208,26 @@ def test_posted_wire_points_are_forwarded_as_posted_or_rewritten_when_not_json()
     assert asyncio.run(scenario(wire)) == wire
     bare_nan = [{"key": "k", "step": 1, "value": math.nan, "wall_time": 2.0}]
     assert asyncio.run(scenario(bare_nan)) == wire
+
+
+def test_queued_characters_are_bounded_too() -> None:
+    async def scenario() -> tuple[int, list[str]]:
+        sent: list[str] = []
+
+        async def send(text: str) -> None:
+            sent.append(text)
+
+        hub = Hub(queue_size=1000)
+        sub = hub.subscribe(1, send)
+        sub.max_queued_chars = 2000
+        for step in range(0, 300, 30):  # ten batches of ~2,000 characters each
+            hub.publish_points(1, batch(step, 30))
+        resyncs = sub.resyncs
+        hub.start(sub)
+        await asyncio.sleep(0.05)
+        await hub.unsubscribe(sub)
+        return resyncs, sent
+
+    resyncs, sent = asyncio.run(scenario())
+    assert resyncs >= 1
+    assert json.loads(sent[0]) == {"type": "resync"}
