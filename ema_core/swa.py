@@ -37,7 +37,8 @@ class SWA(Averager):
         shadow_dtype: Shadow dtype; default fp32 for fp16/bf16 models, else the model's.
         device: Shadow device; default the model's.
         foreach: Use foreach kernels; False runs the per-tensor reference loop.
-        stats_every: Statistics into ``last_stats`` every this many steps (0 = never).
+        stats_every: Statistics into ``last_stats`` every this many steps (0 = never),
+            from the first averaged step on (before it the shadow is not yet an average).
 
     Raises:
         InvalidDecayError: ``update_every`` < 1.
@@ -98,6 +99,11 @@ class SWA(Averager):
         with swap_in(model, self):
             torch_update_bn(loader, model, None if device is None else torch.device(device))
             self._store.capture_buffers_(0)
+
+    def _is_stats_step(self) -> bool:
+        # Before the first averaged step the shadow is a stale copy of the initial weights:
+        # its drift would describe the initialisation, not SWA, so no statistics until then.
+        return self.n_averaged > 0 and super()._is_stats_step()
 
     def averager_info(self, name: str | None = None) -> dict[str, str | int | float]:
         """As :meth:`EMA.averager_info`, plus ``n_averaged``."""

@@ -32,6 +32,22 @@ def test_swa_is_the_arithmetic_mean_of_the_visited_weights(make_mlp, trainer) ->
     assert swa.averager_info()["n_averaged"] == 8
 
 
+def test_swa_reports_no_statistics_before_averaging_starts(make_mlp, trainer) -> None:
+    model = make_mlp()
+    step = trainer(model)
+    swa = SWA(model, start_step=4, stats_every=1)
+    for _ in range(4):
+        step()
+        swa.update(model)
+        assert swa.last_stats is None
+    step()
+    swa.update(model)
+    assert swa.last_stats is not None and swa.last_stats.step == 5
+    metrics = swa.last_stats.to_metrics()
+    assert metrics["weights/drift/swa"] == pytest.approx(0.0, abs=1e-6)  # first average = copy
+    assert metrics["decay/swa"] == 0.0
+
+
 def test_swa_equals_torch_averaged_model(make_mlp, trainer) -> None:
     model = make_mlp()
     step = trainer(model)
