@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 LAYERS = tuple(f"layer{block}.{i}.conv{j}" for block in (1, 2, 3) for i in (0, 1) for j in (1, 2)
                ) + ("conv1", "fc")
+PANEL_COLORS = {"light": "#ffffff", "dark": "#1a1f28"}  # --panel in frontend/css/style.css
 LINE_CHARTS = ("chart-norms", "chart-drift", "chart-rel-drift", "chart-decay", "chart-cos",
                "chart-train-loss", "chart-train-lr", "chart-eval-accuracy")
 
@@ -69,6 +70,15 @@ def test_screenshots_show_every_view_filled(
     expect(page.locator("#chart-cos")).to_be_visible()
     page.wait_for_timeout(300)  # let Plotly finish its transitions before the picture
     page.screenshot(path=artifacts_dir / f"run_page_{scheme}.png", full_page=True)
+    panel = PANEL_COLORS[scheme]
+    assert page.evaluate("document.getElementById('chart-norms')._fullLayout.paper_bgcolor") == (
+        panel)
+    other = "dark" if scheme == "light" else "light"
+    page.emulate_media(color_scheme=other)  # the system theme switches: charts follow live
+    page.wait_for_function(
+        "color => document.getElementById('chart-heatmap')._fullLayout.paper_bgcolor === color"
+        " && document.getElementById('chart-norms')._fullLayout.paper_bgcolor === color",
+        arg=PANEL_COLORS[other])
 
     page.goto(f"{server.url}/?project=cifar10")
     expect(page.locator("#runs-table tbody tr").first).to_contain_text("resnet18-ema")
