@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import Connection, Table, and_, or_, select
 
 from backend.app.models import LatestMetric, MetricPoint, Run
@@ -254,23 +255,33 @@ def keys_with_prefix(connection: Connection, *, run_id: int, prefix: str) -> lis
     return sorted(connection.scalars(query))
 
 
+_READ_SERIES = (
+    "SELECT step, value, wall_time FROM metric_point "
+    "WHERE run_id = {1} AND key = {1} AND step >= {1} AND step <= {1} ORDER BY step"
+)
+MAX_STEP = 2**63 - 1
+
+
+class Series(NamedTuple):
+    """One key's points in step order as columns; NaN values are NaN in ``values``."""
+
+    steps: Sequence[int]
+    values: np.ndarray  # (n,) float64
+    wall_times: Sequence[float]
+
+
 def read_series(
-    connection: Connection,
-    *,
-    run_id: int,
-    keys: Sequence[str],
-    min_step: int | None,
-    max_step: int | None,
-) -> dict[str, list[Point]]:
-    """The points of each key in ``keys`` within [min_step, max_step], by step."""
-    query = select(POINTS.c.key, POINTS.c.step, POINTS.c.value, POINTS.c.wall_time).where(
-        POINTS.c.run_id == run_id, POINTS.c.key.in_(keys)
-    )
-    if min_step is not None:
-        query = query.where(POINTS.c.step >= min_step)
-    if max_step is not None:
-        query = query.where(POINTS.c.step <= max_step)
-    series: dict[str, list[Point]] = {key: [] for key in keys}
-    for row in connection.execute(query.order_by(POINTS.c.key, POINTS.c.step)):
-        series[row[0]].append(Point(*row))
-    return series
+    connection: Connection, *, run_id: int, key: str, min_step: int | None, max_step: int | None
+) -> Series:
+    """The points of ``key`` with ``min_step <= step <= max_step``, by step.
+
+    Read with the DBAPI cursor into columns (no per-row objects): a 200k-point series is
+    read in a fraction of the time the ORM-typed path takes.
+    """
+    params = (run_id, key, min_step or 0, MAX_STEP if max_step is None else max_step)
+    rows = connection.exec_driver_sql(_sql(connection, _READ_SERIES), params).fetchall()
+    if not rows:
+        return Series((), np.empty(0), ())
+    steps, values, wall_times = zip(*rows, strict=True)
+    # NULL (a stored NaN) becomes NaN in a float64 array.
+    return Series(steps, np.array(values, dtype=np.float64), wall_times)

@@ -6,7 +6,6 @@ import json
 import time
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -16,7 +15,7 @@ from backend.app import ingest
 from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
 from backend.app.api.errors import describe, error_response, validation_details
 from backend.app.downsample import MIN_POINTS, downsample_indices
-from backend.app.ingest import Point, Row
+from backend.app.ingest import Row
 from backend.app.models import Run
 from backend.app.schemas import (
     ErrorResponse,
@@ -108,13 +107,13 @@ async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
     return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
 
 
-def _series(points: list[Point], max_points: int) -> dict[str, list[Any]]:
-    values = np.fromiter((p.value for p in points), dtype=np.float64, count=len(points))
-    keep = downsample_indices(values, max_points).tolist()
+def _series(series: ingest.Series, max_points: int) -> dict[str, list[Any]]:
+    keep = downsample_indices(series.values, max_points).tolist()
+    values = series.values
     return {
-        "steps": [points[i].step for i in keep],
-        "values": [encode_float(points[i].value) for i in keep],
-        "wall_times": [points[i].wall_time for i in keep],
+        "steps": [series.steps[i] for i in keep],
+        "values": [encode_float(float(values[i])) for i in keep],
+        "wall_times": [series.wall_times[i] for i in keep],
     }
 
 
@@ -135,11 +134,11 @@ def read_metrics(
     wanted = list(dict.fromkeys(keys or []))
     if prefix is not None or not keys:
         wanted += ingest.keys_with_prefix(connection, run_id=run_id, prefix=prefix or "")
-    series = ingest.read_series(
-        connection, run_id=run_id, keys=list(dict.fromkeys(wanted)),
-        min_step=min_step, max_step=max_step,
-    )
-    body = {"series": {key: _series(points, max_points) for key, points in series.items()}}
+    body = {"series": {
+        key: _series(ingest.read_series(connection, run_id=run_id, key=key,
+                                        min_step=min_step, max_step=max_step), max_points)
+        for key in dict.fromkeys(wanted)
+    }}
     return JSONResponse(body)
 
 
