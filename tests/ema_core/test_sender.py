@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from backend.cli import main as cli_main
 from ema_core.client import Monitor
 from ema_core.ema import EMA
 from ema_core.sender import RateLimitedLogger, SenderConfig
@@ -121,3 +122,26 @@ def test_statistics_with_keys_over_the_server_limit_are_dropped_with_a_warning(
     assert "layer/ok/rel_drift/ema_0.9" in got and "weights/norm/live" in got
     assert not [key for key in got if "xxx" in key]
     assert f"emaboard dropped statistic 'layer/{'x' * 600}/rel_drift/ema_0.9'" in caplog.text
+
+
+def test_a_token_server_takes_the_right_token_and_a_wrong_one_spools_everything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ServerProcess(data_dir=tmp_path / "data", token="s3cret") as server:
+        good = Monitor("sender", "token", server.url, token="s3cret", run_dir=tmp_path / "a",
+                       **FAST)
+        good.step(0, {"loss": 0.5})
+        good.finish(timeout_s=20)
+        bad = Monitor("sender", "wrong-token", server.url, token="nope",
+                      run_dir=tmp_path / "b", **FAST)
+        bad.step(0, {"loss": 0.25})
+        bad.finish(timeout_s=1)
+
+        assert good.sender_stats.points_posted == 1
+        assert bad.run_id is None and bad.sender_stats.points_spooled == 1
+        assert "answered 401: Invalid or missing token" in caplog.text
+        assert cli_main(["sync", str(tmp_path / "b"), "--server", server.url,
+                         "--token", "s3cret"]) == 0
+        runs = httpx.get(f"{server.url}/api/runs", headers=server.headers).json()
+        assert sorted((r["name"], r["status"]) for r in runs) == [
+            ("token", "finished"), ("wrong-token", "finished")]
