@@ -6,8 +6,9 @@ One ingest is one transaction, under the server's write lock for SQLite:
 2. the steps that could already be stored are looked up — only for keys whose posted steps
    reach back to or below the key's latest stored step, so a run that streams forward never
    pays for it — and those points, and repeats inside the batch, are dropped;
-3. one executemany ``INSERT ... ON CONFLICT (run_id, key, step) DO NOTHING`` stores the new
-   points (the conflict clause guards databases with other writers);
+3. multi-row ``INSERT ... VALUES (...), ... ON CONFLICT (run_id, key, step) DO NOTHING``
+   statements of 1,000 rows store the new points (the conflict clause guards databases with
+   other writers);
 4. one executemany upsert of :class:`~backend.app.models.LatestMetric` per touched key keeps
    its latest point and its running minimum and maximum.
 
@@ -47,10 +48,7 @@ _POINT_COLUMNS = "run_id, key, step, value, wall_time"
 _LATEST_COLUMNS = (
     "run_id, key, step, value, wall_time, min_value, min_step, max_value, max_step"
 )
-_INSERT_POINTS = (
-    f"INSERT INTO metric_point ({_POINT_COLUMNS}) VALUES ({{5}}) "
-    "ON CONFLICT (run_id, key, step) DO NOTHING"
-)
+ROWS_PER_INSERT = 1000  # 5,000 parameters: under SQLite's (32,766) and PostgreSQL's limits
 # SET expressions read the row as it was, so each CASE compares against the old values.
 _UPSERT_LATEST = (
     f"INSERT INTO latest_metric ({_LATEST_COLUMNS}) VALUES ({{9}}) "
@@ -197,7 +195,7 @@ def _stored_steps(connection: Connection, run_id: int, batch: Batch) -> set[tupl
 
 
 def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Row]:
-    """Store the batch's points that the run does not have yet, in one executemany.
+    """Store the batch's points that the run does not have yet (1,000 rows per statement).
 
     Call inside the write transaction (under the write lock for SQLite), so the lookup of
     stored steps and the insert see the same table. ``ON CONFLICT DO NOTHING`` stays as the
@@ -214,10 +212,32 @@ def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Row
             batch.by_key.setdefault(row[0], []).append(row)
     if not batch.rows:
         return []
-    rows = [(run_id, k, s, None if v != v else v, w) for k, s, v, w in batch.rows]  # NaN: NULL
-    connection.exec_driver_sql(_sql(connection, _INSERT_POINTS), rows)
+    _insert_rows(connection, run_id, batch.rows)
     _upsert_latest(connection, run_id, batch)
     return batch.rows
+
+
+def _insert_rows(connection: Connection, run_id: int, rows: Sequence[Row]) -> None:
+    """Multi-row ``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING``, 1,000 rows each.
+
+    SQLAlchemy's "insertmanyvalues" form of executemany, by hand: one statement step per
+    1,000 rows instead of one per row (about a fifth less CPU in SQLite, and one release of
+    the GIL instead of a thousand).
+    """
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
+        params: list[Any] = []
+        for key, step, value, wall_time in chunk:
+            params += (run_id, key, step, None if value != value else value, wall_time)  # NaN
+        sql = _insert_sql(connection.dialect.paramstyle, len(chunk))
+        connection.exec_driver_sql(sql, tuple(params))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(style: str, n_rows: int) -> str:
+    row = "(" + _render(style, "{5}") + ")"
+    return (f"INSERT INTO metric_point ({_POINT_COLUMNS}) VALUES {', '.join([row] * n_rows)} "
+            "ON CONFLICT (run_id, key, step) DO NOTHING")
 
 
 def _summaries(run_id: int, batch: Batch) -> list[tuple[Any, ...]]:

@@ -348,3 +348,13 @@ def test_many_bad_points_give_at_most_20_details(client: TestClient, run: dict[s
         "Invalid point 0 field 'step': Input should be greater than or equal to 0",
     )
     assert len(error["details"]) == 20
+
+
+def test_batches_over_1000_points_are_stored_whole(client: TestClient, run: dict[str, Any]) -> None:
+    body = {"points": points("a", range(2345), 0.5) + [{"key": "b", "step": 0, "value": "NaN"}]}
+    assert post(client, run["id"], body).json() == {"accepted": 2346, "inserted": 2346}
+    got = series(client, run["id"], keys=["a", "b"], max_points=10_000)
+    assert got["a"]["steps"] == list(range(2345)) and set(got["a"]["values"]) == {0.5}
+    assert got["b"]["values"] == ["NaN"]
+    again = {"points": points("a", range(2000, 3500))}
+    assert post(client, run["id"], again).json() == {"accepted": 1500, "inserted": 1155}
