@@ -52,7 +52,7 @@ class Sender:
     """Owns the collector and poster threads of one run.
 
     Args:
-        api: the HTTP client (used only by the sender threads and :meth:`close`).
+        api: the HTTP client (used by the poster thread).
         spool: the run's spool.
         run: ``(project, name, config)`` for ``POST /api/runs``.
         snapshot_dir: where snapshot files are written.
@@ -226,8 +226,8 @@ class Sender:
     def _on_failure(self, exc: BaseException, level: int) -> None:
         self.stats.failures += 1
         self.stats.last_error = str(exc)
-        self._log.log(level, type(exc).__name__,
-                      "emaboard server unavailable, spooling points: %s", exc)
+        what = "server unavailable" if level == logging.WARNING else "sender error"
+        self._log.log(level, type(exc).__name__, "emaboard %s, spooling points: %s", what, exc)
         with self._lock:
             if self._abandoned:
                 return
