@@ -17,6 +17,7 @@ disk); :class:`ema_core.sender.Sender` does the rest on two daemon threads, spoo
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import operator
 import sys
@@ -45,6 +46,8 @@ from ema_core.transport import ApiClient, TransportError
 __all__ = ["Monitor", "default_run_dir"]
 
 logger = logging.getLogger(__name__)
+
+_STEP_LIMIT = 1 << 63  # the server stores steps as signed 64-bit integers
 
 
 class Monitor:
@@ -229,6 +232,9 @@ class Monitor:
         if name not in names:
             raise ValueError(f"Unknown averager {name!r}: expected one of {sorted(names)}")
         self._trackers.append(BestTracker(metric, mode, names[name], name))
+        summary = {"primary_metric": metric, "primary_mode": mode}
+        self._sender.update_summary(**summary)
+        self.spool.set_meta(summary=json.dumps(summary))  # for `emaboard sync`
 
     def finish(self, status: str | None = None, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, mark the run ``finished`` (or ``crashed``), stop.
@@ -271,14 +277,14 @@ class Monitor:
     def _check_step(self, step: Any) -> int:
         if self._finished:
             raise RuntimeError("Monitor used after finish(): create a new Monitor to log again")
-        if step.__class__ is int and step >= 0:
+        if step.__class__ is int and 0 <= step < _STEP_LIMIT:
             return int(step)
         try:
             checked = operator.index(step)
         except TypeError:
             checked = -1
-        if checked < 0:
-            raise ValueError(f"Invalid step {step!r}: expected an int >= 0")
+        if not 0 <= checked < _STEP_LIMIT:
+            raise ValueError(f"Invalid step {step!r}: expected an int >= 0 and < 2**63")
         return checked
 
     def _put(self, step: int, metrics: Mapping[str, Any], now: float, *, train: bool) -> None:

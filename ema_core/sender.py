@@ -77,6 +77,7 @@ class Sender:
         self._spooled = spool.count_points()
         self._next_seq = spool.max_seq() + 1
         self._pending_snapshots = len(spool.pending_snapshots())
+        self._summary: dict[str, Any] = {}  # run summary entries still to PATCH
         self._server_down = False
         self._batch_points = config.max_batch_points
         self._wake_collector, self._wake_poster = threading.Event(), threading.Event()
@@ -92,6 +93,12 @@ class Sender:
         """Start both threads."""
         for thread in self._threads:
             thread.start()
+
+    def update_summary(self, **entries: Any) -> None:
+        """Queue run summary entries (e.g. ``primary_metric``) for the poster to PATCH."""
+        with self._lock:
+            self._summary.update(entries)
+        self._wake_poster.set()
 
     def nudge(self) -> None:
         """Wake the collector now (the producer calls this when the inbox is large)."""
@@ -243,6 +250,8 @@ class Sender:
             self.run_id = self.api.create_run(project, name, config)
         run_id = self.run_id
         self._server_down = False
+        if self._summary:
+            return self._send_summary(run_id)
         with self._lock:
             batch = [self._buffer.popleft() for _ in range(min(self._batch_points,
                                                                len(self._buffer)))]
@@ -254,6 +263,22 @@ class Sender:
             self._post_batch(run_id, batch, from_spool)
             return True
         return self._upload_one_snapshot(run_id)
+
+    def _send_summary(self, run_id: int) -> bool:
+        with self._lock:
+            summary, self._summary = self._summary, {}
+        try:
+            self.api.update_summary(run_id, summary)
+        except (RejectedError, PayloadTooLarge) as exc:
+            self._log.log(logging.ERROR, "summary", "emaboard dropped summary %s: %s",
+                          summary, exc)
+        except (RetryableError, RunGone) as exc:
+            with self._lock:
+                self._summary = {**summary, **self._summary}
+            if isinstance(exc, RetryableError):
+                raise
+            self.run_id = None
+        return True
 
     def _post_batch(self, run_id: int, batch: list[SpooledPoint], from_spool: bool) -> None:
         try:

@@ -194,7 +194,8 @@ def sync_spool(
 ) -> list[SyncResult]:
     """Upload every spool under ``directory`` to ``server``: points, snapshots, final status.
 
-    Points go in ``seq`` order; each batch is deleted from the spool once the server
+    The run's recorded summary entries (``primary_metric``) are set first; points go in
+    ``seq`` order; each batch is deleted from the spool once the server
     accepted it, so an interrupted sync resumes where it stopped. A spool with nothing
     pending and its status already delivered is left alone.
 
@@ -233,6 +234,8 @@ def _sync_one(api: ApiClient, path: Path, max_batch_points: int) -> SyncResult:
             return result
         run_id = api.create_run(meta["project"], meta["name"], json.loads(meta["config"]))
         result.run_id = run_id
+        if "summary" in meta:
+            api.update_summary(run_id, json.loads(meta["summary"]))
         _sync_points(api, spool, run_id, result, max_batch_points)
         _sync_snapshots(api, spool, run_id, result)
         if "status" in meta:

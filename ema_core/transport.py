@@ -139,6 +139,10 @@ class ApiClient:
             files = {"file": (path.name, file, "application/octet-stream")}
             return self._request("POST", f"/api/runs/{run_id}/snapshots", data=data, files=files)
 
+    def update_summary(self, run_id: int, summary: Mapping[str, Any]) -> None:
+        """PATCH the run's summary (merged into the stored one, top-level keys)."""
+        self._request("PATCH", f"/api/runs/{run_id}", json={"summary": dict(summary)})
+
     def set_status(self, run_id: int, status: str, *, timeout_s: float | None = None) -> None:
         """PATCH the run's status (``running``, ``finished`` or ``crashed``).
 

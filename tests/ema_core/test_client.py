@@ -107,6 +107,10 @@ def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
     improving = [s for s in losses if losses[s] == min(v for t, v in losses.items() if t <= s)]
     assert sorted(s["step"] for s in snaps) == improving
     assert sorted((tmp_path / "r" / "snapshots").iterdir())  # local copies kept
+    run = httpx.get(f"{live_server.url}/api/runs/{mon.run_id}").json()
+    assert (run["summary"]["primary_metric"], run["summary"]["primary_mode"]) == ("loss", "min")
+    assert run["best"]["ema_0.9"] == {"metric": "loss", "value": losses[best_step],
+                                      "step": best_step}
 
 
 def test_context_manager_marks_the_run_crashed_on_an_exception(
@@ -186,8 +190,10 @@ def test_a_run_dir_holding_another_run_is_refused(tmp_path: Path) -> None:
 
 def test_logging_calls_reject_bad_steps_names_and_values(tmp_path: Path) -> None:
     mon = _offline(tmp_path)
-    with pytest.raises(ValueError, match=r"Invalid step -1: expected an int >= 0"):
+    with pytest.raises(ValueError, match=r"Invalid step -1: expected an int >= 0 and < 2\*\*63"):
         mon.step(-1)
+    with pytest.raises(ValueError, match=r"Invalid step 9223372036854775808: expected an int"):
+        mon.step(2**63)
     with pytest.raises(ValueError, match=r"Invalid step 1.5: expected an int >= 0"):
         mon.log(1.5, {"a": 1.0})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"Invalid value 'abc' for 'train/loss': expected a real"):

@@ -91,7 +91,8 @@ def test_sync_with_the_server_down_raises_and_keeps_everything(tmp_path: Path) -
 
 def _fill(spool_dir: Path, n: int) -> Path:
     spool = Spool(spool_dir / SPOOL_FILENAME)
-    _identity(spool, status="crashed", status_sent="0")
+    _identity(spool, status="crashed", status_sent="0",
+              summary='{"primary_metric": "accuracy", "primary_mode": "max"}')
     spool.add_points([(i, f"train/k{i % 3}", i // 3, float(i), 1000.0 + i) for i in range(n)])
     snap_path = write_snapshot({"w": torch.arange(4.0)}, {"averager": "swa"},
                                spool_dir / "swa-step3.safetensors")
@@ -116,6 +117,7 @@ def test_sync_uploads_everything_once_and_sets_status(tmp_path: Path,
     run = httpx.get(f"{live_server.url}/api/runs/{first.run_id}").json()
     assert (run["project"], run["name"], run["status"], run["config"]) == (
         "proj", "run-a", "crashed", {"lr": 0.1})
+    assert run["summary"] == {"primary_metric": "accuracy", "primary_mode": "max"}
     series = httpx.get(f"{live_server.url}/api/runs/{first.run_id}/metrics",
                        params={"prefix": "train/"}).json()["series"]
     assert series["train/k1"]["steps"] == list(range(10))
