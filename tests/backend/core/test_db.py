@@ -86,4 +86,4 @@ def test_unsupported_paramstyle_is_refused() -> None:
         match="Unsupported DBAPI paramstyle 'numeric': expected qmark, format or pyformat",
     ):
         _render("numeric", "INSERT INTO t VALUES ({1})")
-    assert _render("format", "SELECT {1}, {5}") == "SELECT %s, %s, %s, %s, %s, %s"
+    assert _render("format", "SELECT {1}, {4}") == "SELECT %s, %s, %s, %s, %s"
