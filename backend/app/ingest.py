@@ -75,6 +75,7 @@ _UPSERT_LATEST = (
 )
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 KEYS_PER_LOOKUP = 200
+_KEY = operator.itemgetter(0)
 _STEP = operator.itemgetter(1)
 _VALUE = operator.itemgetter(2)
 
@@ -131,14 +132,13 @@ def prepare(points: Sequence[PointIn], now: float) -> Batch:
     if len({(r[0], r[1]) for r in rows}) != len(rows):
         rows = list({(r[0], r[1]): r for r in reversed(rows)}.values())[::-1]
         as_posted = False
-    by_key: dict[str, list[Row]] = {}
-    for row in rows:
-        group = by_key.get(row[0])
-        if group is None:
-            by_key[row[0]] = [row]
-        else:
-            group.append(row)
-    return Batch(rows, by_key, as_posted)
+    return Batch(rows, _group(rows), as_posted)
+
+
+def _group(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """Rows by key, each key's rows in posted order (a stable sort, then groupby: C loops)."""
+    return {key: list(group)
+            for key, group in itertools.groupby(sorted(rows, key=_KEY), key=_KEY)}
 
 
 _TOUCH_RUN = (
@@ -165,10 +165,17 @@ def _latest_steps(connection: Connection, run_id: int, keys: Sequence[str]) -> d
     """The latest stored step of each of ``keys`` that the run has."""
     found: dict[str, int] = {}
     for start in range(0, len(keys), KEYS_PER_LOOKUP):
-        query = select(LATEST.c.key, LATEST.c.step).where(
-            LATEST.c.run_id == run_id, LATEST.c.key.in_(keys[start:start + KEYS_PER_LOOKUP]))
-        found.update((key, step) for key, step in connection.execute(query))
+        chunk = keys[start:start + KEYS_PER_LOOKUP]
+        sql = _latest_steps_sql(connection.dialect.paramstyle, len(chunk))
+        found.update(connection.exec_driver_sql(sql, (run_id, *chunk)).fetchall())
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _latest_steps_sql(style: str, n_keys: int) -> str:
+    marks = ", ".join([_render(style, "{1}")] * n_keys)
+    return _render(style, "SELECT key, step FROM latest_metric WHERE run_id = {1} AND key IN ") + (
+        f"({marks})")
 
 
 def _stored_steps(connection: Connection, run_id: int, batch: Batch) -> set[tuple[str, int]]:
@@ -208,9 +215,7 @@ def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Row
     stored = _stored_steps(connection, run_id, batch)
     if stored:
         fresh = [r for r in batch.rows if (r[0], r[1]) not in stored]
-        batch = Batch(fresh, {})
-        for row in fresh:
-            batch.by_key.setdefault(row[0], []).append(row)
+        batch = Batch(fresh, _group(fresh))
     if not batch.rows:
         return []
     _insert_rows(connection, run_id, batch.rows)
