@@ -12,10 +12,15 @@ from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
 from backend.app.state import AppState
 
 
-def get_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     """The :class:`AppState` of the app serving this request."""
     state: AppState = request.app.state.emaboard
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    """Dependency form of :func:`app_state` (async: no threadpool hop per request)."""
+    return app_state(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
@@ -30,9 +35,12 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def require_token(request: Request) -> None:
-    """Reject the request with 401 unless it carries the server's token (when one is set)."""
-    expected = get_state(request).settings.token
+async def require_token(request: Request) -> None:
+    """Reject the request with 401 unless it carries the server's token (when one is set).
+
+    Async on purpose: a sync dependency would cost every request a threadpool hop.
+    """
+    expected = app_state(request).settings.token
     if not token_ok(expected, presented_token(request.headers, request.query_params)):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, INVALID_TOKEN)
 
