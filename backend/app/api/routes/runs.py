@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from backend.app import crud
@@ -39,7 +40,13 @@ async def create_run(body: RunCreate, state: StateDep, response: Response) -> di
             )
             return runs_dicts(session, [run])[0], created
 
-    run, created = await run_in_threadpool(write)
+    def write_once_more_on_a_race() -> tuple[dict[str, Any], bool]:
+        try:
+            return write()
+        except IntegrityError:  # another server process created (project, name) meanwhile
+            return write()
+
+    run, created = await run_in_threadpool(write_once_more_on_a_race)
     if not created:
         response.status_code = status.HTTP_200_OK
     announce_run(state, run)
