@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.backend.conftest import assert_error, points
@@ -155,3 +156,24 @@ def test_primary_mode_from_summary_wins(client: TestClient, run: dict[str, Any])
     assert client.get(url).json()["best"] == {
         "swa": {"metric": "accuracy", "value": 0.1, "step": 2}
     }
+
+
+def test_create_retries_once_after_a_unique_violation(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from backend.app import crud
+
+    real = crud.get_or_create_run
+    calls = []
+
+    def racing(session: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["name"])
+        if len(calls) == 1:  # what a second server process on PostgreSQL could cause
+            raise IntegrityError("INSERT INTO run", {}, Exception("unique violation"))
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(crud, "get_or_create_run", racing)
+    response = client.post("/api/runs", json={"project": "p", "name": "race"})
+    assert response.status_code == 201 and calls == ["race", "race"]
