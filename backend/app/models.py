@@ -52,7 +52,12 @@ class Run(Base):
     """One training process's stream, identified by (project, name)."""
 
     __tablename__ = "run"
-    __table_args__ = (UniqueConstraint("project", "name", name="uq_run_project_name"),)
+    # AUTOINCREMENT: an id is never reused after a delete, so a client still holding a
+    # deleted run's id cannot post into (or download from) another run.
+    __table_args__ = (
+        UniqueConstraint("project", "name", name="uq_run_project_name"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project: Mapped[str] = mapped_column(String(200), index=True)
@@ -111,7 +116,10 @@ class Snapshot(Base):
     """A safetensors file of one averager's weights at one step, stored under ``data_dir``."""
 
     __tablename__ = "snapshot"
-    __table_args__ = (Index("ix_snapshot_run_averager", "run_id", "averager"),)
+    __table_args__ = (
+        Index("ix_snapshot_run_averager", "run_id", "averager"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))

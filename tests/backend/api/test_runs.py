@@ -101,6 +101,8 @@ def test_delete_run_removes_it_and_its_points(client: TestClient, run: dict[str,
     assert_error(client.get(url + "/keys"), 404, "Run not found")
     again = client.post("/api/runs", json={"project": "demo", "name": "run-1"}).json()
     assert client.get(f"/api/runs/{again['id']}/keys").json() == []
+    assert again["id"] != run["id"]  # ids are never reused: a stale client cannot hit it
+    assert_error(client.get(url), 404, "Run not found")
 
 
 def test_delete_missing_run_is_404(client: TestClient) -> None:

@@ -26,7 +26,8 @@ def upgrade() -> None:
     sa.Column('last_step', sa.BigInteger(), nullable=True),
     sa.Column('summary', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('project', 'name', name='uq_run_project_name')
+    sa.UniqueConstraint('project', 'name', name='uq_run_project_name'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('run', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_run_project'), ['project'], unique=False)
@@ -67,7 +68,8 @@ def upgrade() -> None:
     sa.Column('metadata', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.Float(precision=53), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['run.id'], ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('snapshot', schema=None) as batch_op:
         batch_op.create_index('ix_snapshot_run_averager', ['run_id', 'averager'], unique=False)
