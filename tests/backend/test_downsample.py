@@ -1,52 +1,93 @@
+"""read_downsampled against a real SQLite database: bounded, ordered, spikes and NaN kept."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Connection, create_engine, insert
 
-from backend.app.downsample import downsample_indices
+from backend.app.downsample import read_downsampled
+from backend.app.ingest import POINTS
+from backend.app.models import Base
 
 values = st.lists(
     st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=0, max_size=600
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(values=values, max_points=st.integers(min_value=5, max_value=200))
-def test_indices_are_sorted_unique_bounded_and_keep_extremes(
-    values: list[float], max_points: int
+@pytest.fixture(scope="module")
+def connection() -> Iterator[Connection]:
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with engine.connect() as conn:
+        yield conn
+    engine.dispose()
+
+
+def store(conn: Connection, key: str, steps: list[int], vals: list[float]) -> None:
+    conn.execute(POINTS.delete().where(POINTS.c.key == key))
+    rows = [
+        {"run_id": 1, "key": key, "step": s, "value": None if math.isnan(v) else v,
+         "wall_time": float(s)}
+        for s, v in zip(steps, vals, strict=True)
+    ]
+    if rows:
+        conn.execute(insert(POINTS), rows)
+
+
+def read(
+    conn: Connection, key: str, max_points: int, **kw: int | None
+) -> tuple[list[int], np.ndarray]:
+    got = read_downsampled(conn, run_id=1, key=key, min_step=kw.get("min_step"),
+                           max_step=kw.get("max_step"), max_points=max_points)
+    return list(got.steps), got.values
+
+
+@settings(max_examples=150, deadline=None)
+@given(vals=values, max_points=st.integers(min_value=5, max_value=200),
+       stride=st.integers(min_value=1, max_value=7))
+def test_points_are_bounded_ordered_and_keep_extremes(
+    connection: Connection, vals: list[float], max_points: int, stride: int
 ) -> None:
-    arr = np.array(values, dtype=np.float64)
-    keep = downsample_indices(arr, max_points)
-    assert len(keep) <= max_points
-    assert list(keep) == sorted(set(keep.tolist()))
-    if len(values) == 0:
+    steps = [i * stride for i in range(len(vals))]
+    store(connection, "h", steps, vals)
+    got_steps, got = read(connection, "h", max_points)
+    assert len(got_steps) <= max_points
+    assert got_steps == sorted(set(got_steps)) and set(got_steps) <= set(steps)
+    if not vals:
         return
-    assert keep[-1] == len(values) - 1 and keep[0] == 0
-    kept = arr[keep]
+    assert got_steps[0] == steps[0] and got_steps[-1] == steps[-1]
+    arr = np.array(vals)
+    np.testing.assert_array_equal(got, arr[[s // stride for s in got_steps]])
     finite = arr[~np.isnan(arr)]
     if finite.size:
-        assert np.nanmax(kept) == finite.max()  # the global spike survives
-        assert np.nanmin(kept) == finite.min()
+        assert np.nanmax(got) == finite.max()  # the global spike survives
+        assert np.nanmin(got) == finite.min()
     if np.isnan(arr).any():
-        assert np.isnan(kept).any()  # a NaN (divergence) is never averaged away
+        assert np.isnan(got).any()  # a NaN (divergence) is never averaged away
 
 
-def test_short_series_is_kept_whole() -> None:
-    assert downsample_indices(np.arange(5.0), 5).tolist() == [0, 1, 2, 3, 4]
+def test_short_series_is_kept_whole(connection: Connection) -> None:
+    store(connection, "s", [0, 1, 2, 3, 4], [0.0, 1.0, 2.0, 3.0, 4.0])
+    assert read(connection, "s", 5)[0] == [0, 1, 2, 3, 4]
 
 
-def test_every_bucket_keeps_its_extremes() -> None:
-    arr = np.zeros(1000)
-    arr[[10, 260, 777]] = [5.0, -3.0, math.inf]
-    keep = downsample_indices(arr, 40)
-    assert {10, 260, 777} <= set(keep.tolist())
-    assert len(keep) <= 40
+def test_every_bucket_keeps_its_extremes_and_step_range_applies(connection: Connection) -> None:
+    vals = [0.0] * 1000
+    for step, value in ((10, 5.0), (260, -3.0), (777, math.inf)):
+        vals[step] = value
+    store(connection, "e", list(range(1000)), vals)
+    steps, _ = read(connection, "e", 40)
+    assert {10, 260, 777} <= set(steps) and len(steps) <= 40
+    steps, _ = read(connection, "e", 40, min_step=200, max_step=799)
+    assert steps[0] == 200 and steps[-1] == 799 and {260, 777} <= set(steps)
 
 
-def test_max_points_below_five_is_rejected() -> None:
+def test_max_points_below_five_is_rejected(connection: Connection) -> None:
     with pytest.raises(ValueError, match="Invalid max_points 4: expected at least 5"):
-        downsample_indices(np.zeros(10), 4)
+        read(connection, "s", 4)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from backend.app import ingest
 from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
 from backend.app.api.errors import describe, error_response, validation_details
-from backend.app.downsample import MIN_POINTS, downsample_indices
+from backend.app.downsample import MIN_POINTS, read_downsampled
 from backend.app.ingest import Row
 from backend.app.models import Run
 from backend.app.schemas import (
@@ -107,13 +107,11 @@ async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
     return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
 
 
-def _series(series: ingest.Series, max_points: int) -> dict[str, list[Any]]:
-    keep = downsample_indices(series.values, max_points).tolist()
-    values = series.values
+def _series(series: ingest.Series) -> dict[str, list[Any]]:
     return {
-        "steps": [series.steps[i] for i in keep],
-        "values": [encode_float(float(values[i])) for i in keep],
-        "wall_times": [series.wall_times[i] for i in keep],
+        "steps": list(series.steps),
+        "values": [encode_float(v) for v in series.values.tolist()],
+        "wall_times": list(series.wall_times),
     }
 
 
@@ -135,8 +133,8 @@ def read_metrics(
     if prefix is not None or not keys:
         wanted += ingest.keys_with_prefix(connection, run_id=run_id, prefix=prefix or "")
     body = {"series": {
-        key: _series(ingest.read_series(connection, run_id=run_id, key=key,
-                                        min_step=min_step, max_step=max_step), max_points)
+        key: _series(read_downsampled(connection, run_id=run_id, key=key, min_step=min_step,
+                                      max_step=max_step, max_points=max_points))
         for key in dict.fromkeys(wanted)
     }}
     return JSONResponse(body)
