@@ -81,7 +81,9 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"server did not answer within {self.startup_timeout_s} s:\n{self.output()}")
+        raise RuntimeError(
+            f"server did not answer within {self.startup_timeout_s} s:\n{self.output()}"
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGINT (like Ctrl-C), then SIGKILL if it does not exit within ``timeout_s``."""
