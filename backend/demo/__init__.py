@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     if args.server or args.no_serve:
         return session.run(args.server)
     server = LocalServer(args.data_dir, host=args.host, port=args.port)
+    _sigterm_as_ctrl_c()
     try:
         server.start()
     except ServerStartError as error:
@@ -105,6 +108,16 @@ def run(args: argparse.Namespace) -> int:
         return status
     finally:
         server.stop()
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """Make SIGTERM (``kill``, ``docker stop``) end the demo like Ctrl-C, so the server child
+    process it started is stopped too instead of being left behind."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _wait_for_ctrl_c(server: Any) -> None:

@@ -101,7 +101,8 @@ def test_best_ema_snapshot_reproduces_the_reported_accuracy(demo_run: dict) -> N
     assert snapshot_metrics(metadata)["accuracy"] == best["value"]
 
 
-def test_keep_serving_serves_until_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_keep_serving_serves_until_ctrl_c_or_sigterm(tmp_path: Path, stop_signal: int) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     out = tmp_path / "demo.out"
@@ -119,7 +120,7 @@ def test_keep_serving_serves_until_ctrl_c(tmp_path: Path) -> None:
         assert f"Dashboard still at {url}/" in out.read_text()
         (run,) = httpx.get(f"{url}/api/runs").json()  # training is over, the server is not
         assert run["name"] == "kept" and run["status"] == "finished"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         assert proc.wait(30) == 0, out.read_text()
     finally:
         if proc.poll() is None:
