@@ -9,14 +9,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import backend
-from backend.app.api.deps import require_token
+from backend.app.api.auth import TokenMiddleware
 from backend.app.api.errors import install_error_handlers
 from backend.app.api.limits import BodyLimitMiddleware
 from backend.app.api.routes import health, metrics, runs, snapshots, ws
@@ -46,11 +46,8 @@ def plotly_js() -> Path:
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix="/api")
-    api.include_router(health.router)
-    guarded = APIRouter(dependencies=[Depends(require_token)])
-    for module in (runs, metrics, snapshots):
-        guarded.include_router(module.router)
-    api.include_router(guarded)
+    for module in (health, runs, metrics, snapshots):
+        api.include_router(module.router)
     return api
 
 
@@ -101,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware,
                        limit=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    app.add_middleware(TokenMiddleware, token=settings.token)  # outermost: before any body
     app.include_router(_api_router())
     app.include_router(ws.router)
     _install_openapi(app)

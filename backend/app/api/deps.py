@@ -1,4 +1,4 @@
-"""Route dependencies: the app state, a read session, the token check."""
+"""Route dependencies: the app state and a read session (the token: :mod:`.auth`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
 from backend.app.state import AppState
 
 
@@ -33,16 +32,6 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-async def require_token(request: Request) -> None:
-    """Reject the request with 401 unless it carries the server's token (when one is set).
-
-    Async on purpose: a sync dependency would cost every request a threadpool hop.
-    """
-    expected = app_state(request).settings.token
-    if not token_ok(expected, presented_token(request.headers, request.query_params)):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, INVALID_TOKEN)
 
 
 RUN_NOT_FOUND = "Run not found"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +254,42 @@ def test_absolute_and_dotted_paths_do_not_escape_the_static_root(client: TestCli
         response = client.get(url)
         assert response.status_code == 404, url
         assert b"[project]" not in response.content and b"root:" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [case for case in HTTP_CASES if case[0] in {"POST", "PATCH"}]
+)
+def test_no_body_is_read_without_the_token(tmp_path: Path, method: str, path: str) -> None:
+    # FastAPI reads (and for multipart, spools) a body before it runs route dependencies:
+    # the token must be checked before that, or anyone could make the server take in
+    # max_upload_bytes per request.
+    app = create_app(Settings(data_dir=tmp_path / "d", token=TOKEN))
+    url = HTTP_CASES[(method, path)][0]
+    received: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append({})
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": url, "raw_path": url.encode(),
+             "root_path": "", "query_string": b"token=wrong", "server": ("test", 80),
+             "client": ("test", 1), "app": app,
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+                         (b"authorization", b"Bearer wrong")]}
+    asyncio.run(app(scope, receive, send))
+    assert received == []
+    assert sent[0]["status"] == 401
+    assert json.loads(sent[1]["body"]) == {
+        "error": {"status": 401, "message": "Invalid or missing token"}}
+
+
+def test_unknown_api_paths_need_the_token_too(token_client: TestClient) -> None:
+    assert_error(token_client.get("/api/no/such/route"), 401, "Invalid or missing token")
+    assert_error(token_client.get("/api/health/x"), 401, "Invalid or missing token")
+    response = token_client.get("/api/no/such/route", params={"token": TOKEN})
+    assert_error(response, 404, "Not Found")
