@@ -28,7 +28,9 @@ class EMA(Averager):
     ``step`` is a Python int: an update never waits for the device.
 
     Step t = ``step − update_after_step``: for t ≤ 0 the shadow copies the live weights; after
-    that it is updated when t is a multiple of ``update_every``, with β = schedule(t).
+    that it is updated when t is a multiple of ``update_every``, with β = schedule(t); the
+    ``warmup`` schedule, like timm and diffusers, uses β = 0 at t = 1 and
+    ``warmup_decay(t − 1)`` after.
 
     Args:
         model: The live model (DDP/``torch.compile`` wrappers are fine: their key prefixes
@@ -178,8 +180,8 @@ def _build_rules(
     for b in betas:
         schedules.warmup_decay(1, b, warmup_gamma, warmup_power, min_decay)  # validates
     fns = [
-        functools.partial(schedules.warmup_decay, decay=b, gamma=warmup_gamma,
-                          power=warmup_power, min_decay=min_decay)
+        functools.partial(_warmup, decay=b, gamma=warmup_gamma, power=warmup_power,
+                          min_decay=min_decay)
         for b in betas
     ]
     return names, fns, [
@@ -190,6 +192,17 @@ def _build_rules(
 
 def _constant(t: int, decay: float) -> float:
     return schedules.constant_decay(t, decay)
+
+
+def _warmup(t: int, decay: float, gamma: float, power: float, min_decay: float) -> float:
+    """timm ``ModelEmaV3.get_decay`` / diffusers ``EMAModel.get_decay`` at averaging step t.
+
+    Both evaluate the warm-up at ``t − 1`` (``step − update_after_step − 1``) and return 0,
+    unclipped, while that is ≤ 0: the first update copies the live weights.
+    """
+    if t <= 1:
+        return 0.0
+    return schedules.warmup_decay(t - 1, decay, gamma, power, min_decay)
 
 
 def _power_rules(

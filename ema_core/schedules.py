@@ -95,7 +95,9 @@ def warmup_decay(
     """Power warm-up of timm ``ModelEmaV3`` and diffusers ``EMAModel``.
 
     β(t) = clip(1 − (1 + t/γ)^(−p), min_decay, decay). timm and diffusers default to γ = 1
-    and p = 2/3 (p = 3/4 suits shorter runs).
+    and p = 2/3 (p = 3/4 suits shorter runs). Both evaluate it at the number of updates
+    before the current one (``step − update_after_step − 1``) and use β = 0 for the first
+    update; :class:`~ema_core.ema.EMA` does the same.
 
     Args:
         t: Steps since averaging started (≥ 1).

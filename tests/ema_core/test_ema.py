@@ -299,3 +299,29 @@ def test_float64_shadow_of_float32_model_takes_the_cast_path(make_mlp, trainer) 
     assert all(t.dtype == torch.float64 for t in shadow.values())
     torch.testing.assert_close(shadow, reference, rtol=0, atol=1e-15)
     assert ema.last_stats is not None and ema.last_stats.step == 4
+
+
+def _timm_get_decay(step: int, decay: float, update_after_step: int, min_decay: float) -> float:
+    """timm ``ModelEmaV3.get_decay(step)`` (use_warmup=True, γ = 1, p = 2/3), transcribed.
+
+    diffusers ``EMAModel.get_decay`` is the same: ``step − update_after_step − 1``, 0 at ≤ 0.
+    """
+    step = max(0, step - update_after_step - 1)
+    if step <= 0:
+        return 0.0
+    value = 1 - (1 + step / 1.0) ** -(2 / 3)
+    return max(min(value, decay), min_decay)
+
+
+@pytest.mark.parametrize(("update_after_step", "min_decay"), [(0, 0.0), (3, 0.0), (0, 0.5)])
+def test_warmup_decays_equal_timm_model_ema_v3(update_after_step: int, min_decay: float) -> None:
+    model = nn.Linear(2, 2)
+    ema = EMA(model, 0.999, use_warmup=True, update_after_step=update_after_step,
+              min_decay=min_decay)
+    ours, timm = [], []
+    for step in range(1, 30):  # timm is called with the optimizer step count, from 1
+        ema.update(model)
+        ours.append(ema.get_decay())
+        timm.append(_timm_get_decay(step, 0.999, update_after_step, min_decay))
+    assert ours == timm
+    assert ours[update_after_step] == 0.0  # the first update copies, as in timm/diffusers
