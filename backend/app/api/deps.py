@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy.orm import Session
 
 from backend.app.state import AppState
@@ -33,6 +33,11 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
+
+MAX_ID = 2**63 - 1  # a signed 64-bit integer: the largest id (and step) a database holds
+# Ids from the path, bounded so that an out-of-range number is a 422, not a database error.
+RunId = Annotated[int, Path(ge=0, le=MAX_ID)]
+SnapshotId = Annotated[int, Path(ge=0, le=MAX_ID)]
 
 RUN_NOT_FOUND = "Run not found"
 SNAPSHOT_NOT_FOUND = "Snapshot not found"

@@ -293,3 +293,41 @@ def test_unknown_api_paths_need_the_token_too(token_client: TestClient) -> None:
     assert_error(token_client.get("/api/health/x"), 401, "Invalid or missing token")
     response = token_client.get("/api/no/such/route", params={"token": TOKEN})
     assert_error(response, 404, "Not Found")
+
+
+TOO_BIG = str(2**63)  # one past the largest id or step a database integer holds
+
+
+@pytest.mark.parametrize(("method", "path"), [c for c in HTTP_CASES if "{run_id}" in c[1]])
+@pytest.mark.parametrize(("run_id", "snapshot_id"), [(TOO_BIG, "1"), ("1", TOO_BIG), ("-1", "1")])
+def test_out_of_range_ids_are_422_not_a_database_error(
+    client: TestClient, method: str, path: str, run_id: str, snapshot_id: str
+) -> None:
+    seed(client, {})
+    url = path.replace("{run_id}", run_id).replace("{snapshot_id}", snapshot_id)
+    kwargs = HTTP_CASES[(method, path)][1]
+    response = client.request(method, url, **kwargs)
+    if "{snapshot_id}" not in path and snapshot_id != "1":
+        assert response.status_code in OK, response.text  # the snapshot id is not in this url
+        return
+    name = "run_id" if run_id != "1" else "snapshot_id"
+    bound = ("less than or equal to 9223372036854775807" if TOO_BIG in url
+             else "greater than or equal to 0")
+    assert_error(response, 422, f"Invalid path parameter {name!r}: Input should be {bound}")
+
+
+@pytest.mark.parametrize("param", ["min_step", "max_step"])
+def test_out_of_range_steps_are_422(client: TestClient, param: str) -> None:
+    seed(client, {})
+    client.post("/api/runs/1/metrics", json={"points": [{"key": "a", "step": 1, "value": 1}]})
+    response = client.get("/api/runs/1/metrics", params={param: TOO_BIG})
+    assert_error(response, 422, f"Invalid query parameter {param!r}: "
+                                "Input should be less than or equal to 9223372036854775807")
+
+
+def test_out_of_range_websocket_run_id_is_refused(client: TestClient) -> None:
+    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
+        f"/ws/runs/{TOO_BIG}"
+    ) as ws:
+        ws.receive_json()
+    assert info.value.code == 1008

@@ -12,7 +12,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from backend.app import ingest
-from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
+from backend.app.api.deps import (
+    MAX_ID,
+    RUN_NOT_FOUND,
+    RunId,
+    SessionDep,
+    StateDep,
+    not_found,
+)
 from backend.app.api.errors import describe, error_response, validation_details
 from backend.app.downsample import MIN_POINTS, read_downsampled
 from backend.app.ingest import Row
@@ -92,7 +99,7 @@ def _write(state: AppState, run_id: int, batch: MetricBatch) -> tuple[list[Row],
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                422: {"model": ErrorResponse}},
 )
-async def create_metrics(run_id: int, request: Request, state: StateDep) -> Any:
+async def create_metrics(run_id: RunId, request: Request, state: StateDep) -> Any:
     """Store a batch of points; a retried (key, step) is not stored twice."""
     parsed = _parse_batch(await request.body(), state.settings.max_points_per_request)
     if isinstance(parsed, JSONResponse):
@@ -117,12 +124,12 @@ def _series(series: ingest.Series) -> dict[str, list[Any]]:
 
 @router.get("/metrics", response_model=SeriesResponse, responses={404: {"model": ErrorResponse}})
 def read_metrics(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     keys: Annotated[list[str] | None, Query()] = None,
     prefix: str | None = None,
-    min_step: Annotated[int | None, Query(ge=0)] = None,
-    max_step: Annotated[int | None, Query(ge=0)] = None,
+    min_step: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    max_step: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     max_points: Annotated[int, Query(ge=MIN_POINTS, le=1_000_000)] = 2000,
 ) -> JSONResponse:
     """Read series, each downsampled to at most ``max_points`` (first, min, max, last kept)."""
@@ -141,7 +148,7 @@ def read_metrics(
 
 
 @router.get("/keys", response_model=list[PointOut], responses={404: {"model": ErrorResponse}})
-def read_keys(run_id: int, session: SessionDep) -> list[dict[str, Any]]:
+def read_keys(run_id: RunId, session: SessionDep) -> list[dict[str, Any]]:
     """List the run's keys, each with its latest point."""
     if session.get(Run, run_id) is None:
         raise not_found(RUN_NOT_FOUND)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from backend.app import crud
-from backend.app.api.deps import RUN_NOT_FOUND, SessionDep, StateDep, not_found
+from backend.app.api.deps import RUN_NOT_FOUND, RunId, SessionDep, StateDep, not_found
 from backend.app.schemas import ErrorResponse, RunCreate, RunOut, RunUpdate
 from backend.app.serialize import runs_dicts
 from backend.app.state import AppState
@@ -60,7 +60,7 @@ def read_runs(session: SessionDep, project: str | None = None) -> list[dict[str,
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=ERRORS)
-def read_run(run_id: int, session: SessionDep) -> dict[str, Any]:
+def read_run(run_id: RunId, session: SessionDep) -> dict[str, Any]:
     """Read one run."""
     run = crud.get_run(session, run_id=run_id)
     if run is None:
@@ -69,7 +69,7 @@ def read_run(run_id: int, session: SessionDep) -> dict[str, Any]:
 
 
 @router.patch("/{run_id}", response_model=RunOut, responses=ERRORS)
-async def update_run(run_id: int, body: RunUpdate, state: StateDep) -> dict[str, Any]:
+async def update_run(run_id: RunId, body: RunUpdate, state: StateDep) -> dict[str, Any]:
     """Set a run's status (running, finished, crashed) and/or merge into its summary."""
 
     def write() -> dict[str, Any] | None:
@@ -88,7 +88,7 @@ async def update_run(run_id: int, body: RunUpdate, state: StateDep) -> dict[str,
 
 
 @router.delete("/{run_id}", status_code=204, responses=ERRORS)
-async def delete_run(run_id: int, state: StateDep) -> Response:
+async def delete_run(run_id: RunId, state: StateDep) -> Response:
     """Delete a run, its points and its snapshots (rows and files)."""
 
     def write() -> dict[str, Any] | None:

@@ -14,7 +14,9 @@ from backend.app import crud
 from backend.app.api.deps import (
     RUN_NOT_FOUND,
     SNAPSHOT_NOT_FOUND,
+    RunId,
     SessionDep,
+    SnapshotId,
     StateDep,
     not_found,
 )
@@ -75,7 +77,7 @@ def _store(state: AppState, run_id: int, upload: UploadFile, fields: dict[str, A
              responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
                         413: {"model": ErrorResponse}})
 async def create_snapshot(
-    run_id: int,
+    run_id: RunId,
     state: StateDep,
     file: Annotated[UploadFile, File(description="A safetensors file")],
     averager: Annotated[str, Form(min_length=1, max_length=200)],
@@ -93,7 +95,7 @@ async def create_snapshot(
 
 
 @router.get("", response_model=list[SnapshotOut], responses=ERRORS)
-def read_snapshots(run_id: int, session: SessionDep, averager: str | None = None) -> Any:
+def read_snapshots(run_id: RunId, session: SessionDep, averager: str | None = None) -> Any:
     """List the run's snapshots (optionally of one averager), by step."""
     if session.get(Run, run_id) is None:
         raise not_found(RUN_NOT_FOUND)
@@ -113,7 +115,7 @@ def _file_response(state: AppState, run: Run, snapshot: Snapshot) -> FileRespons
 
 @router.get("/best", response_class=FileResponse, responses=FILE_RESPONSES)
 def read_best_snapshot_file(
-    run_id: int,
+    run_id: RunId,
     session: SessionDep,
     state: StateDep,
     averager: str | None = None,
@@ -143,14 +145,14 @@ def _get(session: Any, run_id: int, snapshot_id: int) -> Snapshot:
 
 
 @router.get("/{snapshot_id}", response_model=SnapshotOut, responses=ERRORS)
-def read_snapshot(run_id: int, snapshot_id: int, session: SessionDep) -> Any:
+def read_snapshot(run_id: RunId, snapshot_id: SnapshotId, session: SessionDep) -> Any:
     """Read one snapshot's metadata."""
     return snapshot_dict(_get(session, run_id, snapshot_id))
 
 
 @router.get("/{snapshot_id}/file", response_class=FileResponse, responses=FILE_RESPONSES)
 def read_snapshot_file(
-    run_id: int, snapshot_id: int, session: SessionDep, state: StateDep
+    run_id: RunId, snapshot_id: SnapshotId, session: SessionDep, state: StateDep
 ) -> FileResponse:
     """Download one snapshot's safetensors file (``ETag`` is its sha256)."""
     snapshot = _get(session, run_id, snapshot_id)
@@ -158,7 +160,7 @@ def read_snapshot_file(
 
 
 @router.delete("/{snapshot_id}", status_code=204, responses=ERRORS)
-def delete_snapshot(run_id: int, snapshot_id: int, state: StateDep) -> Response:
+def delete_snapshot(run_id: RunId, snapshot_id: SnapshotId, state: StateDep) -> Response:
     """Delete a snapshot's row and file."""
     with state.db.writing() as session:
         snapshot = _get(session, run_id, snapshot_id)

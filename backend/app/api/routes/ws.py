@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket, status
 from starlette.concurrency import run_in_threadpool
 
 from backend.app import crud, ingest
+from backend.app.api.deps import RunId
 from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
 from backend.app.hub import Subscriber
 from backend.app.serialize import point_dicts, runs_dicts
@@ -50,7 +51,7 @@ async def _serve(websocket: WebSocket, state: AppState, sub: Subscriber, hello: 
 
 
 @router.websocket("/ws/runs/{run_id}")
-async def run_socket(websocket: WebSocket, run_id: int) -> None:
+async def run_socket(websocket: WebSocket, run_id: RunId) -> None:
     """One run: hello (run + latest values), then points, run changes, snapshots, resync."""
     state = await _accept(websocket)
     if state is None:
