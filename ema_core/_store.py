@@ -23,6 +23,8 @@ from ema_core._storage import gather_live as gather_live
 class RawStats:
     """Per-tensor squared norms (Python floats) from one stats pass, parameters only.
 
+    A parameter tied under several keys (shared embeddings) appears once, under its first key.
+
     ``drift_sq[k][i]`` is ‖live_i − shadow_k,i‖² after the update; ``shadow_sq[k][i]`` is
     ‖shadow_k,i‖²; ``live_sq[i]`` is ‖live_i‖², all for parameter ``keys[i]``.
     """
@@ -136,14 +138,19 @@ class ShadowStore:
         n = self.n_shadows
         raw = RawStats([], [], [[] for _ in range(n)], [[] for _ in range(n)])
         pos = 0
+        seen: set[int] = set()
         for g, slots in layouts:
             sums = [[0.0] * g.n_params for _ in range(1 + 2 * n)]
             for (i, slot, squared), v in zip(slots, numbers[pos : pos + len(slots)], strict=True):
                 sums[slot][i] += v if squared else v * v
             pos += len(slots)
-            raw.keys.extend(s.key for s in g.specs[: g.n_params])
-            raw.live_sq.extend(sums[0])
-            for k in range(n):
-                raw.drift_sq[k].extend(sums[1 + 2 * k])
-                raw.shadow_sq[k].extend(sums[2 + 2 * k])
+            for i, spec in enumerate(g.specs[: g.n_params]):
+                if id(g.sources[i]) in seen:
+                    continue  # a tied parameter under a second key: count it once, as
+                seen.add(id(g.sources[i]))  # named_parameters() does
+                raw.keys.append(spec.key)
+                raw.live_sq.append(sums[0][i])
+                for k in range(n):
+                    raw.drift_sq[k].append(sums[1 + 2 * k][i])
+                    raw.shadow_sq[k].append(sums[2 + 2 * k][i])
         return raw

@@ -1,7 +1,9 @@
 """Weight statistics: norms, drift and cosine between the live weights and each shadow.
 
-Statistics cover the floating-point *parameters* (not buffers). For a set of tensors with
-live values a and shadow values b (after the step's update):
+Statistics cover the floating-point *parameters* (not buffers); a parameter tied under
+several state-dict keys (shared input/output embeddings) counts once, under its first key, as
+in ``named_parameters()``. For a set of tensors with live values a and shadow values b (after
+the step's update):
 
 * ``live_norm`` ‖a‖₂ and ``shadow_norm`` ‖b‖₂;
 * ``drift`` d = ‖a − b‖₂, measured directly on the difference (never from

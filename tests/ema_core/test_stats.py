@@ -151,3 +151,32 @@ def test_cosine_and_norm_edge_cases() -> None:
     assert cosine(3.0, 4.0, 5.0) == pytest.approx(0.0, abs=1e-15)  # orthogonal
     zero = NormStats.from_squares(0.0, 1.0, 1.0)
     assert zero.rel_drift == 0.0 and zero.cos == 0.0
+
+
+class TiedNet(nn.Module):
+    """Input and output embeddings sharing one weight, as in GPT-2 (two state-dict keys)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.embed.weight
+        self.norm = nn.LayerNorm(4)
+
+
+def test_a_tied_parameter_counts_once_in_the_model_norms() -> None:
+    torch.manual_seed(0)
+    model = TiedNet()
+    assert {"embed.weight", "head.weight"} <= set(model.state_dict())
+    ema = EMA(model, 0.5)
+    with torch.no_grad():
+        model.embed.weight.add_(0.1)
+    stats = ema.compute_stats(model)
+    shadow = ema.shadow_state_dict()
+    params = dict(model.named_parameters())  # deduplicated: head.weight is not listed
+    live = math.sqrt(sum(p.double().square().sum().item() for p in params.values()))
+    drift = math.sqrt(sum((p.double() - shadow[k].double()).square().sum().item()
+                          for k, p in params.items()))
+    assert stats.live_norm == pytest.approx(live, rel=1e-6)
+    assert stats.averagers["ema_0.5"].model.drift == pytest.approx(drift, rel=1e-6)
+    assert set(stats.averagers["ema_0.5"].tensors) == set(params)
