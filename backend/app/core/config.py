@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,8 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL; empty means ``sqlite:///<data_dir>/emaboard.db``.
         host: Interface ``emaboard serve`` binds to; loopback by default.
         port: TCP port ``emaboard serve`` listens on.
-        token: When set, every ``/api`` route (except health) and websocket needs it.
+        token: When set, every ``/api`` route (except health) and websocket needs it; an
+            empty string (``EMABOARD_TOKEN=``) means unset.
         max_upload_bytes: Largest accepted request body, snapshot files included, in bytes.
         max_points_per_request: Most metric points one ``POST .../metrics`` may carry.
         ws_queue_size: Messages a websocket client may have queued before it is told to resync.
@@ -36,6 +37,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
+
+    @field_validator("token")
+    @classmethod
+    def _empty_token_is_unset(cls, token: str | None) -> str | None:
+        # ``EMABOARD_TOKEN=`` (how env files and compose "unset" a variable) must not turn
+        # auth on with a token no client can send: clients send no header for an empty one.
+        return token or None
 
     def resolved_database_url(self) -> str:
         """Return ``database_url``, or the default SQLite file inside ``data_dir`` when empty."""

@@ -45,3 +45,11 @@ def test_invalid_port_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMABOARD_PORT", "70000")
     with pytest.raises(ValueError, match="Input should be less than or equal to 65535"):
         Settings()
+
+
+def test_empty_token_means_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An empty EMABOARD_TOKEN (env files, compose) must not lock every client out: clients
+    # send no Authorization header for an empty token, so auth would refuse them all.
+    monkeypatch.setenv("EMABOARD_TOKEN", "")
+    assert Settings().token is None
+    assert Settings(token="").token is None
