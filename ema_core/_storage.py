@@ -61,8 +61,24 @@ def default_shadow_dtype(live_dtype: torch.dtype) -> torch.dtype:
 
 
 def gather_live(model: nn.Module) -> dict[str, Tensor]:
-    """The model's state-dict tensors (parameters as ``nn.Parameter``), keys prefix-stripped."""
-    return {strip_wrapper_prefixes(k): v for k, v in model.state_dict(keep_vars=True).items()}
+    """The model's state-dict tensors (parameters as ``nn.Parameter``), keys prefix-stripped.
+
+    Raises:
+        ModelMismatchError: two keys are the same once prefixes are stripped (a model with
+            both ``module.x`` and ``x``), which would silently leave one of them un-averaged.
+    """
+    live: dict[str, Tensor] = {}
+    original: dict[str, str] = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        stripped = strip_wrapper_prefixes(key)
+        if stripped in live:
+            raise ModelMismatchError(
+                f"Model keys {original[stripped]!r} and {key!r} are both {stripped!r} once "
+                "wrapper prefixes are stripped: rename the submodule called 'module' or "
+                "'_orig_mod', or average the unwrapped model"
+            )
+        live[stripped], original[stripped] = value, key
+    return live
 
 
 class Group:

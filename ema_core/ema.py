@@ -62,6 +62,8 @@ class EMA(Averager):
     Raises:
         InvalidDecayError: a decay/σ_rel/γ/τ/interval out of range, or an unknown schedule.
         NoFloatParametersError: the model has no floating-point parameters.
+        ModelMismatchError: two state-dict keys are equal once ``module.``/``_orig_mod.`` are
+            stripped.
         ValueError: duplicate decays, a negative ``stats_every`` or ``update_after_step``.
     """
 

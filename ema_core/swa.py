@@ -44,6 +44,8 @@ class SWA(Averager):
         InvalidDecayError: ``update_every`` < 1.
         ValueError: ``start_step`` < 0 or a negative ``stats_every``.
         NoFloatParametersError: the model has no floating-point parameters.
+        ModelMismatchError: two state-dict keys are equal once ``module.``/``_orig_mod.`` are
+            stripped.
     """
 
     kind = "swa"

@@ -325,3 +325,19 @@ def test_warmup_decays_equal_timm_model_ema_v3(update_after_step: int, min_decay
         timm.append(_timm_get_decay(step, 0.999, update_after_step, min_decay))
     assert ours == timm
     assert ours[update_after_step] == 0.0  # the first update copies, as in timm/diffusers
+
+
+def test_keys_that_collide_once_prefixes_are_stripped_are_rejected() -> None:
+    class Holder(nn.Module):  # a submodule named ``module`` beside a tensor of the same name
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = nn.Linear(2, 2)
+            self.weight = nn.Parameter(torch.zeros(3))
+
+    message = (
+        "Model keys 'weight' and 'module.weight' are both 'weight' once wrapper prefixes are "
+        "stripped: rename the submodule called 'module' or '_orig_mod', or average the "
+        "unwrapped model"
+    )
+    with pytest.raises(ModelMismatchError, match=f"^{re.escape(message)}$"):
+        EMA(Holder(), 0.9)
