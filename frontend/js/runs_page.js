@@ -33,6 +33,7 @@ class RunsPage {
   constructor(project) {
     this.project = project;
     this.runs = new Map();
+    this.rows = new Map();   // run id -> its <tr>, kept across updates (focus stays put)
     this.selected = new Set();
   }
 
@@ -78,24 +79,42 @@ class RunsPage {
     this.render();
   }
 
+  /**
+   * Updates the table in place: a run's row is created once and its cells refilled, and the
+   * rows are re-inserted only when their order changed, so a live update (≤ 1/s per
+   * running run) neither moves keyboard focus off a checkbox nor rebuilds the table.
+   */
   render() {
     const body = $("#runs-table tbody");
-    body.replaceChildren(...sortRuns([...this.runs.values()]).map((run) => this.row(run)));
+    for (const [id, tr] of this.rows) {
+      if (!this.runs.has(id)) {
+        tr.remove();
+        this.rows.delete(id);
+      }
+    }
+    const wanted = sortRuns([...this.runs.values()]).map((run) => {
+      const tr = this.rows.get(run.id) || this.row(run);
+      this.rows.set(run.id, tr);
+      fillRow(tr, run);
+      return tr;
+    });
+    const current = [...body.children];
+    if (current.length !== wanted.length || wanted.some((tr, i) => current[i] !== tr)) {
+      body.replaceChildren(...wanted);
+    }
     $("#runs-table").classList.toggle("empty", this.runs.size === 0);
     this.updateCompare();
     document.body.dataset.state = "ready";
   }
 
+  /** A new row for `run`: its checkbox cell and empty cells that fillRow fills. */
   row(run) {
     const tr = document.createElement("tr");
     tr.dataset.runId = String(run.id);
     const label = `select ${run.project}/${run.name} for comparison`;
     tr.innerHTML = `<td><input type="checkbox" aria-label="${escapeHtml(label)}"></td>
-      <td><a href="${runPageUrl(run.id)}">${escapeHtml(run.name)}</a></td>
-      <td>${escapeHtml(run.project)}</td><td>${statusBadge(run.status)}</td>
-      <td class="num last-step">${run.last_step ?? "—"}</td>
-      <td class="ago" data-time="${run.last_seen_at ?? ""}">${ago(run.last_seen_at)}</td>
-      <td>${bestChips(run.best)}</td>`;
+      <td class="name"></td><td class="project"></td><td class="status-cell"></td>
+      <td class="num last-step"></td><td class="ago"></td><td class="best"></td>`;
     const box = tr.querySelector("input");
     box.checked = this.selected.has(run.id);
     box.addEventListener("change", () => {
@@ -117,6 +136,19 @@ class RunsPage {
       cell.textContent = ago(Number(cell.dataset.time) || null);
     }
   }
+}
+
+/** Refills a row's cells (all but its checkbox) from `run`. */
+function fillRow(tr, run) {
+  const cell = (name) => tr.querySelector(`td.${name}`);
+  cell("name").innerHTML = `<a href="${runPageUrl(run.id)}">${escapeHtml(run.name)}</a>`;
+  cell("project").textContent = run.project;
+  cell("status-cell").innerHTML = statusBadge(run.status);
+  cell("last-step").textContent = String(run.last_step ?? "—");
+  const agoCell = cell("ago");
+  agoCell.dataset.time = String(run.last_seen_at ?? "");
+  agoCell.textContent = ago(run.last_seen_at);
+  cell("best").innerHTML = bestChips(run.best);
 }
 
 function showError(error) {

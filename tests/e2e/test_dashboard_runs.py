@@ -62,3 +62,24 @@ def test_compare_selected_runs(server: ServerProcess, page: Page) -> None:
         "small-lr · live", "small-lr · swa", "large-lr · live", "large-lr · swa"]
     assert names["relative drift ‖live − shadow‖ / ‖live‖"] == ["small-lr · swa", "large-lr · swa"]
     assert names["train/loss"] == ["small-lr · loss", "large-lr · loss"]
+
+
+def test_live_updates_keep_keyboard_focus_on_a_checkbox(server: ServerProcess, page: Page) -> None:
+    # A running run updates its row about once a second: the table must update in place,
+    # not be rebuilt (which would throw keyboard focus back to the top of the page).
+    project = f"proj-{uuid.uuid4().hex[:6]}"
+    run = create_run(server, project, "focus")
+    create_run(server, project, "other")
+    page.goto(f"{server.url}/?project={project}")
+    row = page.locator(f"tr[data-run-id='{run['id']}']")
+    box = row.locator("input[type=checkbox]")
+    box.focus()
+    page.evaluate("window.focusedBox = document.activeElement")
+    for step in (100, 200):
+        post_points(server, run["id"], training_points(range(step - 50, step + 1, 50)))
+        expect(row.locator(".last-step")).to_have_text(str(step))
+    assert page.evaluate(
+        "document.activeElement === window.focusedBox && window.focusedBox.isConnected")
+    page.keyboard.press("Space")
+    expect(box).to_be_checked()
+    expect(page.get_by_role("button", name="Compare selected")).to_have_text("Compare selected (1)")
