@@ -10,8 +10,9 @@ from backend.app.api.errors import error_response
 
 
 def too_large_message(limit: int) -> str:
-    """The 413 message for bodies over ``limit`` bytes."""
-    return f"Request body too large: the limit is max_upload_bytes {limit}"
+    """The 413 message for bodies over ``limit`` bytes (``max_upload_bytes`` + 1 MiB)."""
+    return (f"Request body too large: the limit is {limit} bytes "
+            "(max_upload_bytes + 1 MiB for multipart framing)")
 
 
 class BodyLimitMiddleware:

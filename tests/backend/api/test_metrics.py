@@ -216,7 +216,8 @@ def test_body_over_upload_limit_is_413(tmp_path: Any) -> None:
         assert_error(
             post(client, run_id, huge),
             413,
-            "Request body too large: the limit is max_upload_bytes 1048577",
+            "Request body too large: the limit is 1048577 bytes "
+            "(max_upload_bytes + 1 MiB for multipart framing)",
         )
 
         def chunks() -> Any:  # no Content-Length: the cap applies while streaming
@@ -228,7 +229,8 @@ def test_body_over_upload_limit_is_413(tmp_path: Any) -> None:
             content=chunks(),
             headers={"content-type": "application/json"},
         )
-        assert_error(response, 413, "Request body too large: the limit is max_upload_bytes 1048577")
+        assert_error(response, 413, "Request body too large: the limit is 1048577 bytes "
+            "(max_upload_bytes + 1 MiB for multipart framing)")
 
 
 def test_read_keys_prefix_and_step_range(client: TestClient, run: dict[str, Any]) -> None:
