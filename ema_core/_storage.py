@@ -225,10 +225,17 @@ class Group:
         self, block: Block, items: list[Tensor], slot: int, values: list[Tensor],
         slots: list[Slot],
     ) -> None:
-        """Append ‖item‖² (one dot: 2× faster than a norm) or ‖item‖ per item."""
+        """Append ‖item‖² (one dot: 2× faster than a norm) or ‖item‖ per item.
+
+        Half-precision shadows (an explicit ``shadow_dtype``) are measured in fp32: an fp16
+        norm overflows to inf above 65 504 and a bf16 one keeps 3 digits.
+        """
         if len(items) == 1 and self.flat.dtype in (torch.float32, torch.float64):
             values.append(torch.dot(items[0], items[0]))
             slots.append((block.item_tensor[0], slot, True))
+        elif self.flat.dtype in (torch.float16, torch.bfloat16):
+            values.extend(torch.linalg.vector_norm(t, dtype=torch.float32) for t in items)
+            slots.extend((i, slot, False) for i in block.item_tensor)
         else:
             values.extend(torch._foreach_norm(items))
             slots.extend((i, slot, False) for i in block.item_tensor)

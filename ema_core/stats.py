@@ -12,9 +12,10 @@ the step's update):
 * ``cos`` = 1 − (d² − (‖a‖ − ‖b‖)²) / (2‖a‖‖b‖) in float64 (law of cosines), clipped to
   [−1, 1]; 1 when both norms are 0, 0 when exactly one is.
 
-Per-tensor norms come from ``torch._foreach_norm`` in the shadow dtype; per-layer (module
-path = key minus its last component) and whole-model values are aggregated in Python float64
-from per-tensor squared norms.
+Per-tensor norms come from ``torch._foreach_norm`` in the shadow dtype (in fp32 for an
+fp16/bf16 shadow, which would overflow or round); per-layer (module path = key minus its last
+component) and whole-model values are aggregated in Python float64 from per-tensor squared
+norms.
 """
 
 from __future__ import annotations

@@ -180,3 +180,17 @@ def test_a_tied_parameter_counts_once_in_the_model_norms() -> None:
     assert stats.live_norm == pytest.approx(live, rel=1e-6)
     assert stats.averagers["ema_0.5"].model.drift == pytest.approx(drift, rel=1e-6)
     assert set(stats.averagers["ema_0.5"].tensors) == set(params)
+
+
+@pytest.mark.parametrize("shadow_dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_shadows_are_measured_without_overflow(shadow_dtype) -> None:
+    model = nn.Sequential(nn.Linear(300, 300), nn.Linear(3, 3))
+    with torch.no_grad():
+        model[0].weight.fill_(400.0)  # ‖w‖ = 120 000 > 65 504, the largest fp16 value
+    ema = EMA(model, 0.9, shadow_dtype=shadow_dtype)
+    stats = ema.compute_stats(model).averagers["ema_0.9"]
+    weight = stats.tensors["0.weight"]
+    assert weight.shadow_norm == pytest.approx(120_000.0, rel=1e-6)
+    assert weight.live_norm == pytest.approx(120_000.0, rel=1e-6)
+    assert weight.drift == 0.0 and weight.cos == 1.0
+    assert math.isfinite(stats.model.live_norm)
