@@ -65,6 +65,7 @@ class ShadowStore:
         self._bind_copied(live)
         self.model: nn.Module = model
         self.swap_spare: list[Tensor] | None = None
+        self.swap_active = False  # set by swap_in while swap_spare holds the live weights
 
     def _bind_copied(self, live: dict[str, Tensor]) -> None:
         self.copied_live = [live[s.key].detach() for s in self.copied_specs]

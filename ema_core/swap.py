@@ -39,16 +39,27 @@ def swap_in(model: nn.Module, averager: Averager, name: str | None = None) -> It
     Raises:
         UnknownAveragerError: ``name`` is not one of ``averager.averager_names``.
         ModelMismatchError: ``model``'s keys or shapes differ from the shadow's.
+        RuntimeError: a ``swap_in`` of the same averager object is already active (its one
+            spare buffer holds the live weights); exit it first.
     """
+    store = averager._store
+    if store.swap_active:
+        raise RuntimeError(
+            f"swap_in({type(averager).__name__}, {name!r}) inside another swap_in of the same "
+            f"{type(averager).__name__}: exit the outer swap_in first (its spare buffer holds "
+            "the live weights)"
+        )
     live, shadow, spare = averager._swap_lists(model, name)
     with torch.no_grad():
         torch._foreach_copy_(spare, live)
+        store.swap_active = True
         try:
             torch._foreach_copy_(live, shadow)
             yield model
         finally:
             with torch.no_grad():
                 torch._foreach_copy_(live, spare)
+            store.swap_active = False
 
 
 def evaluate_all(

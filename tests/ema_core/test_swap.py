@@ -95,3 +95,24 @@ def test_swap_errors(make_convnet, trainer) -> None:
             pass
     with pytest.raises(ValueError, match=r"^Duplicate averager names \['ema_0.9', 'ema_0.99', "):
         evaluate_all(model, [ema, ema], lambda m: {})
+
+
+def test_nested_swap_in_of_one_averager_is_refused_and_live_weights_survive(
+    make_convnet, trainer
+) -> None:
+    model, ema, swa = _trained(make_convnet, trainer)
+    live = copy.deepcopy(model.state_dict())
+    message = (
+        r"^swap_in\(EMA, 'ema_0.99'\) inside another swap_in of the same EMA: exit the outer "
+        r"swap_in first \(its spare buffer holds the live weights\)$"
+    )
+    with swap_in(model, ema, "ema_0.9"):
+        with pytest.raises(RuntimeError, match=message), swap_in(model, ema, "ema_0.99"):
+            pass
+        with swap_in(model, swa):  # another averager has its own spare: nesting is fine
+            torch.testing.assert_close(model.state_dict(), swa.shadow_state_dict())
+        torch.testing.assert_close(model.state_dict(), ema.shadow_state_dict("ema_0.9"))
+    torch.testing.assert_close(model.state_dict(), live, rtol=0, atol=0)
+    with swap_in(model, ema, "ema_0.99"):  # usable again after the outer block ended
+        pass
+    torch.testing.assert_close(model.state_dict(), live, rtol=0, atol=0)
