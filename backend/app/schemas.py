@@ -9,7 +9,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictFloat, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictFloat,
+    StrictInt,
+)
 from typing_extensions import NotRequired, TypedDict
 
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -25,6 +33,24 @@ def encode_float(value: float) -> float | str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
+def wire_json(value: Any) -> Any:
+    """``value`` (parsed JSON) with every non-finite float, at any depth, as its wire string.
+
+    A client may post a bare ``NaN``/``Infinity`` inside a free-form object (``config``,
+    ``summary``, snapshot ``metadata``): stored as it is, it would come back as ``null`` on
+    SQLite and fail the insert on PostgreSQL (whose JSON has no NaN).
+    """
+    if isinstance(value, float):
+        return encode_float(value)
+    if isinstance(value, dict):
+        return {key: wire_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [wire_json(item) for item in value]
+    return value
+
+
+# A free-form JSON object from a client, non-finite floats turned into the wire strings.
+JsonObject = Annotated[dict[str, Any], AfterValidator(wire_json)]
 # A float that serializes NaN/±Inf as the strings above (responses never hold bare NaN).
 WireFloat = Annotated[float, PlainSerializer(encode_float, return_type=float | str)]
 # What a client may send for a value: a JSON number or one of the three strings.
@@ -84,7 +110,7 @@ class RunCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     project: Annotated[str, Field(min_length=1, max_length=200)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    config: dict[str, Any] | None = None
+    config: JsonObject | None = None
 
 
 class RunUpdate(BaseModel):
@@ -92,7 +118,7 @@ class RunUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     status: RunStatus | None = None
-    summary: dict[str, Any] | None = None
+    summary: JsonObject | None = None
 
 
 class BestValue(BaseModel):

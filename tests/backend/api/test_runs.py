@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
 
+from backend.app.core.config import Settings
 from tests.backend.conftest import assert_error, points
 
 
@@ -179,3 +182,32 @@ def test_create_retries_once_after_a_unique_violation(
     monkeypatch.setattr(crud, "get_or_create_run", racing)
     response = client.post("/api/runs", json={"project": "p", "name": "race"})
     assert response.status_code == 201 and calls == ["race", "race"]
+
+
+def _no_bare_nan(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"bare {constant} stored")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_floats_in_config_and_summary_travel_as_strings(
+    client: TestClient, settings: Settings
+) -> None:
+    # Python clients post bare NaN/Infinity (json.dumps allows them); stored as they are,
+    # they came back as null (SQLite) or failed the insert (PostgreSQL JSON has no NaN).
+    body = '{"project": "p", "name": "r", "config": {"clip": Infinity, "x": [NaN, -Infinity]}}'
+    response = client.post("/api/runs", content=body,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    run = response.json()
+    assert run["config"] == {"clip": "Infinity", "x": ["NaN", "-Infinity"]}
+    patched = client.patch(f"/api/runs/{run['id']}", content='{"summary": {"best": NaN}}',
+                           headers={"content-type": "application/json"})
+    assert patched.json()["summary"] == {"best": "NaN"}
+    engine = create_engine(settings.resolved_database_url())
+    with engine.connect() as connection:
+        config, summary = connection.exec_driver_sql("SELECT config, summary FROM run").one()
+    engine.dispose()
+    assert _no_bare_nan(config) == {"clip": "Infinity", "x": ["NaN", "-Infinity"]}
+    assert _no_bare_nan(summary) == {"best": "NaN"}

@@ -250,3 +250,16 @@ def test_row_whose_file_vanished_is_404(
         client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}/file"), 404, "Snapshot not found"
     )
     assert client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}").status_code == 200
+
+
+def test_non_finite_floats_in_metadata_travel_as_strings(
+    client: TestClient, run: dict[str, Any]
+) -> None:
+    response = client.post(
+        f"/api/runs/{run['id']}/snapshots",
+        data={"averager": "swa", "step": "1", "metadata": '{"lr": NaN, "clip": [Infinity]}'},
+        files={"file": ("f", safetensors_bytes())},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["metadata"]["lr"] == "NaN"
+    assert response.json()["metadata"]["clip"] == ["Infinity"]

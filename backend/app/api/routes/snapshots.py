@@ -21,7 +21,7 @@ from backend.app.api.deps import (
     not_found,
 )
 from backend.app.models import Run, Snapshot
-from backend.app.schemas import ErrorResponse, SnapshotOut
+from backend.app.schemas import ErrorResponse, SnapshotOut, wire_json
 from backend.app.serialize import download_name, snapshot_dict
 from backend.app.state import AppState
 from backend.app.storage import InvalidSnapshot, SnapshotTooLarge, store_upload
@@ -43,7 +43,8 @@ def _parse_metadata(text: str | None) -> dict[str, Any]:
         raise HTTPException(422, f"Invalid field 'metadata': not JSON ({exc})") from exc
     if not isinstance(value, dict):
         raise HTTPException(422, "Invalid field 'metadata': expected a JSON object")
-    return value
+    result: dict[str, Any] = wire_json(value)
+    return result
 
 
 def _store(state: AppState, run_id: int, upload: UploadFile, fields: dict[str, Any]) -> Any:
