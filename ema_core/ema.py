@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -83,7 +84,8 @@ class EMA(Averager):
             schedule = "warmup"
         if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
             raise InvalidDecayError(f"Invalid update_every {update_every!r}: expected an int >= 1")
-        if not isinstance(update_after_step, int) or update_after_step < 0:
+        if (isinstance(update_after_step, bool) or not isinstance(update_after_step, int)
+                or update_after_step < 0):
             raise ValueError(
                 f"Invalid update_after_step {update_after_step!r}: expected an int >= 0"
             )
@@ -167,7 +169,7 @@ def _build_rules(
         return _power_rules(sigma_rels, gammas, interval)
     if schedule not in SCHEDULES:
         raise InvalidDecayError(f"Unknown schedule {schedule!r}: expected one of {SCHEDULES}")
-    values = [decays] if isinstance(decays, (int, float)) else list(decays)
+    values = _as_list(decays, "decays")
     if not values:
         raise InvalidDecayError("Empty decays: pass at least one decay in (0, 1)")
     betas = [schedules.validate_decay(d) for d in values]
@@ -190,6 +192,23 @@ def _build_rules(
         f"warmup(decay={b!r}, gamma={warmup_gamma!r}, power={warmup_power!r}, "
         f"min_decay={min_decay!r})" for b in betas
     ]
+
+
+def _as_list(values: Any, what: str) -> list[Any]:
+    """One number (Python, NumPy, or a 0-d tensor as a float) or a sequence, as a list.
+
+    Raises:
+        InvalidDecayError: ``values`` is a string or neither a number nor iterable.
+    """
+    if isinstance(values, torch.Tensor) and values.dim() == 0:
+        return [float(values)]
+    if isinstance(values, numbers.Real):
+        return [values]
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise InvalidDecayError(
+            f"Invalid {what} {values!r}: expected a number or a sequence of numbers"
+        )
+    return list(values)
 
 
 def _constant(t: int, decay: float) -> float:
@@ -216,11 +235,11 @@ def _power_rules(
             "pass exactly one non-empty list, e.g. sigma_rels=[0.05, 0.1]"
         )
     if sigma_rels is not None:
-        widths = [float(s) for s in sigma_rels]
+        widths = [float(x) for x in _as_list(sigma_rels, "sigma_rels")]
         gs = [schedules.sigma_rel_to_gamma(s) for s in widths]
         names = [f"ema_sigma_rel_{s!r}" for s in widths]
     else:
-        gs = [float(g) for g in gammas or ()]
+        gs = [float(x) for x in _as_list(gammas or (), "gammas")]
         widths = [schedules.gamma_to_sigma_rel(g) for g in gs]
         names = [f"ema_gamma_{g!r}" for g in gs]
     fns: list[Rule] = [

@@ -44,7 +44,10 @@ def validate_decay(decay: float, what: str = "decay") -> float:
     Raises:
         InvalidDecayError: ``decay`` is outside the open interval (0, 1) or not a number.
     """
-    value = float(decay)
+    try:
+        value = float(decay)
+    except (TypeError, ValueError):
+        value = math.nan  # not a number: rejected below, naming the value
     if not 0.0 < value < 1.0:
         raise InvalidDecayError(f"Invalid {what} {decay!r}: expected 0 < {what} < 1")
     return value

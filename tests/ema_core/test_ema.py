@@ -341,3 +341,21 @@ def test_keys_that_collide_once_prefixes_are_stripped_are_rejected() -> None:
     )
     with pytest.raises(ModelMismatchError, match=f"^{re.escape(message)}$"):
         EMA(Holder(), 0.9)
+
+
+def test_decays_may_be_numpy_or_tensor_scalars_and_bad_containers_are_named() -> None:
+    import numpy as np
+
+    model = nn.Linear(2, 2)
+    assert EMA(model, np.float64(0.9)).averager_names == ("ema_0.9",)
+    assert EMA(model, np.float32(0.5)).averager_names == ("ema_0.5",)
+    assert EMA(model, torch.tensor(0.5)).averager_names == ("ema_0.5",)
+    power = EMA(model, schedule="power", sigma_rels=0.05)
+    assert power.averager_names == ("ema_sigma_rel_0.05",)
+    with pytest.raises(InvalidDecayError,
+                       match=r"^Invalid decays '0.9': expected a number or a sequence of numbers$"):
+        EMA(model, "0.9")
+    with pytest.raises(InvalidDecayError, match=r"^Invalid decay 'x': expected 0 < decay < 1$"):
+        EMA(model, [0.9, "x"])
+    with pytest.raises(ValueError, match=r"^Invalid update_after_step True: expected an int >= 0$"):
+        EMA(model, 0.9, update_after_step=True)
