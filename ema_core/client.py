@@ -318,10 +318,11 @@ class Monitor:
         if tracker.metric not in metrics or not tracker.improved(float(metrics[tracker.metric])):
             return
         tracker.best = float(metrics[tracker.metric])
+        values = {str(k): float(v) for k, v in metrics.items()}  # 0-d tensors, NumPy, as _put
         job = SnapshotJob(
             averager=tracker.name, step=step, metric=tracker.metric, value=tracker.best,
             tensors=snapshot_state(tracker.averager, tracker.name),
-            metadata=snapshot_metadata(tracker.averager, tracker.name, metrics=dict(metrics)),
+            metadata=snapshot_metadata(tracker.averager, tracker.name, metrics=values),
         )
         self._sender.snapshots.append(job)
 

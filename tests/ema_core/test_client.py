@@ -228,3 +228,19 @@ def test_watch_track_best_and_finish_reject_bad_arguments(tmp_path: Path) -> Non
         mon.finish(timeout_s=0)
     mon.finish(timeout_s=1)
     mon.finish()  # a second call does nothing
+
+
+def test_track_best_takes_tensor_and_numpy_eval_values_like_log_eval(tmp_path: Path) -> None:
+    import numpy as np
+
+    from ema_core.snapshot import read_snapshot_metadata, snapshot_metrics
+
+    mon = _offline(tmp_path)
+    ema = EMA(tiny_model(), decays=(0.9,))
+    mon.watch(ema)
+    mon.track_best("acc", averager="ema_0.9")
+    mon.log_eval(3, {"ema_0.9": {"acc": torch.tensor(0.5), "n": np.float32(2.0)}})
+    mon.finish(timeout_s=1)
+    (path,) = (tmp_path / "run" / "snapshots").glob("*.safetensors")
+    assert path.name == "ema_0.9-step3.safetensors"
+    assert snapshot_metrics(read_snapshot_metadata(path)) == {"acc": 0.5, "n": 2.0}
