@@ -15,8 +15,8 @@ from ema_core._storage import (
     build_specs,
     check_match,
     default_shadow_dtype,
+    gather_live,
 )
-from ema_core._storage import gather_live as gather_live
 
 
 @dataclass
@@ -69,7 +69,6 @@ class ShadowStore:
 
     def _bind_copied(self, live: dict[str, Tensor]) -> None:
         self.copied_live = [live[s.key].detach() for s in self.copied_specs]
-        self.copied_sources = [live[s.key] for s in self.copied_specs]
         self.all_copied = [t for ts in self.copied for t in ts]
 
     def bind(self, model: nn.Module) -> None:
