@@ -106,6 +106,10 @@ class Averager:
     def compute_stats(self, model: nn.Module) -> WeightStats:
         """Statistics of every shadow against ``model`` now, without updating anything.
 
+        Returns:
+            A :class:`~ema_core.stats.WeightStats` at the current ``step`` (plain floats; one
+            host transfer). ``last_stats`` is left as it is.
+
         Raises:
             ModelMismatchError: ``model``'s keys or shapes differ from the shadow's.
         """

@@ -199,6 +199,9 @@ class Monitor:
                 ``ema_core.swap.evaluate_all``.
 
         Triggers :meth:`track_best` snapshots when a tracked metric improved.
+
+        Raises:
+            RuntimeError, ValueError, TypeError: as :meth:`step`.
         """
         step = self._check_step(step)
         flat = {f"eval/{model}/{metric}": value for model, metrics in results.items()

@@ -79,6 +79,9 @@ def snapshot_state(averager: SupportsSnapshot, name: str | None = None) -> dict[
 
     Returns:
         Key → tensor with the shadow's shapes and dtypes, on CPU, contiguous, not shared.
+
+    Raises:
+        UnknownAveragerError: ``name`` is not one of the averager's names.
     """
     return {
         key: tensor.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
@@ -122,6 +125,7 @@ def snapshot_metadata(
 
     Raises:
         TypeError: A metric name is not a str or its value is not a real number.
+        UnknownAveragerError: ``name`` is not one of the averager's names.
     """
     info = averager.averager_info(name)
     shadow = averager.shadow_state_dict(name)

@@ -97,6 +97,10 @@ class SWA(Averager):
                 element is the input).
             model: The live model.
             device: Where to move each batch; default as given.
+
+        Raises:
+            ModelMismatchError: ``model``'s keys or shapes differ from the shadow's.
+            RuntimeError: called inside a :func:`~ema_core.swap.swap_in` of this SWA.
         """
         with swap_in(model, self):
             torch_update_bn(loader, model, None if device is None else torch.device(device))
