@@ -229,17 +229,21 @@ def _warmup(t: int, decay: float, gamma: float, power: float, min_decay: float) 
 def _power_rules(
     sigma_rels: Sequence[float] | None, gammas: Sequence[float] | None, interval: int
 ) -> tuple[list[str], list[Rule], list[str]]:
-    if (sigma_rels is None) == (gammas is None) or not (sigma_rels or gammas):
+    values: list[float] = []
+    if (sigma_rels is None) != (gammas is None):  # exactly one given (NumPy arrays too)
+        given = sigma_rels if sigma_rels is not None else gammas
+        values = [float(x) for x in _as_list(given, "sigma_rels" if gammas is None else "gammas")]
+    if not values:
         raise InvalidDecayError(
             f"Invalid power schedule (sigma_rels={sigma_rels!r}, gammas={gammas!r}): "
             "pass exactly one non-empty list, e.g. sigma_rels=[0.05, 0.1]"
         )
     if sigma_rels is not None:
-        widths = [float(x) for x in _as_list(sigma_rels, "sigma_rels")]
+        widths = values
         gs = [schedules.sigma_rel_to_gamma(s) for s in widths]
         names = [f"ema_sigma_rel_{s!r}" for s in widths]
     else:
-        gs = [float(x) for x in _as_list(gammas or (), "gammas")]
+        gs = values
         widths = [schedules.gamma_to_sigma_rel(g) for g in gs]
         names = [f"ema_gamma_{g!r}" for g in gs]
     fns: list[Rule] = [

@@ -352,6 +352,8 @@ def test_decays_may_be_numpy_or_tensor_scalars_and_bad_containers_are_named() ->
     assert EMA(model, torch.tensor(0.5)).averager_names == ("ema_0.5",)
     power = EMA(model, schedule="power", sigma_rels=0.05)
     assert power.averager_names == ("ema_sigma_rel_0.05",)
+    widths = EMA(model, schedule="power", sigma_rels=np.array([0.05, 0.1]))  # was "ambiguous"
+    assert widths.averager_names == ("ema_sigma_rel_0.05", "ema_sigma_rel_0.1")
     with pytest.raises(InvalidDecayError,
                        match=r"^Invalid decays '0.9': expected a number or a sequence of numbers$"):
         EMA(model, "0.9")
