@@ -6,7 +6,8 @@ Used by the background sender (:mod:`ema_core.sender`) and by ``emaboard sync``
 Exceptions::
 
     TransportError
-     ├── RetryableError    server unreachable, timed out, 5xx, 401/403, 408, 429: try again later
+     ├── RetryableError    server unreachable, timed out, 5xx, 401/403, 408, 429, or a 2xx
+     │                     whose body is not JSON (not the emaboard API): try again later
      ├── PayloadTooLarge   413: send fewer points per request
      ├── RunGone           404 on a run route: the run was deleted; create it again
      └── RejectedError     any other 4xx: the request itself is wrong; retrying cannot help
@@ -160,7 +161,13 @@ class ApiClient:
         except httpx.HTTPError as exc:  # connect/read/write errors and timeouts
             raise RetryableError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
         if response.status_code < 300:
-            answer = response.json() if response.content else {}
+            try:
+                answer = response.json() if response.content else {}
+            except ValueError:  # e.g. a proxy's HTML page: not the emaboard API
+                raise RetryableError(
+                    f"{method} {url} answered {response.status_code} with a body that is not "
+                    f"JSON ({response.text[:80]!r}): check that the server URL points at emaboard"
+                ) from None
             return answer if isinstance(answer, dict) else {"items": answer}
         message = f"{method} {url} answered {response.status_code}: {_error_message(response)}"
         if response.status_code >= 500 or response.status_code in _RETRYABLE_STATUS:
