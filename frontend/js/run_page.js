@@ -65,6 +65,7 @@ class RunPage {
     this.run = null;
     this.loading = null;
     this.loadAgain = false;
+    this.loadFailed = false;  // the last load failed (server down): the next hello retries
   }
 
   async start() {
@@ -93,7 +94,10 @@ class RunPage {
       this.loadAgain = true;
       return this.loading;
     }
-    this.loading = this.loadOnce().finally(() => {
+    const attempt = this.loadOnce().then(
+      () => { this.loadFailed = false; },
+      (error) => { this.loadFailed = true; throw error; });
+    this.loading = attempt.finally(() => {
       this.loading = null;
       if (this.loadAgain) {
         this.loadAgain = false;
@@ -131,6 +135,7 @@ class RunPage {
     this.flushSoon();
     const { heatmap, snapshots } = this.views;
     await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load()]);
+    $("#error").hidden = true;  // an earlier failure (server down) is over
     document.body.dataset.state = "ready";
   }
 
@@ -164,7 +169,9 @@ class RunPage {
     if (message.type === "hello") {
       this.setRun(message.run);
       if (reconnected && this.ready) this.catchUp(message.latest).catch(showError);
-      else if (reconnected) this.load().catch(showError);
+      // Also after a failed load: a page opened while the server was down (its first
+      // socket open is no "reconnect") would otherwise never read its data.
+      else if (reconnected || this.loadFailed) this.load().catch(showError);
     } else if (message.type === "points") {
       this.pending.push(...message.points);
       this.flushSoon();

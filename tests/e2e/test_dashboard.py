@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, WebSocketRoute, expect
 from safetensors.torch import load
 
 from tests.e2e.helpers import (
@@ -255,3 +255,31 @@ def test_page_opened_before_any_point_fills_live(server: ServerProcess, page: Pa
     expect(page.locator("#heatmap-averager")).to_have_value("ema_0.999")
     page.wait_for_function(  # the heatmap re-reads on its own once layer points arrive
         "document.getElementById('chart-heatmap').data[0]?.z.length === 5")
+
+
+def test_page_opened_while_the_server_is_down_loads_once_it_answers(
+    server: ServerProcess, page: Page
+) -> None:
+    # The API and the websocket are unreachable at first (a server restarting as the page
+    # opens): the page shows the error, and must read everything once the server answers,
+    # although its first successful socket open is not a "reconnect".
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 300, 50)))
+    down = {"on": True}
+
+    def socket(ws: WebSocketRoute) -> None:
+        if down["on"]:
+            ws.close(code=1011, reason="server restarting")
+        else:
+            ws.connect_to_server()
+
+    page.route_web_socket(f"**/ws/runs/{run['id']}", socket)
+    page.route("**/api/**", lambda route: route.abort() if down["on"] else route.continue_())
+    page.goto(f"{server.url}/run.html?id={run['id']}")
+    expect(page.locator("#error")).to_be_visible()
+    down["on"] = False
+    wait_trace_lengths(page, "chart-norms", 6)
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    expect(page.locator("#error")).to_be_hidden()
+    post_points(server, run["id"], training_points(range(300, 350, 50)))
+    wait_trace_lengths(page, "chart-norms", 7)
