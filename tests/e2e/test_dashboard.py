@@ -4,11 +4,12 @@ snapshot export, reconnect and catch-up, token prompt. Data go in over REST (htt
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, WebSocketRoute, expect
+from playwright.sync_api import Page, Route, WebSocketRoute, expect
 from safetensors.torch import load
 
 from tests.e2e.helpers import (
@@ -283,3 +284,28 @@ def test_page_opened_while_the_server_is_down_loads_once_it_answers(
     expect(page.locator("#error")).to_be_hidden()
     post_points(server, run["id"], training_points(range(300, 350, 50)))
     wait_trace_lengths(page, "chart-norms", 7)
+
+
+def test_heatmap_reread_while_the_server_is_down_is_no_page_error(
+    server: ServerProcess, page: Page
+) -> None:
+    # Live layer points schedule a heatmap re-read 3 s later; if the server is gone by then,
+    # the failed fetch must not surface as an unhandled rejection (the page fixture fails
+    # the test on any page error).
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 300, 50)))
+    open_run_page(page, server, run["id"])
+    aborted: list[str] = []
+
+    def abort(route: Route) -> None:
+        aborted.append(route.request.url)
+        route.abort()
+
+    page.route("**/api/runs/*/metrics?*", abort)
+    post_points(server, run["id"], training_points(range(300, 350, 50)))
+    wait_trace_lengths(page, "chart-norms", 7)
+    deadline = time.monotonic() + 15
+    while not aborted and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert aborted, "the heatmap did not try to re-read"
+    page.wait_for_timeout(500)  # let the rejection, if any, reach the page fixture

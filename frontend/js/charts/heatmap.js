@@ -60,7 +60,11 @@ export class LayerHeatmap {
       if (info.averager === this.select.value) touched = true;
     }
     if (touched && this.timer === null) {
-      this.timer = setTimeout(() => { this.timer = null; this.load(); }, REFRESH_MS);
+      // A failed re-read (server down) keeps the drawn heatmap; the next layer point retries.
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.load().catch((error) => console.warn("heatmap re-read failed:", error));
+      }, REFRESH_MS);
     }
   }
 
