@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ema_core.spool import SPOOL_FILENAME, Spool
+from ema_core.transport import encode_value
 
 __all__ = [
     "MAX_KEY_LENGTH", "STATUSES", "BestTracker", "RateLimitedLogger", "SenderConfig",
@@ -153,11 +154,26 @@ def check_positive(name: str, value: Any) -> None:
 
 
 def config_json(config: Mapping[str, Any] | None) -> str:
-    """``config`` as JSON text; ``TypeError`` when it cannot be (e.g. objects, NaN)."""
+    """``config`` as JSON text, NaN/±Inf as the API's strings (``"NaN"``, ``"Infinity"``, …).
+
+    Raises:
+        TypeError: a value JSON cannot hold (e.g. an arbitrary object).
+    """
     try:
-        return json.dumps(dict(config or {}), allow_nan=False)
+        return json.dumps(_wire_floats(dict(config or {})), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"Invalid config: {exc}; expected JSON-serializable values") from None
+
+
+def _wire_floats(value: Any) -> Any:
+    """``value`` with every non-finite float inside replaced by its API string (docs/api.md)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return encode_value(value)
+    if isinstance(value, Mapping):
+        return {key: _wire_floats(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire_floats(item) for item in value]
+    return value
 
 
 def open_spool(run_dir: Path, project: str, run: str, config_json: str) -> Spool:

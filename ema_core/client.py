@@ -103,8 +103,9 @@ class Monitor:
         self.run_dir = (Path(run_dir) if run_dir is not None
                         else default_run_dir(project, run)).resolve()
         self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
-        self.spool = open_spool(self.run_dir, project, run, config_json(config))
-        self._sender = Sender(self._api, self.spool, (project, run, dict(config or {})),
+        wire_config = config_json(config)  # NaN/±Inf as the API strings; TypeError if not JSON
+        self.spool = open_spool(self.run_dir, project, run, wire_config)
+        self._sender = Sender(self._api, self.spool, (project, run, json.loads(wire_config)),
                               self.run_dir / "snapshots", sender_config)
         self._inbox = self._sender.inbox
         self._append = self._inbox.append

@@ -113,6 +113,19 @@ def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
                                       "step": best_step}
 
 
+def test_non_finite_config_values_travel_as_the_api_strings(
+    tmp_path: Path, live_server: ServerProcess
+) -> None:
+    config = {"max_grad_norm": float("inf"), "opt": {"betas": [0.9, float("nan")]}, "lr": 0.1}
+    with Monitor("proj", "inf-config", live_server.url, config=config, run_dir=tmp_path / "r",
+                 **FAST) as mon:
+        mon.step(0, {"loss": 1.0})
+    run = find_run(live_server.url, "proj", "inf-config")
+    assert run["status"] == "finished"
+    assert run["config"] == {"max_grad_norm": "Infinity", "opt": {"betas": [0.9, "NaN"]},
+                             "lr": 0.1}
+
+
 def test_context_manager_marks_the_run_crashed_on_an_exception(
     tmp_path: Path, live_server: ServerProcess
 ) -> None:
