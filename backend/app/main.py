@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import backend
-from backend.app.api.auth import TokenMiddleware
+from backend.app.api.auth import SameOriginMiddleware, TokenMiddleware
 from backend.app.api.errors import install_error_handlers
 from backend.app.api.limits import BodyLimitMiddleware
 from backend.app.api.routes import health, metrics, runs, snapshots, ws
@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware,
                        limit=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
-    app.add_middleware(TokenMiddleware, token=settings.token)  # outermost: before any body
+    app.add_middleware(TokenMiddleware, token=settings.token)  # before any body is read
+    app.add_middleware(SameOriginMiddleware)  # outermost: cross-site browser requests
     app.include_router(_api_router())
     app.include_router(ws.router)
     _install_openapi(app)

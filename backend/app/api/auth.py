@@ -1,8 +1,10 @@
-"""The token check on ``/api``, done before routing so no body is read without the token."""
+"""Checks done before routing: the token on ``/api`` (so no body is read without it) and the
+refusal of cross-site browser requests."""
 
 from __future__ import annotations
 
 from starlette.datastructures import Headers, QueryParams
+from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.app.api.errors import error_response
@@ -35,5 +37,47 @@ class TokenMiddleware:
                                         QueryParams(scope.get("query_string", b"")))
             if not token_ok(self.token, presented):
                 await error_response(401, INVALID_TOKEN)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CROSS_ORIGIN = "Cross-origin request refused: open the dashboard from this server's own address"
+
+
+def _origin_netloc(origin: str) -> str:
+    """``host[:port]`` of an ``Origin`` header value (``scheme://host[:port]``)."""
+    return origin.split("://", 1)[-1].rstrip("/").lower()
+
+
+class SameOriginMiddleware:
+    """Refuse state-changing requests and websockets that a *browser* sends from another site.
+
+    Without a token the server trusts anything that can reach it, and any web page the
+    user visits can POST to ``http://127.0.0.1:8000`` (a simple ``text/plain`` request
+    needs no CORS preflight) or open a websocket to it. Browsers always send ``Origin`` on
+    those requests; when it names another host than the request's ``Host``, the request
+    gets 403 (the API's error shape) and a websocket is refused with close code 1008.
+    Clients that are not browsers (the Monitor, curl) send no ``Origin`` and pass.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        guarded = kind == "websocket" or (
+            kind == "http" and scope["method"] not in SAFE_METHODS
+            and scope["path"].startswith("/api")
+        )
+        if guarded:
+            headers = Headers(scope=scope)
+            origin = headers.get("origin")
+            if origin is not None and _origin_netloc(origin) != headers.get("host", "").lower():
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION,
+                                "reason": CROSS_ORIGIN})
+                else:
+                    await error_response(403, CROSS_ORIGIN)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
