@@ -9,42 +9,85 @@ Every public name lives in a small single-purpose module and is re-exported here
 - :mod:`ema_core.snapshot` — safetensors snapshots of one averager;
 - :mod:`ema_core.client` / :mod:`ema_core.spool` — the streaming ``Monitor`` and its disk spool;
 - :mod:`ema_core.exceptions` — the error classes.
+
+Names are imported on first use (PEP 562): ``import ema_core.wire`` or ``ema_core.transport``
+costs no torch import, so the server, which shares the wire format, never loads torch.
 """
 
-from ema_core.client import Monitor
-from ema_core.ema import EMA, SCHEDULES
-from ema_core.exceptions import (
-    EmaCoreError,
-    InvalidDecayError,
-    ModelMismatchError,
-    NoFloatParametersError,
-    SnapshotFormatError,
-    StateDictError,
-    UnknownAveragerError,
-)
-from ema_core.schedules import (
-    bias_corrected_weight,
-    constant_decay,
-    gamma_to_sigma_rel,
-    power_decay,
-    ramp_decay,
-    sigma_rel_to_gamma,
-    warmup_decay,
-)
-from ema_core.snapshot import (
-    load_snapshot,
-    read_snapshot_metadata,
-    save_snapshot,
-    snapshot_metadata,
-    snapshot_state,
-    write_snapshot,
-)
-from ema_core.spool import sync_spool
-from ema_core.stats import AveragerStats, NormStats, WeightStats
-from ema_core.swa import SWA
-from ema_core.swap import evaluate_all, swap_in
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ema_core.client import Monitor
+    from ema_core.ema import EMA, SCHEDULES
+    from ema_core.exceptions import (
+        EmaCoreError,
+        InvalidDecayError,
+        ModelMismatchError,
+        NoFloatParametersError,
+        SnapshotFormatError,
+        StateDictError,
+        UnknownAveragerError,
+    )
+    from ema_core.schedules import (
+        bias_corrected_weight,
+        constant_decay,
+        gamma_to_sigma_rel,
+        power_decay,
+        ramp_decay,
+        sigma_rel_to_gamma,
+        warmup_decay,
+    )
+    from ema_core.snapshot import (
+        load_snapshot,
+        read_snapshot_metadata,
+        save_snapshot,
+        snapshot_metadata,
+        snapshot_state,
+        write_snapshot,
+    )
+    from ema_core.spool import sync_spool
+    from ema_core.stats import AveragerStats, NormStats, WeightStats
+    from ema_core.swa import SWA
+    from ema_core.swap import evaluate_all, swap_in
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "AveragerStats": "ema_core.stats",
+    "EMA": "ema_core.ema",
+    "EmaCoreError": "ema_core.exceptions",
+    "InvalidDecayError": "ema_core.exceptions",
+    "ModelMismatchError": "ema_core.exceptions",
+    "Monitor": "ema_core.client",
+    "NoFloatParametersError": "ema_core.exceptions",
+    "NormStats": "ema_core.stats",
+    "SCHEDULES": "ema_core.ema",
+    "SWA": "ema_core.swa",
+    "SnapshotFormatError": "ema_core.exceptions",
+    "StateDictError": "ema_core.exceptions",
+    "UnknownAveragerError": "ema_core.exceptions",
+    "WeightStats": "ema_core.stats",
+    "bias_corrected_weight": "ema_core.schedules",
+    "constant_decay": "ema_core.schedules",
+    "evaluate_all": "ema_core.swap",
+    "gamma_to_sigma_rel": "ema_core.schedules",
+    "load_snapshot": "ema_core.snapshot",
+    "power_decay": "ema_core.schedules",
+    "ramp_decay": "ema_core.schedules",
+    "read_snapshot_metadata": "ema_core.snapshot",
+    "save_snapshot": "ema_core.snapshot",
+    "sigma_rel_to_gamma": "ema_core.schedules",
+    "snapshot_metadata": "ema_core.snapshot",
+    "snapshot_state": "ema_core.snapshot",
+    "swap_in": "ema_core.swap",
+    "sync_spool": "ema_core.spool",
+    "warmup_decay": "ema_core.schedules",
+    "write_snapshot": "ema_core.snapshot",
+}
 
 __all__ = [
     "EMA",
@@ -78,3 +121,17 @@ __all__ = [
     "warmup_decay",
     "write_snapshot",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ema_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

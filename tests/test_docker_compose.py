@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from backend.cli import build_parser
+from emaboard_server.cli import build_parser
 from tests.utils.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,14 +66,14 @@ def test_server_healthcheck_polls_api_health(compose: dict[str, Any]) -> None:
 def test_demo_waits_for_a_healthy_server(compose: dict[str, Any]) -> None:
     demo = compose["services"]["demo"]
     assert demo["depends_on"] == {"server": {"condition": "service_healthy"}}
-    assert demo["image"] == compose["services"]["server"]["image"]
+    assert demo["image"] == "emaboard-trainer:latest"  # built from the Dockerfile's trainer stage
     assert demo["command"] == [
         "emaboard", "demo", "--no-serve", "--server", "http://server:8000",
     ]  # fmt: skip
 
 
 def test_demo_command_parses_with_the_real_cli(compose: dict[str, Any]) -> None:
-    from backend.demo import run
+    from emaboard_server.demo import run
 
     command = compose["services"]["demo"]["command"]
     args = build_parser().parse_args(command[1:])
@@ -138,28 +138,57 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
     ]
 
 
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's instructions by build stage (``FROM … AS name``)."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    for op, arg in _dockerfile_instructions():
+        if op == "FROM":
+            current = stages.setdefault(arg.split()[-1], [])
+        current.append((op, arg))
+    return stages
+
+
 def test_dockerfile_matches_the_compose_file(compose: dict[str, Any]) -> None:
-    instructions = _dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
-    runs = [arg for op, arg in instructions if op == "RUN"]
+    stages = _stages()
+    assert stages["common"][0] == ("FROM", "python:3.11-slim AS common")
+    assert compose["services"]["server"]["build"]["target"] == "server"
+    assert compose["services"]["demo"]["build"]["target"] == "trainer"
+    # trainer: the CPU torch wheel before the project, which brings the demo extra
+    trainer_runs = [arg for op, arg in stages["trainer"] if op == "RUN"]
     torch_step = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
-    assert runs[0] == torch_step
-    assert runs[1].startswith("pip install . ")  # the project, after the CPU torch wheel
-    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert trainer_runs == [torch_step, 'pip install ".[demo]"']
+    # server: no torch anywhere; the project without dependencies, then the server extra
+    server_stage = stages["server"]
+    (server_run,) = [arg for op, arg in server_stage if op == "RUN"]
+    assert "torch" not in server_run
+    assert "pip install --no-deps ." in server_run
+    assert "['optional-dependencies']['server']" in server_run
+    env = " ".join(arg for op, arg in server_stage if op == "ENV")
     assert re.search(r"EMABOARD_HOST=0\.0\.0\.0\b", env)
     assert re.search(r"EMABOARD_DATA_DIR=/data\b", env)
-    assert ("EXPOSE", "8000") in instructions
-    assert ("CMD", '["emaboard", "serve"]') in instructions
+    assert ("EXPOSE", "8000") in server_stage
+    assert ("CMD", '["emaboard", "serve"]') in server_stage
     server = compose["services"]["server"]
     assert server["command"] == ["emaboard", "serve"]
-    (healthcheck,) = [arg for op, arg in instructions if op == "HEALTHCHECK"]
+    (healthcheck,) = [arg for op, arg in server_stage if op == "HEALTHCHECK"]
     assert server["healthcheck"]["test"][3] in healthcheck
+
+
+def test_server_stage_installs_what_the_server_imports() -> None:
+    """The command the server stage runs yields the server extra's requirements."""
+    (server_run,) = [arg for op, arg in _stages()["server"] if op == "RUN"]
+    script = server_run.split('python -c "', 1)[1].split('" > ', 1)[0]
+    printed = subprocess.run([sys.executable, "-c", script], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert any(req.startswith("fastapi") for req in printed)
+    assert not any(req.startswith("torch") for req in printed)
 
 
 def test_dockerignore_keeps_the_build_context_small() -> None:
     ignored = set((REPO / ".dockerignore").read_text().split())
     assert {".git", ".venv", "emaboard-data", ".emaboard", "tests"} <= ignored
-    copied = [arg for op, arg in _dockerfile_instructions() if op == "COPY"]
-    for source in ("pyproject.toml", "ema_core", "backend", "frontend"):
-        assert any(arg.split()[0] == source for arg in copied), source
-        assert source not in ignored
+    for stage in ("server", "trainer"):
+        copied = [arg for op, arg in _stages()[stage] if op == "COPY"]
+        for source in ("pyproject.toml", "ema_core", "backend", "frontend"):
+            assert any(arg.split()[0] == source for arg in copied), (stage, source)
+            assert source not in ignored

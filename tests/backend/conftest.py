@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backend.app.core.config import Settings
-from backend.app.main import create_app
+from emaboard_server.app.core.config import Settings
+from emaboard_server.app.main import create_app
 
 TOKEN = "s3cret-token"
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 from rich.console import Console
 
-from backend.cli import main
-from backend.demo.config import DemoConfig
-from backend.demo.data import load_split
-from backend.demo.report import best_snapshot_url, curl_command, results_table
-from backend.demo.server import LocalServer, ServerStartError, check_port_free, wait_healthy
-from backend.demo.train import DemoResult, EpochResult, build_model, evaluate, train
 from ema_core.snapshot import load_snapshot, snapshot_metrics
+from emaboard_server.cli import main
+from emaboard_server.demo.config import DemoConfig
+from emaboard_server.demo.data import load_split
+from emaboard_server.demo.report import best_snapshot_url, curl_command, results_table
+from emaboard_server.demo.server import LocalServer, ServerStartError, check_port_free, wait_healthy
+from emaboard_server.demo.train import DemoResult, EpochResult, build_model, evaluate, train
 from tests.utils.server import free_port
 
 

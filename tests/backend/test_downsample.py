@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, create_engine, insert
 
-from backend.app.downsample import read_downsampled
-from backend.app.ingest import POINTS
-from backend.app.models import Base
+from emaboard_server.app.downsample import read_downsampled
+from emaboard_server.app.ingest import POINTS
+from emaboard_server.app.models import Base
 
 values = st.lists(
     st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=0, max_size=600

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from backend.app.hub import MIN_SEND_INTERVAL_S, RESYNC, Hub, points_json
-from backend.app.ingest import Point
+from emaboard_server.app.hub import MIN_SEND_INTERVAL_S, RESYNC, Hub, points_json
+from emaboard_server.app.ingest import Point
 
 
 def batch(step: int, n: int = 3) -> list[Point]:

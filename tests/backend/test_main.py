@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from backend.app.main import frontend_dir, plotly_js
+from emaboard_server.app.main import frontend_dir, plotly_js
 
 
 def test_health(client: TestClient) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.serve import add_parser, settings_from_args
+from emaboard_server.serve import add_parser, settings_from_args
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.demo.config import DemoConfig
-from backend.demo.data import load_split
-from backend.demo.train import build_model, deterministic, evaluate
 from ema_core.snapshot import load_snapshot, snapshot_metrics
+from emaboard_server.demo.config import DemoConfig
+from emaboard_server.demo.data import load_split
+from emaboard_server.demo.train import build_model, deterministic, evaluate
 from tests.utils.server import ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "backend", "demo", *args],
+        [sys.executable, "-m", "emaboard_server", "demo", *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False,
     )  # fmt: skip
 
@@ -107,7 +107,7 @@ def test_keep_serving_serves_until_ctrl_c_or_sigterm(tmp_path: Path, stop_signal
     url = f"http://127.0.0.1:{port}"
     out = tmp_path / "demo.out"
     cmd = [
-        sys.executable, "-m", "backend", "demo", "--epochs", "1", "--keep-serving",
+        sys.executable, "-m", "emaboard_server", "demo", "--epochs", "1", "--keep-serving",
         "--port", str(port), "--data-dir", str(tmp_path / "data"), "--run", "kept",
     ]  # fmt: skip
     with out.open("w") as sink:

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.cli import main as cli_main
 from ema_core.client import Monitor
 from ema_core.spool import SPOOL_FILENAME, spool_summary
+from emaboard_server.cli import main as cli_main
 from tests.ema_core.client_utils import find_run, series
 from tests.utils.server import ServerProcess, free_port
 

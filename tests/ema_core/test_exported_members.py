@@ -33,6 +33,8 @@ def test_main_classes_and_functions_of_each_public_module_are_re_exported() -> N
 
 def test_ema_core_never_imports_the_server_side() -> None:
     root = Path(ema_core.__file__).parent
-    pattern = re.compile(r"^\s*(import|from)\s+(fastapi|sqlalchemy|starlette|backend)\b", re.M)
+    pattern = re.compile(
+        r"^\s*(import|from)\s+(fastapi|sqlalchemy|starlette|backend|emaboard_server)\b", re.M
+    )
     offenders = [str(p) for p in root.rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []

@@ -10,10 +10,10 @@ import httpx
 import pytest
 import torch
 
-from backend.cli import main as cli_main
 from ema_core.snapshot import write_snapshot
 from ema_core.spool import SPOOL_FILENAME, Spool, find_spools, spool_summary, sync_spool
 from ema_core.transport import RetryableError
+from emaboard_server.cli import main as cli_main
 from tests.utils.server import ServerProcess, free_port
 
 
@@ -130,7 +130,7 @@ def test_sync_uploads_everything_once_and_sets_status(tmp_path: Path,
 def test_cli_sync_exit_codes(tmp_path: Path, live_server: ServerProcess,
                              caplog: pytest.LogCaptureFixture) -> None:
     _fill(tmp_path / "run", 4)
-    caplog.set_level(logging.INFO, logger="backend.sync")
+    caplog.set_level(logging.INFO, logger="emaboard_server.sync")
 
     assert cli_main(["sync", str(tmp_path / "nothing-here"), "--server", live_server.url]) == 1
     assert "sync failed: Spool directory" in caplog.text

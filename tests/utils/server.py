@@ -30,7 +30,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m backend serve`` on 127.0.0.1:<free port>, polled until /api/health answers."""
+    """``python -m emaboard_server serve`` on 127.0.0.1:<free port>, polled until /api/health
+    answers."""
 
     def __init__(
         self,
@@ -66,7 +67,7 @@ class ServerProcess:
         if self.token:
             env["EMABOARD_TOKEN"] = self.token
         cmd = [
-            sys.executable, "-m", "backend", "serve",
+            sys.executable, "-m", "emaboard_server", "serve",
             "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(self.data_dir),
         ]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)

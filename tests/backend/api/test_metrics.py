@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.app.core.config import Settings
-from backend.app.main import create_app
+from emaboard_server.app.core.config import Settings
+from emaboard_server.app.main import create_app
 from tests.backend.conftest import assert_error, points
 
 VALUE_MESSAGE = "Input should be a number or one of 'NaN', 'Infinity', '-Infinity'"

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backend.app.api.auth import CROSS_ORIGIN
+from emaboard_server.app.api.auth import CROSS_ORIGIN
 from tests.backend.conftest import assert_error, points
 
 EVIL = {"Origin": "http://evil.example"}

@@ -12,10 +12,10 @@ from fastapi.routing import APIWebSocketRoute
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from backend.app import crud
-from backend.app.api.routes import ws as ws_routes
-from backend.app.core.config import Settings
-from backend.app.main import create_app
+from emaboard_server.app import crud
+from emaboard_server.app.api.routes import ws as ws_routes
+from emaboard_server.app.core.config import Settings
+from emaboard_server.app.main import create_app
 from tests.backend.conftest import TOKEN, assert_error
 from tests.backend.utils import safetensors_bytes
 

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
-from backend.app.core.config import Settings
+from emaboard_server.app.core.config import Settings
 from tests.backend.conftest import assert_error, points
 
 
@@ -168,7 +168,7 @@ def test_create_retries_once_after_a_unique_violation(
 ) -> None:
     from sqlalchemy.exc import IntegrityError
 
-    from backend.app import crud
+    from emaboard_server.app import crud
 
     real = crud.get_or_create_run
     calls = []

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.numpy import load
 
-from backend.app.core.config import Settings
-from backend.app.main import create_app
+from emaboard_server.app.core.config import Settings
+from emaboard_server.app.main import create_app
 from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.app.core.config import Settings
+from emaboard_server.app.core.config import Settings
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "settings.md"
 

@@ -8,8 +8,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from backend.app.core.db import Database, alembic_config, upgrade_database
-from backend.app.models import Base, MetricPoint, Run
+from emaboard_server.app.core.db import Database, alembic_config, upgrade_database
+from emaboard_server.app.models import Base, MetricPoint, Run
 
 
 def test_migrated_schema_matches_the_orm_metadata(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_nan_round_trips_through_the_orm(tmp_path: Path) -> None:
 def test_unsupported_paramstyle_is_refused() -> None:
     import pytest
 
-    from backend.app.ingest import _render
+    from emaboard_server.app.ingest import _render
 
     with pytest.raises(
         NotImplementedError,

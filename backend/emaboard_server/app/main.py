@@ -15,16 +15,16 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-import backend
-from backend.app.api.auth import SameOriginMiddleware, TokenMiddleware
-from backend.app.api.errors import install_error_handlers
-from backend.app.api.limits import BodyLimitMiddleware
-from backend.app.api.routes import health, metrics, runs, snapshots, ws
-from backend.app.api.routes.health import package_version
-from backend.app.core.config import Settings
-from backend.app.core.db import Database, upgrade_database
-from backend.app.hub import Hub
-from backend.app.state import AppState
+import emaboard_server
+from emaboard_server.app.api.auth import SameOriginMiddleware, TokenMiddleware
+from emaboard_server.app.api.errors import install_error_handlers
+from emaboard_server.app.api.limits import BodyLimitMiddleware
+from emaboard_server.app.api.routes import health, metrics, runs, snapshots, ws
+from emaboard_server.app.api.routes.health import package_version
+from emaboard_server.app.core.config import Settings
+from emaboard_server.app.core.db import Database, upgrade_database
+from emaboard_server.app.hub import Hub
+from emaboard_server.app.state import AppState
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,13 @@ MULTIPART_OVERHEAD_BYTES = 1 << 20
 
 
 def frontend_dir() -> Path:
-    """The dashboard's static files: ``backend/_frontend`` in a wheel, else ``<repo>/frontend``."""
-    packaged = Path(backend.__file__).resolve().parent / "_frontend"
+    """The dashboard's static files: ``emaboard_server/_frontend`` in a wheel, else
+    ``<repo>/frontend`` (the package lives in ``<repo>/backend/emaboard_server``)."""
+    package_dir = Path(emaboard_server.__file__).resolve().parent
+    packaged = package_dir / "_frontend"
     if packaged.is_dir():
         return packaged
-    return Path(backend.__file__).resolve().parent.parent / "frontend"
+    return package_dir.parent.parent / "frontend"
 
 
 def plotly_js() -> Path:

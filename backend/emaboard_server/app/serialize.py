@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from backend.app import crud
-from backend.app.ingest import Point
-from backend.app.models import Run, Snapshot
-from backend.app.schemas import RunOut, SnapshotOut, encode_float
+from emaboard_server.app import crud
+from emaboard_server.app.ingest import Point
+from emaboard_server.app.models import Run, Snapshot
+from emaboard_server.app.schemas import RunOut, SnapshotOut, encode_float
 
 if TYPE_CHECKING:
-    from backend.app.state import AppState
+    from emaboard_server.app.state import AppState
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

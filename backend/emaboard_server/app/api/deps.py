@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy.orm import Session
 
-from backend.app.state import AppState
+from emaboard_server.app.state import AppState
 
 
 def app_state(request: Request) -> AppState:

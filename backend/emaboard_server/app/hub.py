@@ -25,7 +25,7 @@ from typing import Any
 
 import pydantic_core
 
-from backend.app.ingest import Row
+from emaboard_server.app.ingest import Row
 
 logger = logging.getLogger(__name__)
 

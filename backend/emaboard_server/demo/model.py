@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from backend.demo.data import NUM_CLASSES
+from emaboard_server.demo.data import NUM_CLASSES
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:

@@ -9,7 +9,7 @@ One ingest is one transaction, under the server's write lock for SQLite:
 3. multi-row ``INSERT ... VALUES (...), ... ON CONFLICT (run_id, key, step) DO NOTHING``
    statements of 1,000 rows store the new points (the conflict clause guards databases with
    other writers);
-4. one executemany upsert of :class:`~backend.app.models.LatestMetric` per touched key keeps
+4. one executemany upsert of :class:`~emaboard_server.app.models.LatestMetric` per touched key keeps
    its latest point and its running minimum and maximum.
 
 Statements on the hot path are plain SQL (valid for SQLite and PostgreSQL) run through the
@@ -28,8 +28,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, Table, and_, or_, select
 
-from backend.app.models import LatestMetric, MetricPoint, Run
-from backend.app.schemas import NON_FINITE, PointIn
+from emaboard_server.app.models import LatestMetric, MetricPoint, Run
+from emaboard_server.app.schemas import NON_FINITE, PointIn
 
 POINTS: Table = MetricPoint.__table__  # type: ignore[assignment]
 LATEST: Table = LatestMetric.__table__  # type: ignore[assignment]

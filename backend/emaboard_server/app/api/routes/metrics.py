@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from backend.app import ingest
-from backend.app.api.deps import (
+from emaboard_server.app import ingest
+from emaboard_server.app.api.deps import (
     MAX_ID,
     RUN_NOT_FOUND,
     RunId,
@@ -20,11 +20,11 @@ from backend.app.api.deps import (
     StateDep,
     not_found,
 )
-from backend.app.api.errors import describe, error_response, validation_details
-from backend.app.downsample import MIN_POINTS, read_downsampled
-from backend.app.ingest import Row
-from backend.app.models import Run
-from backend.app.schemas import (
+from emaboard_server.app.api.errors import describe, error_response, validation_details
+from emaboard_server.app.downsample import MIN_POINTS, read_downsampled
+from emaboard_server.app.ingest import Row
+from emaboard_server.app.models import Run
+from emaboard_server.app.schemas import (
     ErrorResponse,
     IngestResult,
     MetricBatch,
@@ -32,8 +32,8 @@ from backend.app.schemas import (
     SeriesResponse,
     encode_float,
 )
-from backend.app.serialize import point_dicts
-from backend.app.state import AppState
+from emaboard_server.app.serialize import point_dicts
+from emaboard_server.app.state import AppState
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["metrics"])
 

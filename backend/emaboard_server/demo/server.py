@@ -1,4 +1,4 @@
-"""The demo's own server: ``python -m backend serve`` in a child process.
+"""The demo's own server: ``python -m emaboard_server serve`` in a child process.
 
 A child process rather than a thread: the server and the training loop do not share one
 interpreter (GIL), the server's log goes to a file instead of over the progress bar, and
@@ -63,7 +63,7 @@ def wait_healthy(
 
 
 class LocalServer:
-    """``python -m backend serve`` on ``host:port`` with SQLite in ``data_dir``.
+    """``python -m emaboard_server serve`` on ``host:port`` with SQLite in ``data_dir``.
 
     Its output goes to ``data_dir/server.log``. Use as a context manager: entering starts
     it and waits for ``/api/health``; leaving sends SIGINT (like Ctrl-C) and, if it has not
@@ -102,7 +102,7 @@ class LocalServer:
         check_port_free(self.host, self.port)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "backend", "serve", "--host", self.host,
+            sys.executable, "-m", "emaboard_server", "serve", "--host", self.host,
             "--port", str(self.port), "--data-dir", str(self.data_dir),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine, create_engine
 
-from backend.app.models import Base
+from emaboard_server.app.models import Base
 
 target_metadata = Base.metadata
 

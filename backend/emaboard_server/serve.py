@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from backend.app.core.config import Settings
+    from emaboard_server.app.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """``Settings`` from the environment, with every flag that was given taking precedence."""
-    from backend.app.core.config import Settings
+    from emaboard_server.app.core.config import Settings
 
     overrides = {name: value for name in ("host", "port", "data_dir", "database_url")
                  if (value := getattr(args, name, None)) is not None}
@@ -39,10 +39,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     """Start uvicorn with the app built from settings + flags; return the exit code."""
+    from emaboard_server.cli import require_extras
+
+    if not require_extras("serve", "server"):
+        return 2
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are noise here
     import uvicorn
 
-    from backend.app.main import create_app
+    from emaboard_server.app.main import create_app
 
     settings = settings_from_args(args)
     app = create_app(settings)

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, status
 from starlette.concurrency import run_in_threadpool
 
-from backend.app import crud, ingest
-from backend.app.api.deps import RunId
-from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
-from backend.app.hub import Subscriber
-from backend.app.serialize import point_dicts, runs_dicts
-from backend.app.state import AppState
+from emaboard_server.app import crud, ingest
+from emaboard_server.app.api.deps import RunId
+from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
+from emaboard_server.app.hub import Subscriber
+from emaboard_server.app.serialize import point_dicts, runs_dicts
+from emaboard_server.app.state import AppState
 
 router = APIRouter(tags=["websockets"])
 

@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR
 
-from backend.demo.config import DemoConfig
-from backend.demo.data import DigitsSplit, load_split, train_loader
-from backend.demo.model import DigitsCNN
 from ema_core.ema import EMA
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
+from emaboard_server.demo.config import DemoConfig
+from emaboard_server.demo.data import DigitsSplit, load_split, train_loader
+from emaboard_server.demo.model import DigitsCNN
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, 
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from backend.app import crud
-from backend.app.api.deps import (
+from emaboard_server.app import crud
+from emaboard_server.app.api.deps import (
     RUN_NOT_FOUND,
     SNAPSHOT_NOT_FOUND,
     RunId,
@@ -20,11 +20,11 @@ from backend.app.api.deps import (
     StateDep,
     not_found,
 )
-from backend.app.models import Run, Snapshot
-from backend.app.schemas import ErrorResponse, SnapshotOut, wire_json
-from backend.app.serialize import download_name, snapshot_dict
-from backend.app.state import AppState
-from backend.app.storage import InvalidSnapshot, SnapshotTooLarge, store_upload
+from emaboard_server.app.models import Run, Snapshot
+from emaboard_server.app.schemas import ErrorResponse, SnapshotOut, wire_json
+from emaboard_server.app.serialize import download_name, snapshot_dict
+from emaboard_server.app.state import AppState
+from emaboard_server.app.storage import InvalidSnapshot, SnapshotTooLarge, store_upload
 
 router = APIRouter(prefix="/runs/{run_id}/snapshots", tags=["snapshots"])
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}

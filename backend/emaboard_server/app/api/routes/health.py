@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter
 
-from backend.app.schemas import Health
+from emaboard_server.app.schemas import Health
 
 router = APIRouter(tags=["health"])
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from backend.app import crud
-from backend.app.api.deps import RUN_NOT_FOUND, RunId, SessionDep, StateDep, not_found
-from backend.app.schemas import ErrorResponse, RunCreate, RunOut, RunUpdate
-from backend.app.serialize import runs_dicts
-from backend.app.state import AppState
+from emaboard_server.app import crud
+from emaboard_server.app.api.deps import RUN_NOT_FOUND, RunId, SessionDep, StateDep, not_found
+from emaboard_server.app.schemas import ErrorResponse, RunCreate, RunOut, RunUpdate
+from emaboard_server.app.serialize import runs_dicts
+from emaboard_server.app.state import AppState
 
 logger = logging.getLogger(__name__)
 

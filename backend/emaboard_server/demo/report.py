@@ -10,13 +10,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
-from backend.demo.train import DemoResult, EpochResult
+from emaboard_server.demo.train import DemoResult, EpochResult
 
 
 class ProgressBar:
     """A rich progress bar over all training steps: epoch, step, loss, live vs best-EMA accuracy.
 
-    Implements :class:`backend.demo.train.Progress`; use as a context manager.
+    Implements :class:`emaboard_server.demo.train.Progress`; use as a context manager.
     """
 
     def __init__(self, console: Console, *, epochs: int) -> None:

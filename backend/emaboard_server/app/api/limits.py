@@ -6,7 +6,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.app.api.errors import error_response
+from emaboard_server.app.api.errors import error_response
 
 
 def too_large_message(limit: int) -> str:

@@ -4,7 +4,7 @@ Starts a server (SQLite in ``--data-dir``) unless ``--server URL`` names a runni
 streams the run to it, draws a progress bar, and ends with a table of the best validation
 accuracy per model and the curl command that downloads the best EMA snapshot.
 ``--no-serve`` without ``--server`` trains offline and saves the best EMA snapshot to
-``--data-dir`` instead. Training logic: :mod:`backend.demo.train`.
+``--data-dir`` instead. Training logic: :mod:`emaboard_server.demo.train`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a small CNN on the digits with EMA and SWA, streamed live to the dashboard",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    from backend.demo.config import DemoConfig
+    from emaboard_server.demo.config import DemoConfig
 
     defaults = DemoConfig()
     parser.add_argument(
@@ -74,11 +74,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo as the parsed ``args`` say; return the process exit status."""
+    from emaboard_server.cli import require_extras
+
+    if not require_extras("demo", "demo"):
+        return 2
     from rich.console import Console
 
-    from backend.demo.config import DemoConfig
-    from backend.demo.server import LocalServer, ServerStartError
-    from backend.demo.session import DemoSession
+    from emaboard_server.demo.config import DemoConfig
+    from emaboard_server.demo.server import LocalServer, ServerStartError
+    from emaboard_server.demo.session import DemoSession
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     console = Console()

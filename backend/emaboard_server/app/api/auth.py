@@ -7,8 +7,8 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from backend.app.api.errors import error_response
-from backend.app.core.security import INVALID_TOKEN, presented_token, token_ok
+from emaboard_server.app.api.errors import error_response
+from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
 
 OPEN_PATHS = frozenset({"/api/health", "/api/health/"})
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from rich.console import Console
 
-from backend.demo.config import DemoConfig
-from backend.demo.report import ProgressBar, best_snapshot_url, curl_command, results_table
-from backend.demo.train import DemoResult, train
 from ema_core.snapshot import write_snapshot
+from emaboard_server.demo.config import DemoConfig
+from emaboard_server.demo.report import ProgressBar, best_snapshot_url, curl_command, results_table
+from emaboard_server.demo.train import DemoResult, train
 
 logger = logging.getLogger(__name__)
 

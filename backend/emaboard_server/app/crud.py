@@ -1,4 +1,4 @@
-"""Queries on runs and snapshots (metric points live in :mod:`backend.app.ingest`).
+"""Queries on runs and snapshots (metric points live in :mod:`emaboard_server.app.ingest`).
 
 Every function takes the session first and everything else by keyword.
 """
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.app.models import LatestMetric, Run, Snapshot
+from emaboard_server.app.models import LatestMetric, Run, Snapshot
 
 
 def get_or_create_run(

@@ -7,9 +7,9 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from backend.app.core.config import Settings
-from backend.app.core.db import Database
-from backend.app.hub import Hub
+from emaboard_server.app.core.config import Settings
+from emaboard_server.app.core.db import Database
+from emaboard_server.app.hub import Hub
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ RUN_LIST_INTERVAL_S = 1.0
 
 @dataclass
 class AppState:
-    """Shared by every request of one app; built by :func:`backend.app.main.create_app`."""
+    """Shared by every request of one app; built by :func:`emaboard_server.app.main.create_app`."""
 
     settings: Settings
     db: Database
@@ -38,7 +38,7 @@ class AppState:
                 await self.ticker
 
     async def _tick(self) -> None:
-        from backend.app.serialize import publish_runs  # local: avoids an import cycle
+        from emaboard_server.app.serialize import publish_runs  # local: avoids an import cycle
 
         while True:
             await asyncio.sleep(RUN_LIST_INTERVAL_S)

@@ -1,0 +1,3 @@
+from emaboard_server.cli import main
+
+raise SystemExit(main())
