@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ema_core._store import ShadowStore
+from ema_core._shadow_store import ShadowStore
 from ema_core.exceptions import StateDictError, UnknownAveragerError
 from ema_core.stats import WeightStats, build_weight_stats
 

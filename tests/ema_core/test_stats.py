@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ema_core import _storage as storage
-from ema_core._storage import BLOCK_NUMEL
+from ema_core import _shadow_groups as shadow_groups
+from ema_core._shadow_groups import BLOCK_NUMEL
 from ema_core.ema import EMA
 from ema_core.stats import NormStats, WeightStats, cosine
 from ema_core.swa import SWA
@@ -45,7 +45,7 @@ def _reference(model: nn.Module, shadow: dict[str, torch.Tensor]) -> dict[str, t
 
 @pytest.mark.parametrize("block_numel", [4096, BLOCK_NUMEL])
 def test_model_layer_and_tensor_stats_match_float64_reference(block_numel, monkeypatch) -> None:
-    monkeypatch.setattr(storage, "BLOCK_NUMEL", block_numel)  # 4096: many blocks and items
+    monkeypatch.setattr(shadow_groups, "BLOCK_NUMEL", block_numel)  # 4096: many blocks and items
     torch.manual_seed(0)
     model, gen = MixedNet(), torch.Generator().manual_seed(0)
     ema = EMA(model, [0.9, 0.99], stats_every=3)
@@ -76,7 +76,7 @@ def test_model_layer_and_tensor_stats_match_float64_reference(block_numel, monke
 
 @pytest.mark.parametrize("block_numel", [4096, BLOCK_NUMEL])
 def test_stats_steps_update_exactly_like_plain_steps(block_numel, monkeypatch) -> None:
-    monkeypatch.setattr(storage, "BLOCK_NUMEL", block_numel)
+    monkeypatch.setattr(shadow_groups, "BLOCK_NUMEL", block_numel)
     torch.manual_seed(0)
     model = MixedNet()
     with_stats, plain = EMA(model, [0.9, 0.99], stats_every=1), EMA(model, [0.9, 0.99])

@@ -23,8 +23,8 @@ from emaboard_server.app.api.deps import (
 from emaboard_server.app.models import Run, Snapshot
 from emaboard_server.app.schemas import ErrorResponse, SnapshotOut, wire_json
 from emaboard_server.app.serialize import download_name, snapshot_dict
+from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge, store_upload
 from emaboard_server.app.state import AppState
-from emaboard_server.app.storage import InvalidSnapshot, SnapshotTooLarge, store_upload
 
 router = APIRouter(prefix="/runs/{run_id}/snapshots", tags=["snapshots"])
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
@@ -51,10 +51,10 @@ def _store(state: AppState, run_id: int, upload: UploadFile, fields: dict[str, A
     with state.db.reading() as session:
         if session.get(Run, run_id) is None:
             raise not_found(RUN_NOT_FOUND)
-    limit = state.settings.max_upload_bytes
+    max_bytes = state.settings.max_upload_bytes
     try:
         path, sha256, size, file_meta = store_upload(
-            upload.file, data_dir=state.settings.data_dir, run_id=run_id, limit=limit
+            upload.file, data_dir=state.settings.data_dir, run_id=run_id, max_bytes=max_bytes
         )
     except InvalidSnapshot as exc:
         raise HTTPException(400, f"File is not a valid safetensors file: {exc}") from exc

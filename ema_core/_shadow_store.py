@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ema_core._storage import (
+from ema_core._shadow_groups import (
     Group,
     Slot,
     Spec,

@@ -29,12 +29,12 @@ class SnapshotTooLarge(ValueError):
     """The uploaded file is larger than ``max_upload_bytes``."""
 
 
-def _copy_hashing(src: IO[bytes], dst: IO[bytes], limit: int) -> tuple[str, int]:
+def _copy_hashing(src: IO[bytes], dst: IO[bytes], max_bytes: int) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     while chunk := src.read(CHUNK_BYTES):
         size += len(chunk)
-        if size > limit:
-            raise SnapshotTooLarge(f"File larger than max_upload_bytes {limit}")
+        if size > max_bytes:
+            raise SnapshotTooLarge(f"File larger than max_upload_bytes {max_bytes}")
         digest.update(chunk)
         dst.write(chunk)
     return digest.hexdigest(), size
@@ -68,7 +68,7 @@ def read_header(path: Path) -> dict[str, Any]:
 
 
 def store_upload(
-    src: IO[bytes], *, data_dir: Path, run_id: int, limit: int
+    src: IO[bytes], *, data_dir: Path, run_id: int, max_bytes: int
 ) -> tuple[str, str, int, dict[str, Any]]:
     """Write an upload under ``data_dir``, validated.
 
@@ -76,13 +76,13 @@ def store_upload(
         src: The uploaded file, at its start.
         data_dir: The server's data directory.
         run_id: The run the snapshot belongs to (names its folder).
-        limit: ``max_upload_bytes``.
+        max_bytes: ``max_upload_bytes``.
 
     Returns:
         (stored path relative to ``data_dir``, sha256 hex, size in bytes, file metadata).
 
     Raises:
-        InvalidSnapshot: not a safetensors file. SnapshotTooLarge: over ``limit``.
+        InvalidSnapshot: not a safetensors file. SnapshotTooLarge: over ``max_bytes``.
     """
     relative = Path("snapshots") / str(run_id) / f"{uuid.uuid4().hex}.safetensors"
     final = data_dir / relative
@@ -91,7 +91,7 @@ def store_upload(
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as dst:
-            sha256, size = _copy_hashing(src, dst, limit)
+            sha256, size = _copy_hashing(src, dst, max_bytes)
         metadata = read_header(tmp)
         os.replace(tmp, final)
     except BaseException:

@@ -46,13 +46,13 @@ class Block:
     live: list[Tensor]  # live slices, each a 1-D slice or a whole non-contiguous tensor
     flat_items: list[tuple[int, int]]  # (offset in block, numel) per item
     item_tensor: list[int]  # index (within the group) of the tensor each item belongs to
-    # views set by Group.bind(): scratch shaped like ``live``, flat scratch, shadow slices
-    scratch: list[Tensor] = field(default_factory=list)
-    sc: Tensor = field(default_factory=lambda: torch.empty(0))
-    sc_items: list[Tensor] = field(default_factory=list)
-    sh: list[Tensor] = field(default_factory=list)  # per shadow k
-    sh_items: list[list[Tensor]] = field(default_factory=list)  # per shadow k, 1-D items
-    sh_shaped: list[list[Tensor]] = field(default_factory=list)  # per shadow k, like ``live``
+    # views set by Group.bind() into the group's scratch buffer and shadow buffers
+    scratch: list[Tensor] = field(default_factory=list)  # scratch shaped like ``live``
+    scratch_flat: Tensor = field(default_factory=lambda: torch.empty(0))  # (stop - start,)
+    scratch_items: list[Tensor] = field(default_factory=list)  # 1-D, one per item
+    shadow_flat: list[Tensor] = field(default_factory=list)  # per shadow k: (stop - start,)
+    shadow_items: list[list[Tensor]] = field(default_factory=list)  # per shadow k, 1-D items
+    shadow_shaped: list[list[Tensor]] = field(default_factory=list)  # per shadow k, like live
 
 
 def default_shadow_dtype(live_dtype: torch.dtype) -> torch.dtype:
@@ -124,16 +124,18 @@ class Group:
         self.fingerprint = [t.data_ptr() for t in live]
 
     def _attach_views(self, block: Block) -> None:
-        block.sc = self.scratch[: block.stop - block.start]
-        block.sc_items = [block.sc[o : o + n] for o, n in block.flat_items]
+        block.scratch_flat = self.scratch[: block.stop - block.start]
+        block.scratch_items = [block.scratch_flat[o : o + n] for o, n in block.flat_items]
         block.scratch = [
-            item.view(v.shape) for item, v in zip(block.sc_items, block.live, strict=True)
+            item.view(v.shape) for item, v in zip(block.scratch_items, block.live, strict=True)
         ]
-        block.sh = [self.flat[k, block.start : block.stop] for k in range(len(self.views))]
-        block.sh_items = [[sh[o : o + n] for o, n in block.flat_items] for sh in block.sh]
-        block.sh_shaped = [
+        block.shadow_flat = [self.flat[k, block.start : block.stop] for k in range(len(self.views))]
+        block.shadow_items = [
+            [shadow[o : o + n] for o, n in block.flat_items] for shadow in block.shadow_flat
+        ]
+        block.shadow_shaped = [
             [item.view(v.shape) for item, v in zip(items, block.live, strict=True)]
-            for items in block.sh_items
+            for items in block.shadow_items
         ]
 
     def is_fresh(self) -> bool:
@@ -158,9 +160,9 @@ class Group:
     def block_lerp_(self, block: Block, weights: Sequence[float]) -> Tensor:
         """Lerp one block of every shadow through the scratch; returns the scratch (= live)."""
         torch._foreach_copy_(block.scratch, block.live)
-        for sh, w in zip(block.sh, weights, strict=True):
-            sh.lerp_(block.sc, w)
-        return block.sc
+        for shadow, w in zip(block.shadow_flat, weights, strict=True):
+            shadow.lerp_(block.scratch_flat, w)
+        return block.scratch_flat
 
     def stats_(self, weights: Sequence[float] | None) -> tuple[list[Tensor], list[Slot]]:
         """Optionally update, then measure live, live − shadow_k and shadow_k per item.
@@ -183,20 +185,20 @@ class Group:
             if self._direct(block):
                 self._stats_direct(block, weights, values, slots)
                 continue
-            for k, sh in enumerate(block.sh):
+            for k, shadow in enumerate(block.shadow_flat):
                 if weights is not None and not self.cast:
                     # lerp straight from live (one memory read), then copy it from cache
-                    torch._foreach_lerp_(block.sh_shaped[k], block.live, weights[k])
+                    torch._foreach_lerp_(block.shadow_shaped[k], block.live, weights[k])
                     torch._foreach_copy_(block.scratch, block.live)
                 else:
                     torch._foreach_copy_(block.scratch, block.live)
                     if weights is not None:
-                        sh.lerp_(block.sc, weights[k])
+                        shadow.lerp_(block.scratch_flat, weights[k])
                 if k == 0:
-                    self._measure(block, block.sc_items, 0, values, slots)
-                block.sc.sub_(sh)  # live − shadow after the update, in cache
-                self._measure(block, block.sc_items, 1 + 2 * k, values, slots)
-                self._measure(block, block.sh_items[k], 2 + 2 * k, values, slots)
+                    self._measure(block, block.scratch_items, 0, values, slots)
+                block.scratch_flat.sub_(shadow)  # live − shadow after the update, in cache
+                self._measure(block, block.scratch_items, 1 + 2 * k, values, slots)
+                self._measure(block, block.shadow_items[k], 2 + 2 * k, values, slots)
         return values, slots
 
     def _direct(self, block: Block) -> bool:
@@ -214,11 +216,12 @@ class Group:
         live, i = block.live[0], block.item_tensor[0]
         values.append(torch.dot(live, live))
         slots.append((i, 0, True))
-        for k, sh in enumerate(block.sh):
+        for k, shadow in enumerate(block.shadow_flat):
             if weights is not None:
-                sh.lerp_(live, weights[k])
-            torch.sub(live, sh, out=block.sc)
-            values.extend((torch.dot(block.sc, block.sc), torch.dot(sh, sh)))
+                shadow.lerp_(live, weights[k])
+            torch.sub(live, shadow, out=block.scratch_flat)
+            drift = block.scratch_flat
+            values.extend((torch.dot(drift, drift), torch.dot(shadow, shadow)))
             slots.extend(((i, 1 + 2 * k, True), (i, 2 + 2 * k, True)))
 
     def _measure(
