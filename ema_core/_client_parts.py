@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 MAX_KEY_LENGTH = 512  # the server's limit on a metric key (docs/api.md)
+MAX_CONFIG_BYTES = 64 << 10  # the server's default max_object_bytes (docs/settings.md)
+MAX_CONFIG_DEPTH = 32  # the server's nesting limit for a config (docs/api.md)
 
 
 class RateLimitedLogger:
@@ -158,11 +160,43 @@ def config_json(config: Mapping[str, Any] | None) -> str:
 
     Raises:
         TypeError: a value JSON cannot hold (e.g. an arbitrary object).
+        ValueError: the config is larger than the server takes (:data:`MAX_CONFIG_BYTES` as
+            compact JSON) or nests deeper than :data:`MAX_CONFIG_DEPTH` levels: the server
+            would refuse the run, so it is refused here, before training starts.
     """
     try:
-        return json.dumps(_wire_floats(dict(config or {})), allow_nan=False)
+        text = json.dumps(_wire_floats(dict(config or {})), allow_nan=False)
+    except RecursionError:
+        raise ValueError(_too_deep()) from None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"Invalid config: {exc}; expected JSON-serializable values") from None
+    compact = json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
+    size = len(compact.encode())
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(
+            f"Invalid config: {size} bytes of JSON, over the server's limit of "
+            f"{MAX_CONFIG_BYTES} (max_object_bytes): keep it to hyperparameters"
+        )
+    if _depth(json.loads(text)) > MAX_CONFIG_DEPTH:
+        raise ValueError(_too_deep())
+    return text
+
+
+def _too_deep() -> str:
+    return (f"Invalid config: nested deeper than {MAX_CONFIG_DEPTH} levels, the server's limit; "
+            "flatten it")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _wire_floats(value: Any) -> Any:

@@ -74,7 +74,8 @@ class Monitor:
         finish_timeout_s: default bound of :meth:`finish`, in seconds.
 
     Raises:
-        ValueError: an empty name, a bad URL or bound, or ``run_dir`` holding another run.
+        ValueError: an empty name, a bad URL or bound, ``run_dir`` holding another run, or a
+            ``config`` over 64 KiB as JSON or nested deeper than 32 levels (the server's limits).
         TypeError: ``config`` is not JSON-serializable.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -183,6 +184,11 @@ def test_default_run_dir_is_under_emaboard_dir(monkeypatch: pytest.MonkeyPatch,
     ({"server": "localhost:8000"}, ValueError,
      "Invalid server 'localhost:8000': expected an http:// or https:// URL"),
     ({"config": {"f": object()}}, TypeError, "Invalid config: .*expected JSON-serializable"),
+    # what the server would refuse (max_object_bytes, 32 levels) is refused before training
+    ({"config": {"notes": "x" * 70_000}}, ValueError,
+     r"Invalid config: 70012 bytes of JSON, over the server's limit of 65536 \(max_object"),
+    ({"config": {"a": json.loads("[" * 32 + "1" + "]" * 32)}}, ValueError,
+     "Invalid config: nested deeper than 32 levels, the server's limit; flatten it"),
     ({"flush_interval_ms": 0}, ValueError, "Invalid flush_interval_ms 0: expected a positive"),
     ({"max_queue_points": 0}, ValueError, "Invalid max_queue_points 0: expected an int >= 1"),
     ({"finish_timeout_s": -1}, ValueError, "Invalid finish_timeout_s -1: expected a positive"),

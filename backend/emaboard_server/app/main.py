@@ -28,9 +28,6 @@ from emaboard_server.app.state import AppState
 
 logger = logging.getLogger(__name__)
 
-MULTIPART_OVERHEAD_BYTES = 1 << 20
-
-
 def frontend_dir() -> Path:
     """The dashboard's static files: ``emaboard_server/_frontend`` in a wheel, else
     ``<repo>/frontend`` (the package lives in ``<repo>/backend/emaboard_server``)."""
@@ -98,8 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Live EMA/SWA weight-averaging dashboard: runs, metrics, snapshots.")
     app.state.emaboard = state
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware,
-                       limit=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES)
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(TokenMiddleware, token=settings.token)  # before any body is read
     app.add_middleware(SameOriginMiddleware)  # outermost: cross-site browser requests
     app.include_router(_api_router())

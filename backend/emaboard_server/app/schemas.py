@@ -6,12 +6,14 @@ JSON has no NaN: a metric value travels as a number or as one of the strings ``"
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -49,8 +51,71 @@ def wire_json(value: Any) -> Any:
     return value
 
 
-# A free-form JSON object from a client, non-finite floats turned into the wire strings.
-JsonObject = Annotated[dict[str, Any], AfterValidator(wire_json)]
+# Deepest nesting accepted in a free-form object (run config, summary, snapshot metadata).
+# Configs of real trainers (Hydra, Lightning, transformers) nest well under 10 levels; the
+# response serializer gives up near 255, Python's recursion near 1,000.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` and ``{}`` are 1), counted without
+    recursion; counting stops once it passes ``limit`` (the result is then ``limit + 1``)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        depth += 1
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in item)
+    return deepest
+
+
+def check_depth(value: Any) -> Any:
+    """Return ``value`` (parsed JSON) when it nests at most :data:`MAX_JSON_DEPTH` levels.
+
+    Raises:
+        ValueError: naming the limit (pydantic turns it into a 422 naming the field).
+    """
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (non-finite floats already wire strings)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+class ObjectTooLarge(ValueError):
+    """A free-form object (config, summary, metadata) over ``max_object_bytes`` as JSON."""
+
+    def __init__(self, field: str, size: int, limit: int, merged_with: str | None = None) -> None:
+        self.field = field
+        once = f" once merged with {merged_with}" if merged_with else ""
+        super().__init__(
+            f"Invalid field {field!r}: {size} bytes of JSON{once}, over max_object_bytes "
+            f"{limit}; keep it to hyperparameters and short results"
+        )
+
+
+def check_object_size(
+    field: str, value: Any, limit: int, *, merged_with: str | None = None
+) -> None:
+    """Raise :class:`ObjectTooLarge` when ``value`` is over ``limit`` bytes as compact JSON
+    (``merged_with`` names what it was merged with, for the message)."""
+    size = json_size(value)
+    if size > limit:
+        raise ObjectTooLarge(field, size, limit, merged_with)
+
+
+# A free-form JSON object from a client: depth-checked before anything walks it recursively,
+# then non-finite floats turned into the wire strings.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(check_depth), AfterValidator(wire_json)]
 # A float that serializes NaN/±Inf as the strings above (responses never hold bare NaN).
 WireFloat = Annotated[float, PlainSerializer(encode_float, return_type=float | str)]
 # What a client may send for a value: a JSON number or one of the three strings.
@@ -71,7 +136,8 @@ class MetricBatch(BaseModel):
     """Body of ``POST /api/runs/{run_id}/metrics``."""
 
     model_config = ConfigDict(extra="forbid")
-    points: list[PointIn]
+    # fail_fast: stop at the first bad point (a huge list of bad items must not cost seconds)
+    points: Annotated[list[PointIn], Field(fail_fast=True)]
 
 
 class IngestResult(BaseModel):

@@ -57,6 +57,9 @@ def read_header(path: Path) -> dict[str, Any]:
             header = json.loads(f.read(length))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidSnapshot(f"header is not JSON ({exc})") from exc
+        except RecursionError:  # e.g. 100,000 nested '[': no header nests beyond 3 levels
+            raise InvalidSnapshot("header is not a safetensors header (nested too deeply)") \
+                from None
     if not isinstance(header, dict):
         raise InvalidSnapshot("header is not a JSON object")
     try:  # the safetensors library checks dtypes, shapes and that offsets tile the data

@@ -167,7 +167,8 @@ def test_websockets_accept_the_token(token_client: TestClient, path: str) -> Non
                 {"content": b"{", "headers": {"content-type": "application/json"}},
             ),
             422,
-            "Invalid request body: JSON decode error",
+            "Invalid JSON body: Expecting property name enclosed in double quotes "
+            "at line 1 column 2",
         ),
         (
             ("GET", "/api/runs/abc"),

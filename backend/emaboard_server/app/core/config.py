@@ -22,7 +22,12 @@ class Settings(BaseSettings):
         port: TCP port ``emaboard serve`` listens on.
         token: When set, every ``/api`` route (except health) and websocket needs it; an
             empty string (``EMABOARD_TOKEN=``) means unset.
-        max_upload_bytes: Largest accepted request body, snapshot files included, in bytes.
+        max_upload_bytes: Largest accepted snapshot file, in bytes (its multipart body may be
+            1 MiB more).
+        max_body_bytes: Largest request body of every other route (a metrics batch, a run,
+            a PATCH), in bytes.
+        max_object_bytes: Largest run ``config``, run ``summary`` (after merging) and
+            snapshot ``metadata``, each as compact JSON, in bytes.
         max_points_per_request: Most metric points one ``POST .../metrics`` may carry.
         ws_queue_size: Messages a websocket client may have queued before it is told to resync.
     """
@@ -35,6 +40,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     token: str | None = None
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
+    max_body_bytes: int = Field(default=4 << 20, gt=0)
+    max_object_bytes: int = Field(default=64 << 10, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
 

@@ -47,7 +47,12 @@ _INGEST_OPENAPI: dict[str, Any] = {
 
 
 def _parse_batch(body: bytes, limit: int) -> MetricBatch | JSONResponse:
-    """Validate a posted batch; an error answer (422 or 413) instead when it is not good."""
+    """Validate a posted batch; an error answer (422 or 413) instead when it is not good.
+
+    Runs in a worker thread. Validation stops at the first bad point (``fail_fast``), so a
+    body of ``max_body_bytes`` costs at most ~20 ms per MiB whatever it holds (collecting
+    every error of a 4 MiB list of ``{}`` took seconds).
+    """
     try:
         batch = MetricBatch.model_validate_json(body)
     except ValidationError as exc:
@@ -101,7 +106,8 @@ def _write(state: AppState, run_id: int, batch: MetricBatch) -> tuple[list[Row],
 )
 async def create_metrics(run_id: RunId, request: Request, state: StateDep) -> Any:
     """Store a batch of points; a retried (key, step) is not stored twice."""
-    parsed = _parse_batch(await request.body(), state.settings.max_points_per_request)
+    body = await request.body()  # at most max_body_bytes (api/limits.py)
+    parsed = await run_in_threadpool(_parse_batch, body, state.settings.max_points_per_request)
     if isinstance(parsed, JSONResponse):
         return parsed
     written = await run_in_threadpool(_write, state, run_id, parsed)

@@ -21,7 +21,15 @@ from emaboard_server.app.api.deps import (
     not_found,
 )
 from emaboard_server.app.models import Run, Snapshot
-from emaboard_server.app.schemas import ErrorResponse, SnapshotOut, wire_json
+from emaboard_server.app.schemas import (
+    MAX_JSON_DEPTH,
+    ErrorResponse,
+    ObjectTooLarge,
+    SnapshotOut,
+    check_object_size,
+    json_depth,
+    wire_json,
+)
 from emaboard_server.app.serialize import download_name, snapshot_dict
 from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge, store_upload
 from emaboard_server.app.state import AppState
@@ -34,17 +42,31 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _parse_metadata(text: str | None) -> dict[str, Any]:
+def _parse_metadata(text: str | None, limit: int) -> dict[str, Any]:
     if not text:
         return {}
+    too_deep = HTTPException(
+        422, f"Invalid field 'metadata': nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HTTPException(422, f"Invalid field 'metadata': not JSON ({exc})") from exc
+    except RecursionError:
+        raise too_deep from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise too_deep
     if not isinstance(value, dict):
         raise HTTPException(422, "Invalid field 'metadata': expected a JSON object")
     result: dict[str, Any] = wire_json(value)
+    _check_size(result, limit, merged_with=None)
     return result
+
+
+def _check_size(metadata: dict[str, Any], limit: int, *, merged_with: str | None) -> None:
+    try:
+        check_object_size("metadata", metadata, limit, merged_with=merged_with)
+    except ObjectTooLarge as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _store(state: AppState, run_id: int, upload: UploadFile, fields: dict[str, Any]) -> Any:
@@ -62,6 +84,8 @@ def _store(state: AppState, run_id: int, upload: UploadFile, fields: dict[str, A
         raise HTTPException(413, f"Upload too large: {exc}") from exc
     fields = {**fields, "meta": {**file_meta, **fields["meta"]}}
     try:
+        _check_size(fields["meta"], state.settings.max_object_bytes,
+                    merged_with="the file's __metadata__")
         with state.db.writing() as session:
             run = session.get(Run, run_id)
             if run is None:
@@ -89,7 +113,7 @@ async def create_snapshot(
 ) -> Any:
     """Upload one averager's weights (safetensors) with its step and optional metric value."""
     fields = {"averager": averager, "step": step, "metric": metric, "value": value,
-              "meta": _parse_metadata(metadata)}
+              "meta": _parse_metadata(metadata, state.settings.max_object_bytes)}
     snapshot = await run_in_threadpool(_store, state, run_id, file, fields)
     state.hub.publish(run_id, {"type": "snapshot", "snapshot": snapshot})
     return snapshot
