@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ema_core.spool import SPOOL_FILENAME, Spool
-from ema_core.transport import encode_value
+from ema_core.wire import encode_json
 
 __all__ = [
     "MAX_KEY_LENGTH", "STATUSES", "BestTracker", "RateLimitedLogger", "SenderConfig",
@@ -165,7 +165,7 @@ def config_json(config: Mapping[str, Any] | None) -> str:
             would refuse the run, so it is refused here, before training starts.
     """
     try:
-        text = json.dumps(_wire_floats(dict(config or {})), allow_nan=False)
+        text = json.dumps(encode_json(dict(config or {})), allow_nan=False)
     except RecursionError:
         raise ValueError(_too_deep()) from None
     except (TypeError, ValueError) as exc:
@@ -197,17 +197,6 @@ def _depth(value: Any) -> int:
             deepest = max(deepest, depth + 1)
             stack.extend((child, depth + 1) for child in children)
     return deepest
-
-
-def _wire_floats(value: Any) -> Any:
-    """``value`` with every non-finite float inside replaced by its API string (docs/api.md)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return encode_value(value)
-    if isinstance(value, Mapping):
-        return {key: _wire_floats(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_wire_floats(item) for item in value]
-    return value
 
 
 def open_spool(run_dir: Path, project: str, run: str, config_json: str) -> Spool:

@@ -39,6 +39,7 @@ from ema_core._client_parts import (
     default_run_dir,
     open_spool,
 )
+from ema_core.metric_keys import default_mode, eval_key, train_key
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.transport import ApiClient, TransportError
@@ -206,14 +207,16 @@ class Monitor:
             RuntimeError, ValueError, TypeError: as :meth:`step`.
         """
         step = self._check_step(step)
-        flat = {f"eval/{model}/{metric}": value for model, metrics in results.items()
+        flat = {eval_key(model, metric): value for model, metrics in results.items()
                 for metric, value in metrics.items()}
         self._put(step, flat, time(), train=False)
         for tracker in self._trackers:
             self._maybe_snapshot(tracker, step, results.get(tracker.name, {}))
         self._sender.nudge()
 
-    def track_best(self, metric: str, mode: str = "max", averager: str | None = None) -> None:
+    def track_best(
+        self, metric: str, mode: str | None = None, averager: str | None = None
+    ) -> None:
         """Save and upload a snapshot of ``averager`` each time its ``metric`` improves.
 
         On :meth:`log_eval`, when ``results[averager][metric]`` beats the best so far, the
@@ -222,14 +225,18 @@ class Monitor:
 
         Args:
             metric: the eval metric name, e.g. ``"accuracy"``.
-            mode: ``"max"`` or ``"min"``.
+            mode: ``"max"`` or ``"min"``; None (default): by the metric's name, ``"min"``
+                for a loss or an error in any case (:func:`ema_core.metric_keys.default_mode`,
+                the rule the server and the dashboard use).
             averager: a watched averager's name (default: the first watched one).
 
         Raises:
             ValueError: a bad ``mode``, or no watched averager has that name.
         """
+        if mode is None:
+            mode = default_mode(metric)
         if mode not in ("max", "min"):
-            raise ValueError(f"Invalid mode {mode!r}: expected 'max' or 'min'")
+            raise ValueError(f"Invalid mode {mode!r}: expected 'max', 'min' or None")
         names = {name: entry[0] for entry in self._watched for name in entry[0].averager_names}
         if not names:
             raise ValueError("track_best() needs a watched averager: call watch(ema) first")
@@ -307,7 +314,7 @@ class Monitor:
                 ) from None
 
     def _new_key(self, name: Any, train: bool) -> str:
-        key = name if (not train or "/" in str(name)) else f"train/{name}"
+        key = name if (not train or "/" in str(name)) else train_key(str(name))
         if not isinstance(name, str) or not name or len(key) > MAX_KEY_LENGTH:
             raise ValueError(
                 f"Invalid metric name {name!r}: expected a non-empty string, at most "

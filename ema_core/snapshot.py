@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from torch import Tensor, nn
 
 from ema_core._keys import strip_wrapper_prefixes
 from ema_core.exceptions import ModelMismatchError, SnapshotFormatError
+from ema_core.wire import decode_float, encode_float
 
 __all__ = [
     "FORMAT",
@@ -89,15 +89,6 @@ def snapshot_state(averager: SupportsSnapshot, name: str | None = None) -> dict[
     }
 
 
-def _json_number(value: float) -> float | str:
-    """JSON has no NaN/Inf: encode them as the API does (``"NaN"``, ``"Infinity"``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
 def _metrics_json(metrics: Mapping[str, float]) -> str:
     encoded: dict[str, float | str] = {}
     for key, value in metrics.items():
@@ -105,7 +96,7 @@ def _metrics_json(metrics: Mapping[str, float]) -> str:
             raise TypeError(
                 f"Invalid metric {key!r}: {value!r}: expected a str name and a float value"
             )
-        encoded[key] = _json_number(float(value))
+        encoded[key] = encode_float(float(value))
     return json.dumps(encoded, sort_keys=True, allow_nan=False)
 
 
@@ -247,7 +238,7 @@ def snapshot_metrics(metadata: Mapping[str, str]) -> dict[str, float]:
     text = metadata.get("metrics", "{}")
     try:
         decoded = json.loads(text)
-        return {str(key): float(value) for key, value in decoded.items()}
+        return {str(key): decode_float(value) for key, value in decoded.items()}
     except (ValueError, TypeError, AttributeError) as error:
         raise SnapshotFormatError(
             f"Invalid snapshot metrics {text[:80]!r}: expected a JSON object of numbers"

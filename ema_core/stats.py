@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ema_core._keys import module_path
+from ema_core.metric_keys import decay_key, layer_key, weights_key
 
 __all__ = ["AveragerStats", "NormStats", "WeightStats", "build_weight_stats", "cosine"]
 
@@ -95,21 +96,21 @@ class WeightStats:
     averagers: dict[str, AveragerStats] = field(default_factory=dict)
 
     def to_metrics(self) -> dict[str, float]:
-        """Flatten to emaboard metric keys (see docs/metrics.md), values plain floats.
+        """Flatten to emaboard metric keys (:mod:`ema_core.metric_keys`), values plain floats.
 
         Keys: ``weights/norm/live``; per averager A: ``weights/norm/A``, ``weights/drift/A``,
         ``weights/rel_drift/A``, ``weights/cos/A``, ``decay/A`` and, per module path M,
         ``layer/M/rel_drift/A``.
         """
-        out = {"weights/norm/live": self.live_norm}
+        out = {weights_key("norm", "live"): self.live_norm}
         for name, s in self.averagers.items():
-            out[f"weights/norm/{name}"] = s.model.shadow_norm
-            out[f"weights/drift/{name}"] = s.model.drift
-            out[f"weights/rel_drift/{name}"] = s.model.rel_drift
-            out[f"weights/cos/{name}"] = s.model.cos
-            out[f"decay/{name}"] = s.decay
+            out[weights_key("norm", name)] = s.model.shadow_norm
+            out[weights_key("drift", name)] = s.model.drift
+            out[weights_key("rel_drift", name)] = s.model.rel_drift
+            out[weights_key("cos", name)] = s.model.cos
+            out[decay_key(name)] = s.decay
             for layer, ls in s.layers.items():
-                out[f"layer/{layer}/rel_drift/{name}"] = ls.rel_drift
+                out[layer_key(layer, name)] = ls.rel_drift
         return out
 
     @classmethod

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from ema_core.wire import points_json
+
 __all__ = [
     "ApiClient",
     "PayloadTooLarge",
@@ -30,12 +32,12 @@ __all__ = [
     "RetryableError",
     "RunGone",
     "TransportError",
-    "encode_value",
 ]
 
 Point = tuple[str, int, float, float]  # (key, step, value, wall_time)
 
 _RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
+_JSON = {"Content-Type": "application/json"}
 
 
 class TransportError(Exception):
@@ -56,22 +58,6 @@ class RunGone(TransportError):
 
 class RejectedError(TransportError):
     """The server rejected the request as invalid (4xx); sending it again cannot succeed."""
-
-
-def encode_value(value: float) -> float | str:
-    """Encode a metric value for JSON: finite floats as numbers, NaN/±Inf as the API strings.
-
-    Args:
-        value: the metric value.
-
-    Returns:
-        ``value`` itself, or ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` (docs/api.md).
-    """
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
 
 
 class ApiClient:
@@ -108,13 +94,9 @@ class ApiClient:
 
     def post_points(self, run_id: int, points: Iterable[Point]) -> int:
         """Post points (key, step, value, wall_time); returns how many were newly inserted."""
-        body = {
-            "points": [
-                {"key": k, "step": s, "value": encode_value(v), "wall_time": t}
-                for k, s, v, t in points
-            ]
-        }
-        answer = self._request("POST", f"/api/runs/{run_id}/metrics", json=body)
+        body = '{"points":[' + points_json(points) + "]}"
+        answer = self._request("POST", f"/api/runs/{run_id}/metrics", content=body.encode(),
+                               headers=_JSON)
         return int(answer.get("inserted", 0))
 
     def upload_snapshot(

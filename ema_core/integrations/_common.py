@@ -31,7 +31,8 @@ class StreamSpec:
         eval_fn: ``model -> {metric: value}`` run on the live model and every shadow at
             validation time (it should call ``model.eval()``).
         track_best: eval metric whose improvement saves a snapshot (None: no snapshots).
-        track_mode: ``"max"`` or ``"min"`` for ``track_best``.
+        track_mode: ``"max"`` or ``"min"`` for ``track_best``; None: by the metric's
+            name, ``"min"`` for a loss or an error.
         track_averager: which averager to snapshot (default: the first).
         monitor_kwargs: extra keyword arguments of :class:`ema_core.client.Monitor`.
     """
@@ -44,7 +45,7 @@ class StreamSpec:
     stats_every: int = 50
     eval_fn: EvalFn | None = None
     track_best: str | None = None
-    track_mode: str = "max"
+    track_mode: str | None = None
     track_averager: str | None = None
     monitor_kwargs: dict[str, Any] = field(default_factory=dict)
 

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ema_core.integrations._common import EvalFn, Streamer, StreamSpec, jsonable_config
+from ema_core.metric_keys import eval_key
 
 try:
     from lightning.pytorch import Callback
@@ -56,7 +57,8 @@ class EmaboardCallback(Callback):
         stats_every: weight statistics every this many optimizer steps.
         eval_fn: ``module -> {metric: value}`` for the dual evaluation (see the module doc).
         track_best: eval metric whose improvement saves a snapshot of ``track_averager``.
-        track_mode: ``"max"`` or ``"min"``.
+        track_mode: ``"max"`` or ``"min"``; None: by the metric's name, ``"min"`` for a
+            loss or an error.
         track_averager: averager to snapshot (default: the first).
         **monitor_kwargs: passed to :class:`ema_core.client.Monitor` (``token``, ``run_dir``,
             ``flush_interval_ms``, …).
@@ -69,7 +71,7 @@ class EmaboardCallback(Callback):
         self, project: str, run: str, server: str = "http://127.0.0.1:8000", *,
         decays: Sequence[float] = (0.999,), swa_start_step: int | None = None,
         stats_every: int = 50, eval_fn: EvalFn | None = None, track_best: str | None = None,
-        track_mode: str = "max", track_averager: str | None = None, **monitor_kwargs: Any,
+        track_mode: str | None = None, track_averager: str | None = None, **monitor_kwargs: Any,
     ) -> None:
         super().__init__()
         self.streamer = Streamer(StreamSpec(
@@ -110,7 +112,7 @@ class EmaboardCallback(Callback):
         if self.streamer.spec.eval_fn is not None:
             self.streamer.evaluate(pl_module, step, self.streamer.spec.eval_fn)
             return
-        live = {f"eval/live/{name}": float(value)
+        live = {eval_key("live", name): float(value)
                 for name, value in trainer.callback_metrics.items() if name.startswith("val")}
         self.streamer.log(step, live)
 

@@ -94,7 +94,8 @@ class EmaboardTrainerCallback(TrainerCallback):
         eval_fn: ``model -> {metric: value}`` for the dual evaluation (default:
             :func:`mean_loss_fn` over the eval dataloader).
         track_best: eval metric whose improvement saves a snapshot of ``track_averager``.
-        track_mode: ``"max"`` or ``"min"``.
+        track_mode: ``"max"`` or ``"min"``; None: by the metric's name, ``"min"`` for a
+            loss or an error.
         track_averager: averager to snapshot (default: the first).
         **monitor_kwargs: passed to :class:`ema_core.client.Monitor`.
 
@@ -106,7 +107,7 @@ class EmaboardTrainerCallback(TrainerCallback):
         self, project: str, run: str, server: str = "http://127.0.0.1:8000", *,
         decays: Sequence[float] = (0.999,), swa_start_step: int | None = None,
         stats_every: int = 50, eval_fn: EvalFn | None = None, track_best: str | None = None,
-        track_mode: str = "max", track_averager: str | None = None, **monitor_kwargs: Any,
+        track_mode: str | None = None, track_averager: str | None = None, **monitor_kwargs: Any,
     ) -> None:
         self.streamer = Streamer(StreamSpec(
             project, run, server, decays, swa_start_step, stats_every, eval_fn, track_best,

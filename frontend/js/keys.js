@@ -1,17 +1,20 @@
-// Pure helpers for metric keys (shared/DESIGN.md): which chart a key belongs to, which
-// averagers, layers and eval metrics a run has, and which direction is "better".
+// Pure helpers for metric keys: which chart a key belongs to, which averagers, layers and
+// eval metrics a run has, and which direction is "better". The grammar is the one of
+// ema_core/metric_keys.py (its docstring lists the keys); tests/frontend feeds the same keys
+// to both parsers. The "s" flag lets "." take every character, as re.DOTALL does there.
 
-const LAYER_RE = /^layer\/(.+)\/rel_drift\/([^/]+)$/;
-const WEIGHTS_RE = /^weights\/(norm|drift|rel_drift|cos)\/([^/]+)$/;
-const EVAL_RE = /^eval\/([^/]+)\/(.+)$/;
-const DECAY_RE = /^decay\/([^/]+)$/;
-const TRAIN_RE = /^train\/(.+)$/;
+const LAYER_RE = /^layer\/(.+)\/rel_drift\/([^/]+)$/s;
+const WEIGHTS_RE = /^weights\/(norm|drift|rel_drift|cos)\/([^/]+)$/s;
+const EVAL_RE = /^eval\/([^/]+)\/(.+)$/s;
+const DECAY_RE = /^decay\/([^/]+)$/s;
+const TRAIN_RE = /^train\/(.+)$/s;
+const POSTHOC_RE = /^posthoc\/([^/]+)\/(.+)$/s;
 
 /**
- * What a metric key means.
+ * What a metric key means (ema_core.metric_keys.parse_key).
  * @returns {{kind: string, averager?: string, layer?: string, model?: string, metric?: string,
- *   name?: string}} kind is one of norm, drift, rel_drift, cos, layer, eval, decay, train, other;
- *   `weights/norm/live` has averager "live".
+ *   name?: string, sigmaRel?: string}} kind is one of norm, drift, rel_drift, cos, layer,
+ *   eval, decay, train, posthoc, other; `weights/norm/live` has averager "live".
  */
 export function parseKey(key) {
   let match = LAYER_RE.exec(key);
@@ -24,6 +27,8 @@ export function parseKey(key) {
   if (match) return { kind: "decay", averager: match[1] };
   match = TRAIN_RE.exec(key);
   if (match) return { kind: "train", name: match[1] };
+  match = POSTHOC_RE.exec(key);
+  if (match) return { kind: "posthoc", sigmaRel: match[1], metric: match[2] };
   return { kind: "other", name: key };
 }
 
@@ -69,7 +74,10 @@ export function summarizeKeys(keys) {
   };
 }
 
-/** True when a lower value of this metric is better (its name contains "loss" or "error"). */
+/**
+ * True when a lower value of this metric is better: its name contains "loss" or "error", in
+ * any case (ema_core.metric_keys.lower_is_better, which the server uses).
+ */
 export function lowerIsBetter(metric) {
   return /loss|error/i.test(metric);
 }

@@ -239,7 +239,7 @@ def test_watch_track_best_and_finish_reject_bad_arguments(tmp_path: Path) -> Non
     assert ema.stats_every == 7
     with pytest.raises(ValueError, match=r"Unknown averager 'swa': expected one of \['ema_0.9'\]"):
         mon.track_best("accuracy", averager="swa")
-    with pytest.raises(ValueError, match="Invalid mode 'best': expected 'max' or 'min'"):
+    with pytest.raises(ValueError, match="Invalid mode 'best': expected 'max', 'min' or None"):
         mon.track_best("accuracy", mode="best")
     with pytest.raises(ValueError, match="Invalid status 'done': expected 'finished' or"):
         mon.finish("done")

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ema_core.metric_keys import default_mode, parse_key
 from emaboard_server.app.models import LatestMetric, Run, Snapshot
 
 
@@ -78,7 +79,8 @@ def _primary_metric(metrics: set[str], summary: dict[str, Any]) -> tuple[str, st
 
     ``summary["primary_metric"]`` / ``summary["primary_mode"]`` win when set; otherwise
     ``accuracy`` if logged, else the first metric name in sorted order. The mode defaults
-    to ``min`` for names containing ``loss`` or ``error``, else ``max``.
+    by the metric's name (:func:`ema_core.metric_keys.default_mode`: ``min`` for a loss or an
+    error, in any case).
     """
     metric = summary.get("primary_metric")
     if not isinstance(metric, str) or metric not in metrics:
@@ -87,7 +89,7 @@ def _primary_metric(metrics: set[str], summary: dict[str, Any]) -> tuple[str, st
         metric = "accuracy" if "accuracy" in metrics else sorted(metrics)[0]
     mode = summary.get("primary_mode")
     if mode not in ("max", "min"):
-        mode = "min" if ("loss" in metric or "error" in metric) else "max"
+        mode = default_mode(metric)
     return metric, mode
 
 
@@ -114,9 +116,9 @@ def best_values(
 def _best_of_run(rows: list[LatestMetric], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     parsed: list[tuple[LatestMetric, str, str]] = []
     for row in rows:
-        parts = row.key.split("/", 2)  # eval/<averager>/<metric>
-        if len(parts) == 3:
-            parsed.append((row, parts[1], parts[2]))
+        info = parse_key(row.key)  # eval/<live|averager>/<metric>
+        if info.kind == "eval" and info.model is not None and info.metric is not None:
+            parsed.append((row, info.model, info.metric))
     primary = _primary_metric({metric for _, _, metric in parsed}, summary)
     if primary is None:
         return {}

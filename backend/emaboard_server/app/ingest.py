@@ -28,8 +28,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from sqlalchemy import Connection, Table, and_, or_, select
 
+from ema_core.wire import NON_FINITE
 from emaboard_server.app.models import LatestMetric, MetricPoint, Run
-from emaboard_server.app.schemas import NON_FINITE, PointIn
+from emaboard_server.app.schemas import PointIn
 
 POINTS: Table = MetricPoint.__table__  # type: ignore[assignment]
 LATEST: Table = LatestMetric.__table__  # type: ignore[assignment]

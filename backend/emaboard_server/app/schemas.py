@@ -1,13 +1,16 @@
 """Pydantic models of the HTTP and websocket API (docs/api.md).
 
 JSON has no NaN: a metric value travels as a number or as one of the strings ``"NaN"``,
-``"Infinity"``, ``"-Infinity"``, in both directions (:func:`encode_float`, :data:`WireFloat`).
+``"Infinity"``, ``"-Infinity"``, in both directions (:mod:`ema_core.wire`, :data:`WireFloat`).
+A client may post a bare ``NaN``/``Infinity`` inside a free-form object (``config``,
+``summary``, snapshot ``metadata``): stored as it is, it would come back as ``null`` on
+SQLite and fail the insert on PostgreSQL (whose JSON has no NaN), so :data:`JsonObject`
+turns every non-finite float in it into its wire string.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,33 +25,9 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict
 
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+from ema_core.wire import encode_float, encode_json
+
 RunStatus = Literal["running", "finished", "crashed"]
-
-
-def encode_float(value: float) -> float | str:
-    """Return ``value`` itself when finite, else ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``."""
-    if math.isfinite(value):
-        return value
-    if math.isnan(value):
-        return "NaN"
-    return "Infinity" if value > 0 else "-Infinity"
-
-
-def wire_json(value: Any) -> Any:
-    """``value`` (parsed JSON) with every non-finite float, at any depth, as its wire string.
-
-    A client may post a bare ``NaN``/``Infinity`` inside a free-form object (``config``,
-    ``summary``, snapshot ``metadata``): stored as it is, it would come back as ``null`` on
-    SQLite and fail the insert on PostgreSQL (whose JSON has no NaN).
-    """
-    if isinstance(value, float):
-        return encode_float(value)
-    if isinstance(value, dict):
-        return {key: wire_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [wire_json(item) for item in value]
-    return value
 
 
 # Deepest nesting accepted in a free-form object (run config, summary, snapshot metadata).
@@ -115,7 +94,7 @@ def check_object_size(
 
 # A free-form JSON object from a client: depth-checked before anything walks it recursively,
 # then non-finite floats turned into the wire strings.
-JsonObject = Annotated[dict[str, Any], BeforeValidator(check_depth), AfterValidator(wire_json)]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(check_depth), AfterValidator(encode_json)]
 # A float that serializes NaN/±Inf as the strings above (responses never hold bare NaN).
 WireFloat = Annotated[float, PlainSerializer(encode_float, return_type=float | str)]
 # What a client may send for a value: a JSON number or one of the three strings.

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
+from ema_core.wire import encode_float
 from emaboard_server.app import crud
 from emaboard_server.app.ingest import Point
 from emaboard_server.app.models import Run, Snapshot
-from emaboard_server.app.schemas import RunOut, SnapshotOut, encode_float
+from emaboard_server.app.schemas import RunOut, SnapshotOut
 
 if TYPE_CHECKING:
     from emaboard_server.app.state import AppState

@@ -163,6 +163,34 @@ def test_primary_mode_from_summary_wins(client: TestClient, run: dict[str, Any])
     }
 
 
+def test_primary_mode_of_a_loss_is_min_whatever_its_case(
+    client: TestClient, run: dict[str, Any]
+) -> None:
+    url = f"/api/runs/{run['id']}"
+    batch = [{"key": "eval/swa/Loss", "step": s, "value": v} for s, v in enumerate([0.3, 0.1, 0.9])]
+    batch += [{"key": "eval/swa/Top1_Error", "step": 5, "value": 0.4}]
+    batch += [{"key": "eval/swa/Top1_Error", "step": 6, "value": 0.2}]
+    client.post(url + "/metrics", json={"points": batch})
+    assert client.get(url).json()["best"] == {"swa": {"metric": "Loss", "value": 0.1, "step": 1}}
+    client.patch(url, json={"summary": {"primary_metric": "Top1_Error"}})
+    assert client.get(url).json()["best"] == {
+        "swa": {"metric": "Top1_Error", "value": 0.2, "step": 6}
+    }
+
+
+def test_best_reads_only_keys_of_the_eval_grammar(client: TestClient, run: dict[str, Any]) -> None:
+    url = f"/api/runs/{run['id']}"
+    batch = [
+        {"key": "eval/live/top1/acc", "step": 1, "value": 0.5},  # a metric may hold "/"
+        {"key": "eval//top1/acc", "step": 1, "value": 0.9},  # no model: not an eval key
+        {"key": "eval/swa/", "step": 1, "value": 0.9},  # no metric: not an eval key
+    ]
+    client.post(url + "/metrics", json={"points": batch})
+    assert client.get(url).json()["best"] == {
+        "live": {"metric": "top1/acc", "value": 0.5, "step": 1}
+    }
+
+
 def test_create_retries_once_after_a_unique_violation(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,9 @@ def test_best_snapshot_by_metric_and_mode(client: TestClient, run: dict[str, Any
             value=value,
         ).json()["sha256"]
     upload(client, run["id"], safetensors_bytes(scale=9), step=9, metric="loss", value=0.01)
+    upload(client, run["id"], safetensors_bytes(scale=10), step=10, metric="loss", value=0.5)
+    upload(client, run["id"], safetensors_bytes(scale=11), step=11, metric="Val_Loss", value=0.2)
+    upload(client, run["id"], safetensors_bytes(scale=12), step=12, metric="Val_Loss", value=0.9)
     assert (
         client.get(f"{base}/best", params={"metric": "accuracy"}).headers["etag"] == f'"{ids[4]}"'
     )
@@ -122,6 +125,9 @@ def test_best_snapshot_by_metric_and_mode(client: TestClient, run: dict[str, Any
     assert worst.headers["etag"] == f'"{ids[1]}"'
     loss = client.get(f"{base}/best", params={"metric": "loss"})  # min by default for a loss
     assert loss.headers["content-disposition"].endswith('-step9.safetensors"')
+    # the one rule (ema_core.metric_keys.lower_is_better) ignores case, as the page does
+    val_loss = client.get(f"{base}/best", params={"metric": "Val_Loss"})
+    assert val_loss.headers["content-disposition"].endswith('-step11.safetensors"')
     assert_error(client.get(f"{base}/best", params={"metric": "f1"}), 404, "Snapshot not found")
     assert_error(
         client.get(f"{base}/best", params={"mode": "median"}),

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ema_core.wire import encode_float
 from emaboard_server.app import ingest
 from emaboard_server.app.api.deps import (
     MAX_ID,
@@ -30,7 +31,6 @@ from emaboard_server.app.schemas import (
     MetricBatch,
     PointOut,
     SeriesResponse,
-    encode_float,
 )
 from emaboard_server.app.serialize import point_dicts
 from emaboard_server.app.state import AppState

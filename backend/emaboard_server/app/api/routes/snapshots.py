@@ -10,6 +10,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, 
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from ema_core.metric_keys import default_mode
+from ema_core.wire import encode_json
 from emaboard_server.app import crud
 from emaboard_server.app.api.deps import (
     RUN_NOT_FOUND,
@@ -28,7 +30,6 @@ from emaboard_server.app.schemas import (
     SnapshotOut,
     check_object_size,
     json_depth,
-    wire_json,
 )
 from emaboard_server.app.serialize import download_name, snapshot_dict
 from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge, store_upload
@@ -57,7 +58,7 @@ def _parse_metadata(text: str | None, limit: int) -> dict[str, Any]:
         raise too_deep
     if not isinstance(value, dict):
         raise HTTPException(422, "Invalid field 'metadata': expected a JSON object")
-    result: dict[str, Any] = wire_json(value)
+    result: dict[str, Any] = encode_json(value)
     _check_size(result, limit, merged_with=None)
     return result
 
@@ -152,7 +153,7 @@ def read_best_snapshot_file(
     if run is None:
         raise not_found(RUN_NOT_FOUND)
     if mode is None:
-        mode = "min" if metric and ("loss" in metric or "error" in metric) else "max"
+        mode = default_mode(metric)
     snapshot = crud.best_snapshot(session, run_id=run_id, averager=averager, metric=metric,
                                   mode=mode)
     if snapshot is None:
