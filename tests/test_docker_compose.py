@@ -53,6 +53,7 @@ def test_services_volume_and_ports(compose: dict[str, Any]) -> None:
     assert server["volumes"] == ["emaboard-data:/data:rw"]
     assert server["environment"] == {
         "EMABOARD_HOST": "0.0.0.0", "EMABOARD_PORT": "8000", "EMABOARD_DATA_DIR": "/data",
+        "EMABOARD_ALLOWED_HOSTS": "localhost,127.0.0.1,::1,server",
     }  # fmt: skip
 
 
@@ -108,6 +109,12 @@ def test_server_command_and_healthcheck_work_when_run_directly(
         check[-1] = check[-1].replace(":8000/", f":{port}/")
         assert subprocess.run(check, timeout=30, check=False).returncode == 0
         assert (tmp_path / "data" / "emaboard.db").exists()
+        # The names compose uses answer (the demo's server:8000, a browser's localhost:8000);
+        # any other name is refused (DNS rebinding).
+        url = f"http://127.0.0.1:{port}/api/runs"
+        for host, status in (("server", 200), ("localhost", 200), ("evil.example", 400)):
+            response = httpx.get(url, headers={"Host": f"{host}:{port}"}, timeout=10)
+            assert response.status_code == status, (host, response.text)
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -167,7 +167,7 @@ def test_the_server_never_imports_torch(tmp_path: Path) -> None:
         "from emaboard_server.app.core.config import Settings\n"
         "from emaboard_server.app.main import create_app\n"
         f"app = create_app(Settings(data_dir={str(tmp_path)!r}))\n"
-        "with TestClient(app) as client:\n"
+        "with TestClient(app, base_url='http://localhost') as client:\n"
         "    run = client.post('/api/runs', json={'project': 'p', 'name': 'r'}).json()\n"
         "    client.post(f\"/api/runs/{run['id']}/metrics\",\n"
         "                json={'points': [{'key': 'train/loss', 'step': 1, 'value': 'NaN'}]})\n"

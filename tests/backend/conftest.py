@@ -14,12 +14,13 @@ from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
 
 TOKEN = "s3cret-token"
+HOSTS = ["localhost", "testserver"]  # TestClient sends Host: testserver
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings with a fresh data_dir (and SQLite file) under ``tmp_path``, no token."""
-    return Settings(data_dir=tmp_path / "data", database_url="", token=None)
+    return Settings(data_dir=tmp_path / "data", database_url="", token=None, allowed_hosts=HOSTS)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 import emaboard_server
 from emaboard_server.app.api.auth import SameOriginMiddleware, TokenMiddleware
 from emaboard_server.app.api.errors import install_error_handlers
+from emaboard_server.app.api.hosts import AllowedHostsMiddleware, HostPolicy
 from emaboard_server.app.api.limits import BodyLimitMiddleware
 from emaboard_server.app.api.routes import health, metrics, runs, snapshots, ws
 from emaboard_server.app.api.routes.health import package_version
@@ -97,7 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(TokenMiddleware, token=settings.token)  # before any body is read
-    app.add_middleware(SameOriginMiddleware)  # outermost: cross-site browser requests
+    app.add_middleware(SameOriginMiddleware)  # cross-site browser requests
+    app.add_middleware(AllowedHostsMiddleware,  # outermost: DNS rebinding
+                       policy=HostPolicy(settings.allowed_hosts, settings.host))
     app.include_router(_api_router())
     app.include_router(ws.router)
     _install_openapi(app)

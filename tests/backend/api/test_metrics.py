@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
-from tests.backend.conftest import assert_error, points
+from tests.backend.conftest import HOSTS, assert_error, points
 
 VALUE_MESSAGE = "Input should be a number or one of 'NaN', 'Infinity', '-Infinity'"
 
@@ -197,7 +197,8 @@ def test_body_without_points_is_422(client: TestClient, run: dict[str, Any]) -> 
 
 
 def test_too_many_points_is_413(tmp_path: Any) -> None:
-    settings = Settings(data_dir=tmp_path / "d", max_points_per_request=10, token=None)
+    settings = Settings(data_dir=tmp_path / "d", allowed_hosts=HOSTS,
+                        max_points_per_request=10, token=None)
     with TestClient(create_app(settings)) as client:
         run_id = client.post("/api/runs", json={"project": "p", "name": "r"}).json()["id"]
         assert post(client, run_id, {"points": points("a", range(10))}).status_code == 200
@@ -209,7 +210,8 @@ def test_too_many_points_is_413(tmp_path: Any) -> None:
 
 
 def test_body_over_max_body_bytes_is_413(tmp_path: Any) -> None:
-    settings = Settings(data_dir=tmp_path / "d", max_body_bytes=1 << 20, token=None)
+    settings = Settings(data_dir=tmp_path / "d", allowed_hosts=HOSTS,
+                        max_body_bytes=1 << 20, token=None)
     message = "Request body too large: the limit is 1048576 bytes (max_body_bytes)"
     with TestClient(create_app(settings)) as client:
         run_id = client.post("/api/runs", json={"project": "p", "name": "r"}).json()["id"]

@@ -16,7 +16,7 @@ from emaboard_server.app import crud
 from emaboard_server.app.api.routes import ws as ws_routes
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
-from tests.backend.conftest import TOKEN, assert_error
+from tests.backend.conftest import HOSTS, TOKEN, assert_error
 from tests.backend.utils import safetensors_bytes
 
 # (method, route path) -> (concrete URL, request kwargs). Ids 1/1 exist after ``seed``.
@@ -63,7 +63,8 @@ def seed(client: TestClient, headers: dict[str, str]) -> None:
 
 @pytest.fixture
 def token_client(tmp_path: Path) -> Any:
-    with TestClient(create_app(Settings(data_dir=tmp_path / "d", token=TOKEN))) as client:
+    settings = Settings(data_dir=tmp_path / "d", allowed_hosts=HOSTS, token=TOKEN)
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -264,7 +265,7 @@ def test_no_body_is_read_without_the_token(tmp_path: Path, method: str, path: st
     # FastAPI reads (and for multipart, spools) a body before it runs route dependencies:
     # the token must be checked before that, or anyone could make the server take in
     # max_upload_bytes per request.
-    app = create_app(Settings(data_dir=tmp_path / "d", token=TOKEN))
+    app = create_app(Settings(data_dir=tmp_path / "d", allowed_hosts=HOSTS, token=TOKEN))
     url = HTTP_CASES[(method, path)][0]
     received: list[dict[str, Any]] = []
     sent: list[dict[str, Any]] = []
@@ -280,7 +281,8 @@ def test_no_body_is_read_without_the_token(tmp_path: Path, method: str, path: st
              "method": method, "scheme": "http", "path": url, "raw_path": url.encode(),
              "root_path": "", "query_string": b"token=wrong", "server": ("test", 80),
              "client": ("test", 1), "app": app,
-             "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
+             "headers": [(b"host", b"localhost"),
+                         (b"content-type", b"multipart/form-data; boundary=x"),
                          (b"authorization", b"Bearer wrong")]}
     asyncio.run(app(scope, receive, send))
     assert received == []

@@ -11,7 +11,7 @@ from safetensors.numpy import load
 
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
-from tests.backend.conftest import assert_error
+from tests.backend.conftest import HOSTS, assert_error
 from tests.backend.utils import safetensors_bytes
 
 
@@ -172,7 +172,8 @@ def test_truncated_safetensors_is_400(
 
 
 def test_upload_over_max_upload_bytes_is_413(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "d", max_upload_bytes=64, token=None)
+    settings = Settings(data_dir=tmp_path / "d", allowed_hosts=HOSTS,
+                        max_upload_bytes=64, token=None)
     with TestClient(create_app(settings)) as client:
         run_id = client.post("/api/runs", json={"project": "p", "name": "r"}).json()["id"]
         assert_error(

@@ -4,10 +4,9 @@ refusal of cross-site browser requests."""
 from __future__ import annotations
 
 from starlette.datastructures import Headers, QueryParams
-from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from emaboard_server.app.api.errors import error_response
+from emaboard_server.app.api.errors import error_response, refuse_websocket
 from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
 
 OPEN_PATHS = frozenset({"/api/health", "/api/health/"})
@@ -57,7 +56,8 @@ class SameOriginMiddleware:
     user visits can POST to ``http://127.0.0.1:8000`` (a simple ``text/plain`` request
     needs no CORS preflight) or open a websocket to it. Browsers always send ``Origin`` on
     those requests; when it names another host than the request's ``Host``, the request
-    gets 403 (the API's error shape) and a websocket is refused with close code 1008.
+    gets 403 (the API's error shape) and a websocket is accepted and closed with 1008 and
+    the reason (closing before accepting reaches the client as a bare HTTP 403).
     Clients that are not browsers (the Monitor, curl) send no ``Origin`` and pass.
     """
 
@@ -75,8 +75,7 @@ class SameOriginMiddleware:
             origin = headers.get("origin")
             if origin is not None and _origin_netloc(origin) != headers.get("host", "").lower():
                 if kind == "websocket":
-                    await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION,
-                                "reason": CROSS_ORIGIN})
+                    await refuse_websocket(receive, send, CROSS_ORIGIN)
                 else:
                     await error_response(403, CROSS_ORIGIN)(scope, receive, send)
                 return

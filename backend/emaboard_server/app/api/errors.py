@@ -1,4 +1,5 @@
-"""One JSON error shape for every error: ``{"error": {"status", "message", "details"?}}``."""
+"""One JSON error shape for every error: ``{"error": {"status", "message", "details"?}}``;
+websockets refused by policy are closed with 1008 and a reason."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.status import WS_1008_POLICY_VIOLATION
+from starlette.types import Receive, Send
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,14 @@ def error_response(
     if details is not None:
         body["details"] = details
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+async def refuse_websocket(receive: Receive, send: Send, reason: str) -> None:
+    """Accept a websocket, then close it with 1008 and ``reason`` (a close before the accept
+    would reach the client as a bare HTTP 403, without the code or the reason)."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION, "reason": reason})
 
 
 def describe(loc: Sequence[str | int], message: str) -> str:

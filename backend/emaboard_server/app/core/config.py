@@ -6,10 +6,12 @@ flags override the environment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -20,6 +22,10 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL; empty means ``sqlite:///<data_dir>/emaboard.db``.
         host: Interface ``emaboard serve`` binds to; loopback by default.
         port: TCP port ``emaboard serve`` listens on.
+        allowed_hosts: Host names the server answers to (``Host`` header, DNS-rebinding
+            protection); ``*.example.com`` matches subdomains, ``*`` anything. The bound
+            ``host`` and any IP address are always allowed. From the environment: a comma-
+            separated list or a JSON array.
         token: When set, every ``/api`` route (except health) and websocket needs it; an
             empty string (``EMABOARD_TOKEN=``) means unset.
         max_upload_bytes: Largest accepted snapshot file, in bytes (its multipart body may be
@@ -38,12 +44,24 @@ class Settings(BaseSettings):
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "::1"]
     token: str | None = None
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
     max_body_bytes: int = Field(default=4 << 20, gt=0)
     max_object_bytes: int = Field(default=64 << 10, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, hosts: Any) -> Any:
+        # EMABOARD_ALLOWED_HOSTS=localhost,server (compose files, shells) or a JSON array
+        if isinstance(hosts, str):
+            text = hosts.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [host.strip() for host in text.split(",") if host.strip()]
+        return hosts
 
     @field_validator("token")
     @classmethod
