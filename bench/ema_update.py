@@ -10,7 +10,10 @@ shadow and live, writes shadow: 12 bytes per parameter). Compared, per model:
 * ``ema_core stats step``: an update that also computes all weight statistics;
 * ``ema_core stats_every=50``: mean over 50 consecutive updates, one of them a stats step;
 * ``naive foreach stats``: the same statistics with plain foreach ops (allocating differences);
-* ``ema_core 2 shadows``: two decays in one object, as a ratio to twice the floor.
+* ``ema_core 2 shadows``: two decays in one object, as a ratio to twice the floor;
+* ``PostHocEMA``: σ_rel 0.05 and 0.10 (the post-hoc EMA's two shadows) on a step without
+  a snapshot, as a ratio to twice the floor (snapshot and synthesis costs:
+  ``bench/posthoc.py``).
 
 Usage: ``python bench/ema_update.py [--quick] [--threads N] [--repeats R] [--clock wall|cpu]
 [--only MODEL,...] [--out FILE]``. The thread count is fixed with ``torch.set_num_threads``
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -32,6 +36,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ema_core.ema import EMA
+from ema_core.posthoc_ema import PostHocEMA
 
 DECAY = 0.9999
 
@@ -170,6 +175,10 @@ def bench_model(
     row("naive foreach stats step", naive_foreach_stats(model))
     two = EMA(model, [0.999, DECAY])
     row("ema_core, 2 shadows (ratio to 2× floor)", lambda: two.update(model), floors=2)
+    with tempfile.TemporaryDirectory() as folder:
+        posthoc = PostHocEMA(model, folder, snapshot_every=10**9)
+        row("PostHocEMA σ_rel 0.05 + 0.10, no snapshot (ratio to 2× floor)",
+            lambda: posthoc.update(model), floors=2)
     return rows
 
 

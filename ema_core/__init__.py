@@ -7,6 +7,8 @@ Every public name lives in a small single-purpose module and is re-exported here
 - :mod:`ema_core.stats` — weight statistics (norms, drift, cosine; per tensor, layer, model);
 - :mod:`ema_core.swap` — swap-in evaluation of live and shadow models;
 - :mod:`ema_core.snapshot` — safetensors snapshots of one averager;
+- :mod:`ema_core.posthoc_ema` / :mod:`ema_core.posthoc` / :mod:`ema_core.posthoc_files` — post-hoc
+  EMA (EDM2): the snapshotting averager, the NumPy solver, file synthesis (no torch);
 - :mod:`ema_core.client` / :mod:`ema_core.spool` — the streaming ``Monitor`` and its disk spool;
 - :mod:`ema_core.exceptions` — the error classes.
 
@@ -21,9 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ema_core.client import Monitor
+    from ema_core.effective_length import (
+        decay_half_life,
+        decay_to_sigma_rel,
+        sigma_rel_to_decay,
+    )
     from ema_core.ema import EMA, SCHEDULES
     from ema_core.exceptions import (
         EmaCoreError,
+        IllPosedReconstructionWarning,
         InvalidDecayError,
         ModelMismatchError,
         NoFloatParametersError,
@@ -31,6 +39,20 @@ if TYPE_CHECKING:
         StateDictError,
         UnknownAveragerError,
     )
+    from ema_core.posthoc import (
+        PosthocSolution,
+        posthoc_sigma_rel_grid,
+        profile_inner_product,
+        solve_posthoc_coefficients,
+    )
+    from ema_core.posthoc_ema import PostHocEMA
+    from ema_core.posthoc_files import (
+        PosthocSnapshot,
+        list_posthoc_snapshots,
+        read_posthoc_snapshot,
+        solve_for_snapshots,
+    )
+    from ema_core.posthoc_synthesis import synthesize_posthoc, write_synthesis
     from ema_core.schedules import (
         bias_corrected_weight,
         constant_decay,
@@ -60,11 +82,15 @@ _EXPORTS = {
     "AveragerStats": "ema_core.stats",
     "EMA": "ema_core.ema",
     "EmaCoreError": "ema_core.exceptions",
+    "IllPosedReconstructionWarning": "ema_core.exceptions",
     "InvalidDecayError": "ema_core.exceptions",
     "ModelMismatchError": "ema_core.exceptions",
     "Monitor": "ema_core.client",
     "NoFloatParametersError": "ema_core.exceptions",
     "NormStats": "ema_core.stats",
+    "PostHocEMA": "ema_core.posthoc_ema",
+    "PosthocSnapshot": "ema_core.posthoc_files",
+    "PosthocSolution": "ema_core.posthoc",
     "SCHEDULES": "ema_core.ema",
     "SWA": "ema_core.swa",
     "SnapshotFormatError": "ema_core.exceptions",
@@ -73,20 +99,31 @@ _EXPORTS = {
     "WeightStats": "ema_core.stats",
     "bias_corrected_weight": "ema_core.schedules",
     "constant_decay": "ema_core.schedules",
+    "decay_half_life": "ema_core.effective_length",
+    "decay_to_sigma_rel": "ema_core.effective_length",
     "evaluate_all": "ema_core.swap",
     "gamma_to_sigma_rel": "ema_core.schedules",
+    "list_posthoc_snapshots": "ema_core.posthoc_files",
     "load_snapshot": "ema_core.snapshot",
+    "posthoc_sigma_rel_grid": "ema_core.posthoc",
     "power_decay": "ema_core.schedules",
+    "profile_inner_product": "ema_core.posthoc",
     "ramp_decay": "ema_core.schedules",
+    "read_posthoc_snapshot": "ema_core.posthoc_files",
     "read_snapshot_metadata": "ema_core.snapshot",
     "save_snapshot": "ema_core.snapshot",
+    "sigma_rel_to_decay": "ema_core.effective_length",
     "sigma_rel_to_gamma": "ema_core.schedules",
     "snapshot_metadata": "ema_core.snapshot",
     "snapshot_state": "ema_core.snapshot",
+    "solve_for_snapshots": "ema_core.posthoc_files",
+    "solve_posthoc_coefficients": "ema_core.posthoc",
     "swap_in": "ema_core.swap",
     "sync_spool": "ema_core.spool",
+    "synthesize_posthoc": "ema_core.posthoc_synthesis",
     "warmup_decay": "ema_core.schedules",
     "write_snapshot": "ema_core.snapshot",
+    "write_synthesis": "ema_core.posthoc_synthesis",
 }
 
 __all__ = [
@@ -95,31 +132,46 @@ __all__ = [
     "SWA",
     "AveragerStats",
     "EmaCoreError",
+    "IllPosedReconstructionWarning",
     "InvalidDecayError",
     "ModelMismatchError",
     "Monitor",
     "NoFloatParametersError",
     "NormStats",
+    "PostHocEMA",
+    "PosthocSnapshot",
+    "PosthocSolution",
     "SnapshotFormatError",
     "StateDictError",
     "UnknownAveragerError",
     "WeightStats",
     "bias_corrected_weight",
     "constant_decay",
+    "decay_half_life",
+    "decay_to_sigma_rel",
     "evaluate_all",
     "gamma_to_sigma_rel",
+    "list_posthoc_snapshots",
     "load_snapshot",
+    "posthoc_sigma_rel_grid",
     "power_decay",
+    "profile_inner_product",
     "ramp_decay",
+    "read_posthoc_snapshot",
     "read_snapshot_metadata",
     "save_snapshot",
+    "sigma_rel_to_decay",
     "sigma_rel_to_gamma",
     "snapshot_metadata",
     "snapshot_state",
+    "solve_for_snapshots",
+    "solve_posthoc_coefficients",
     "swap_in",
     "sync_spool",
+    "synthesize_posthoc",
     "warmup_decay",
     "write_snapshot",
+    "write_synthesis",
 ]
 
 

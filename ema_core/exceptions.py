@@ -13,12 +13,16 @@ Class tree::
     ├── StateDictError (ValueError)           a resume state that does not fit this averager
     ├── UnknownAveragerError (KeyError)       an averager name that does not exist
     └── SnapshotFormatError (TypeError)       a file that is not a safetensors snapshot
+
+    IllPosedReconstructionWarning (UserWarning)   a post-hoc EMA target the snapshots
+                                                  cannot rebuild accurately
 """
 
 from __future__ import annotations
 
 __all__ = [
     "EmaCoreError",
+    "IllPosedReconstructionWarning",
     "InvalidDecayError",
     "ModelMismatchError",
     "NoFloatParametersError",
@@ -58,3 +62,11 @@ class UnknownAveragerError(EmaCoreError, KeyError):
 
 class SnapshotFormatError(EmaCoreError, TypeError):
     """A file that is not a safetensors snapshot written by ema_core."""
+
+
+class IllPosedReconstructionWarning(UserWarning):
+    """A post-hoc EMA target that the stored snapshots rebuild only poorly or noisily.
+
+    Raised as a warning (``warnings.warn``), never as an error: the reconstruction is still
+    the best least-squares fit; the message says why it is unreliable and what to change.
+    """

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import ema_core
 
-PUBLIC_MODULES = ("ema", "swa", "swap", "stats", "snapshot", "client", "exceptions")
+PUBLIC_MODULES = (
+    "ema", "swa", "swap", "stats", "snapshot", "client", "exceptions", "posthoc", "posthoc_ema",
+    "posthoc_files", "posthoc_synthesis",
+    "effective_length",
+)
 
 
 def test_all_names_are_exported_and_documented() -> None:
