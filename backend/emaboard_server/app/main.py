@@ -7,10 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +18,8 @@ from emaboard_server.app.api.auth import SameOriginMiddleware, TokenMiddleware
 from emaboard_server.app.api.errors import install_error_handlers
 from emaboard_server.app.api.hosts import AllowedHostsMiddleware, HostPolicy
 from emaboard_server.app.api.limits import BodyLimitMiddleware
+from emaboard_server.app.api.openapi import API_ERRORS, install_openapi
+from emaboard_server.app.api.options import OptionsMiddleware
 from emaboard_server.app.api.routes import health, metrics, runs, snapshots, ws
 from emaboard_server.app.api.routes.health import package_version
 from emaboard_server.app.core.config import Settings
@@ -45,25 +45,10 @@ def plotly_js() -> Path:
 
 
 def _api_router() -> APIRouter:
-    api = APIRouter(prefix="/api")
+    api = APIRouter(prefix="/api", responses=API_ERRORS)
     for module in (health, runs, metrics, snapshots):
         api.include_router(module.router)
     return api
-
-
-def _install_openapi(app: FastAPI) -> None:
-    """Add the ingest body's schema (read by hand for speed) to the OpenAPI components."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                                 description=app.description)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                metrics.batch_schema())
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -96,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Live EMA/SWA weight-averaging dashboard: runs, metrics, snapshots.")
     app.state.emaboard = state
     install_error_handlers(app)
+    app.add_middleware(OptionsMiddleware)  # innermost: OPTIONS answers for the routes
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(TokenMiddleware, token=settings.token)  # before any body is read
     app.add_middleware(SameOriginMiddleware)  # cross-site browser requests
@@ -103,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        policy=HostPolicy(settings.allowed_hosts, settings.host))
     app.include_router(_api_router())
     app.include_router(ws.router)
-    _install_openapi(app)
+    install_openapi(app, token_required=settings.token is not None)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
     def read_plotly() -> FileResponse:

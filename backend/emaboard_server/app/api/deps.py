@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 from sqlalchemy.orm import Session
 
 from emaboard_server.app.state import AppState
@@ -35,9 +38,24 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 MAX_ID = 2**63 - 1  # a signed 64-bit integer: the largest id (and step) a database holds
-# Ids from the path, bounded so that an out-of-range number is a 422, not a database error.
-RunId = Annotated[int, Path(ge=0, le=MAX_ID)]
-SnapshotId = Annotated[int, Path(ge=0, le=MAX_ID)]
+_DIGITS = re.compile(r"-?[0-9]+")  # a sign only for the "must be >= 0" message
+
+
+def decimal_digits(value: Any) -> Any:
+    """Let only decimal digits (and a minus, refused later as < 0) through to int parsing:
+    pydantic's lax mode would read ``1.0``, ``+1``, `` 1`` and ``1_0`` as integers, and an
+    id has one spelling."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "int_parsing", "Input should be a valid integer, unable to parse string as an integer")
+    return value
+
+
+# Integers from the path, query or a form field: digits only, bounded so that an
+# out-of-range number is a 422, not a database error.
+Digits = BeforeValidator(decimal_digits)
+RunId = Annotated[int, Path(ge=0, le=MAX_ID), Digits]
+SnapshotId = Annotated[int, Path(ge=0, le=MAX_ID), Digits]
 
 RUN_NOT_FOUND = "Run not found"
 SNAPSHOT_NOT_FOUND = "Snapshot not found"

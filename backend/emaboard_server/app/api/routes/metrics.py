@@ -16,6 +16,7 @@ from emaboard_server.app import ingest
 from emaboard_server.app.api.deps import (
     MAX_ID,
     RUN_NOT_FOUND,
+    Digits,
     RunId,
     SessionDep,
     StateDep,
@@ -134,9 +135,9 @@ def read_metrics(
     session: SessionDep,
     keys: Annotated[list[str] | None, Query()] = None,
     prefix: str | None = None,
-    min_step: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
-    max_step: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
-    max_points: Annotated[int, Query(ge=MIN_POINTS, le=1_000_000)] = 2000,
+    min_step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
+    max_step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
+    max_points: Annotated[int, Query(ge=MIN_POINTS, le=1_000_000), Digits] = 2000,
 ) -> JSONResponse:
     """Read series, each downsampled to at most ``max_points`` (first, min, max, last kept)."""
     if session.get(Run, run_id) is None:

@@ -14,8 +14,10 @@ from ema_core.metric_keys import default_mode
 from ema_core.wire import encode_json
 from emaboard_server.app import crud
 from emaboard_server.app.api.deps import (
+    MAX_ID,
     RUN_NOT_FOUND,
     SNAPSHOT_NOT_FOUND,
+    Digits,
     RunId,
     SessionDep,
     SnapshotId,
@@ -107,7 +109,7 @@ async def create_snapshot(
     state: StateDep,
     file: Annotated[UploadFile, File(description="A safetensors file")],
     averager: Annotated[str, Form(min_length=1, max_length=200)],
-    step: Annotated[int, Form(ge=0)],
+    step: Annotated[int, Form(ge=0, le=MAX_ID), Digits],
     metric: Annotated[str | None, Form(max_length=200)] = None,
     value: Annotated[float | None, Form()] = None,
     metadata: Annotated[str | None, Form(description="A JSON object")] = None,
