@@ -13,7 +13,11 @@ shadow and live, writes shadow: 12 bytes per parameter). Compared, per model:
 * ``ema_core 2 shadows``: two decays in one object, as a ratio to twice the floor;
 * ``PostHocEMA``: σ_rel 0.05 and 0.10 (the post-hoc EMA's two shadows) on a step without
   a snapshot, as a ratio to twice the floor (snapshot and synthesis costs:
-  ``bench/posthoc.py``).
+  ``bench/posthoc.py``);
+* ``binding check alone``: the per-update test that the model still holds the tensors the
+  EMA reads (``ema_core._binding.Binding.unchanged``), already inside every update above;
+* ``ema_core, lerp only``: the same update without the step bookkeeping and the binding check
+  (``ShadowStore.update_``), so that ``no stats`` minus this row is their cost, side by side.
 
 Usage: ``python bench/ema_update.py [--quick] [--threads N] [--repeats R] [--clock wall|cpu]
 [--only MODEL,...] [--out FILE]``. The thread count is fixed with ``torch.set_num_threads``
@@ -163,6 +167,8 @@ def bench_model(
     row("AveragedModel + get_ema_multi_avg_fn", lambda: averaged.update_parameters(model))
     ema = EMA(model, DECAY)
     row("ema_core, no stats", lambda: ema.update(model))
+    row("ema_core, lerp only (no binding check)", lambda: ema._store.update_([1.0 - DECAY]))
+    row("binding check alone (part of every update)", ema._store.binding.unchanged)
     ema.stats_every = 1
     row("ema_core, stats step", lambda: ema.update(model))
     ema.stats_every = 50
@@ -222,7 +228,7 @@ def main() -> None:
         n = sum(p.numel() for p in model.parameters())
         tensors = len(model.state_dict())
         for label, ms, ratio in bench_model(name, model, repeats, CLOCKS[args.clock]):
-            line = f"| {name} | {n / 1e6:.1f} M | {tensors} | {label} | {ms:.2f} | {ratio:.2f} |"
+            line = f"| {name} | {n / 1e6:.1f} M | {tensors} | {label} | {ms:.3f} | {ratio:.3f} |"
             lines.append(line)
             print(line, flush=True)
         del model

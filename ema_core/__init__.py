@@ -6,6 +6,8 @@ Every public name lives in a small single-purpose module and is re-exported here
 - :mod:`ema_core.schedules` — decay schedules (step → decay);
 - :mod:`ema_core.stats` — weight statistics (norms, drift, cosine; per tensor, layer, model);
 - :mod:`ema_core.swap` — swap-in evaluation of live and shadow models;
+- :mod:`ema_core.compat` — ``ClassicEMA``, the blog-post ``register/update/apply_shadow/restore``
+  class, on ``EMA``;
 - :mod:`ema_core.snapshot` — safetensors snapshots of one averager;
 - :mod:`ema_core.posthoc_ema` / :mod:`ema_core.posthoc` / :mod:`ema_core.posthoc_files` — post-hoc
   EMA (EDM2): the snapshotting averager, the NumPy solver, file synthesis (no torch);
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
         decay_to_sigma_rel,
         sigma_rel_to_decay,
     )
+    from ema_core.compat import ClassicEMA
     from ema_core.ema import EMA, SCHEDULES
     from ema_core.exceptions import (
         EmaCoreError,
@@ -73,13 +76,14 @@ if TYPE_CHECKING:
     from ema_core.spool import sync_spool
     from ema_core.stats import AveragerStats, NormStats, WeightStats
     from ema_core.swa import SWA
-    from ema_core.swap import evaluate_all, swap_in
+    from ema_core.swap import evaluate_all, swap_in, training_flags_kept
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _EXPORTS = {
     "AveragerStats": "ema_core.stats",
+    "ClassicEMA": "ema_core.compat",
     "EMA": "ema_core.ema",
     "EmaCoreError": "ema_core.exceptions",
     "IllPosedReconstructionWarning": "ema_core.exceptions",
@@ -119,6 +123,7 @@ _EXPORTS = {
     "solve_for_snapshots": "ema_core.posthoc_files",
     "solve_posthoc_coefficients": "ema_core.posthoc",
     "swap_in": "ema_core.swap",
+    "training_flags_kept": "ema_core.swap",
     "sync_spool": "ema_core.spool",
     "synthesize_posthoc": "ema_core.posthoc_synthesis",
     "warmup_decay": "ema_core.schedules",
@@ -131,6 +136,7 @@ __all__ = [
     "SCHEDULES",
     "SWA",
     "AveragerStats",
+    "ClassicEMA",
     "EmaCoreError",
     "IllPosedReconstructionWarning",
     "InvalidDecayError",
@@ -169,6 +175,7 @@ __all__ = [
     "swap_in",
     "sync_spool",
     "synthesize_posthoc",
+    "training_flags_kept",
     "warmup_decay",
     "write_snapshot",
     "write_synthesis",

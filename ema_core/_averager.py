@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,11 @@ class Averager:
     ) -> None:
         if len(set(names)) != len(names):
             raise ValueError(f"Duplicate averager names {list(names)}: pass distinct decays")
+        if shadow_dtype is not None and not shadow_dtype.is_floating_point:
+            raise ValueError(
+                f"Invalid shadow_dtype {shadow_dtype}: expected a floating-point dtype (complex "
+                "tensors are averaged as their real and imaginary parts in that dtype)"
+            )
         self._names = tuple(names)
         self._store = ShadowStore(
             model, len(names), average_buffers=average_buffers,
@@ -54,6 +60,15 @@ class Averager:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"Invalid stats_every {value!r}: expected an int >= 0 (0 = never)")
         self._stats_every = value
+
+    @property
+    def has_averaged(self) -> bool:
+        """Whether the shadows hold an average yet (some update has written into them).
+
+        False before that: the shadow is then a copy of the weights at construction, and
+        evaluating it would score an average that does not exist.
+        """
+        raise NotImplementedError
 
     def _index(self, name: str | None) -> int:
         if name is None:
@@ -85,6 +100,31 @@ class Averager:
             UnknownAveragerError: ``name`` is not one of ``averager_names``.
         """
         return self._store.shadow_tensors(self._index(name))
+
+    def averaged_model(self, name: str | None = None) -> nn.Module:
+        """The averaged model of ``name`` as a module, like timm's ``ModelEmaV3.module``.
+
+        A copy of the bound model's structure whose parameters and buffers *are* the shadow
+        tensors (no copy of the weights: it follows later updates, in the shadow's dtype and
+        device, e.g. fp32 for a bf16 model). Call it for evaluation or to save
+        (``torch.save(m.state_dict())``, or :func:`~ema_core.snapshot.save_snapshot`). It is
+        in eval mode with ``requires_grad`` off; do not train it (that would change the
+        shadow). DDP and ``torch.compile`` wrappers are unwrapped; non-state tensors (caches)
+        are deep-copied.
+
+        Raises:
+            UnknownAveragerError: ``name`` is not one of ``averager_names``.
+        """
+        k = self._index(name)
+        model = unwrap_model(self._store.model)
+        live = self._store.live_sources()
+        memo: dict[int, Any] = {}
+        for key, shadow in self._store.shadow_tensors(k).items():
+            source = live[key]
+            is_param = isinstance(source, nn.Parameter)
+            memo[id(source)] = nn.Parameter(shadow, requires_grad=False) if is_param else shadow
+        averaged = copy.deepcopy(model, memo)
+        return averaged.eval()
 
     def averager_info(self, name: str | None = None) -> dict[str, str | int | float]:
         """Metadata of one averager for snapshots: averager, decay, schedule, step.
@@ -192,6 +232,17 @@ class Averager:
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         """Restore what :meth:`_extra_state` saved (after :meth:`_check_extra_state`)."""
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside DDP/DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None)
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
 
 
 def _check_shadow(dst: dict[str, Tensor], src: dict[str, Tensor], name: str) -> None:

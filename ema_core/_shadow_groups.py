@@ -1,9 +1,12 @@
 """Flat shadow storage shared by EMA and SWA (private).
 
-Each group holds the averaged tensors that share a (live device, live dtype) in one flat
+Each group holds the averaged tensors that share a (live device, live real dtype) in one flat
 buffer per shadow, ``flat[k]``, with per-tensor views; parameters come first, then the
-averaged float buffers. Copied tensors (integer buffers, or float buffers when
-``average_buffers=False``) are kept as one clone per shadow.
+averaged float buffers. A complex tensor is averaged through its real view
+(``torch.view_as_real``: (…, 2) real and imaginary parts), which is exactly the complex lerp
+(the weights are real), as ``torch.optim.swa_utils.AveragedModel`` averages it. Copied
+tensors (integer buffers, or float buffers when ``average_buffers=False``) are kept as one
+clone per shadow.
 
 Updates are one ``torch._foreach_lerp_`` over all shadows of a group (lists concatenated,
 one weight per shadow). When the live dtype or device differs from the shadow's (bf16 model,
@@ -34,6 +37,7 @@ class Spec:
     shape: torch.Size
     is_param: bool
     averaged: bool
+    is_complex: bool = False
 
 
 @dataclass
@@ -58,6 +62,11 @@ class Block:
 def default_shadow_dtype(live_dtype: torch.dtype) -> torch.dtype:
     """fp32 for half-precision live tensors (a bf16 shadow stops moving), else the live dtype."""
     return torch.float32 if live_dtype in (torch.float16, torch.bfloat16) else live_dtype
+
+
+def as_real(t: Tensor) -> Tensor:
+    """``t`` itself, or for a complex tensor its (…, 2) real view (shares storage)."""
+    return torch.view_as_real(t) if t.is_complex() else t
 
 
 def gather_live(model: nn.Module) -> dict[str, Tensor]:
@@ -89,15 +98,16 @@ class Group:
         dtype: torch.dtype, device: torch.device,
     ) -> None:
         self.specs = specs
-        self.numels = [t.numel() for t in live]
+        real = [as_real(t.detach()) for t in live]
+        self.numels = [t.numel() for t in real]
         self.offsets = [0]
         for n in self.numels:
             self.offsets.append(self.offsets[-1] + n)
         self.n_params = sum(s.is_param for s in specs)
         self.flat = torch.empty((n_shadows, self.offsets[-1]), dtype=dtype, device=device)
         self.views = [
-            [self.flat[k, o : o + n].view(s.shape)
-             for s, o, n in zip(specs, self.offsets[:-1], self.numels, strict=True)]
+            [self.flat[k, o : o + n].view(t.shape)
+             for t, o, n in zip(real, self.offsets[:-1], self.numels, strict=True)]
             for k in range(n_shadows)
         ]
         self.all_views = [v for views in self.views for v in views]
@@ -110,7 +120,8 @@ class Group:
     def bind(self, live: list[Tensor]) -> None:
         """Point the group at the model's live tensors and rebuild the block plan."""
         self.sources = live
-        self.live = [t.detach() for t in live]
+        self.detached = [t.detach() for t in live]  # as the model holds them (maybe complex)
+        self.live = [as_real(t) for t in self.detached]  # real views: what is averaged
         self.all_live = self.live * len(self.views)
         self.cast = any(
             t.dtype != self.flat.dtype or t.device != self.flat.device for t in self.live
@@ -121,7 +132,6 @@ class Group:
             self.scratch = torch.empty(need, dtype=self.flat.dtype, device=self.flat.device)
         for block in self.blocks:
             self._attach_views(block)
-        self.fingerprint = [t.data_ptr() for t in live]
 
     def _attach_views(self, block: Block) -> None:
         block.scratch_flat = self.scratch[: block.stop - block.start]
@@ -138,9 +148,10 @@ class Group:
             for items in block.shadow_items
         ]
 
-    def is_fresh(self) -> bool:
-        """Whether the bound tensors still own the storage they had (no ``.data =``/``.to``)."""
-        return [t.data_ptr() for t in self.sources] == self.fingerprint
+    def shadow_tensors(self, k: int) -> list[Tensor]:
+        """Shadow ``k``'s tensors as the model holds them (complex ones as complex views)."""
+        return [torch.view_as_complex(v) if s.is_complex else v
+                for s, v in zip(self.specs, self.views[k], strict=True)]
 
     def lerp_(self, weights: Sequence[float], foreach: bool = True) -> None:
         """shadow_k ← lerp(shadow_k, live, weights[k]) for every shadow k of the group."""
@@ -281,7 +292,8 @@ def _pieces(t: Tensor, n: int) -> list[tuple[int, int, Tensor]]:
 def build_specs(
     live: dict[str, Tensor], average_buffers: bool
 ) -> list[Spec]:
-    """Classify every state-dict tensor as averaged (float, params or buffers) or copied.
+    """Classify every state-dict tensor as averaged (float or complex; parameters, and buffers
+    when ``average_buffers``) or copied (integer and bool tensors).
 
     Raises:
         NoFloatParametersError: no floating-point parameter to average.
@@ -289,8 +301,9 @@ def build_specs(
     specs = []
     for key, t in live.items():
         is_param = isinstance(t, nn.Parameter)
-        averaged = t.is_floating_point() and (is_param or average_buffers)
-        specs.append(Spec(key, t.shape, is_param, averaged))
+        inexact = t.is_floating_point() or t.is_complex()
+        averaged = inexact and (is_param or average_buffers)
+        specs.append(Spec(key, t.shape, is_param, averaged, t.is_complex()))
     if not any(s.is_param and s.averaged for s in specs):
         raise NoFloatParametersError(
             f"Model with {len(live)} state-dict tensors has no floating-point parameters: "

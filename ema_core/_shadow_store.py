@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ema_core._binding import Binding
 from ema_core._shadow_groups import (
     Group,
     Slot,
     Spec,
+    as_real,
     build_specs,
     check_match,
     default_shadow_dtype,
@@ -48,7 +50,7 @@ class ShadowStore:
         by_kind: dict[tuple[torch.device, torch.dtype], list[Spec]] = {}
         averaged = [s for s in self.specs if s.averaged]
         for spec in sorted(averaged, key=lambda s: not s.is_param):  # stable: params first
-            t = live[spec.key]
+            t = as_real(live[spec.key])
             by_kind.setdefault((t.device, t.dtype), []).append(spec)
         dev = None if device is None else torch.device(device)
         with torch.no_grad():
@@ -62,40 +64,55 @@ class ShadowStore:
                 [live[s.key].detach().to(device=dev, copy=True) for s in self.copied_specs]
                 for _ in range(n_shadows)
             ]
-        self._bind_copied(live)
         self.model: nn.Module = model
+        self._bind_copied(model, live)
         self.swap_spare: list[Tensor] | None = None
         self.swap_active = False  # set by swap_in while swap_spare holds the live weights
 
-    def _bind_copied(self, live: dict[str, Tensor]) -> None:
-        self.copied_live = [live[s.key].detach() for s in self.copied_specs]
+    def _bind_copied(self, model: nn.Module, live: dict[str, Tensor]) -> None:
+        self.copied_sources = [live[s.key] for s in self.copied_specs]
+        self.copied_live = [t.detach() for t in self.copied_sources]
         self.all_copied = [t for ts in self.copied for t in ts]
+        self.binding = Binding(model, [t for g in self.groups for t in g.sources]
+                               + self.copied_sources)
 
     def bind(self, model: nn.Module) -> None:
-        """Bind to ``model``'s tensors; cheap when it is the same, unchanged model.
+        """Bind to ``model``'s tensors; cheap when it is the same model holding the same tensors.
+
+        Re-binds when ``model`` is another object or now holds other tensors than when it was
+        bound (``load_state_dict(assign=True)``, a re-assigned parameter, buffer or submodule,
+        ``.to(device)``): see :class:`~ema_core._binding.Binding`.
 
         Raises:
             ModelMismatchError: keys or shapes differ from the shadow's.
         """
-        if model is self.model and all(g.is_fresh() for g in self.groups):
+        if model is self.model and self.binding.unchanged():
             return
         live = gather_live(model)
         check_match(self.specs, live)
         for g in self.groups:
             g.bind([live[s.key] for s in g.specs])
-        self._bind_copied(live)
         self.model = model
+        self._bind_copied(model, live)
         self.swap_spare = None
+
+    def live_sources(self) -> dict[str, Tensor]:
+        """The bound model's tensors by key, as the model holds them (``nn.Parameter``s)."""
+        by_key = {s.key: t for g in self.groups for s, t in zip(g.specs, g.sources, strict=True)}
+        by_key.update(zip((s.key for s in self.copied_specs), self.copied_sources, strict=True))
+        return by_key
 
     def live_tensors(self) -> list[Tensor]:
         """The bound live tensors in state-dict order (detached, sharing storage)."""
-        by_key = {s.key: t for g in self.groups for s, t in zip(g.specs, g.live, strict=True)}
+        by_key = {s.key: t for g in self.groups
+                  for s, t in zip(g.specs, g.detached, strict=True)}
         by_key.update(zip((s.key for s in self.copied_specs), self.copied_live, strict=True))
         return [by_key[s.key] for s in self.specs]
 
     def shadow_tensors(self, k: int) -> dict[str, Tensor]:
         """Shadow ``k`` keyed like the model's state dict (the stored tensors, no copy)."""
-        by_key = {s.key: v for g in self.groups for s, v in zip(g.specs, g.views[k], strict=True)}
+        by_key = {s.key: v for g in self.groups
+                  for s, v in zip(g.specs, g.shadow_tensors(k), strict=True)}
         by_key.update(zip((s.key for s in self.copied_specs), self.copied[k], strict=True))
         return {s.key: by_key[s.key] for s in self.specs}
 

@@ -104,6 +104,11 @@ class EMA(Averager):
             device=device, foreach=foreach, stats_every=stats_every,
         )
 
+    @property
+    def has_averaged(self) -> bool:
+        """Whether an update has written into the shadows (see :class:`EMA` for when)."""
+        return self.step >= 1 and (self.update_after_step >= 1 or self.step >= self.update_every)
+
     def update(self, model: nn.Module) -> None:
         """Advance ``step`` by one and update every shadow from ``model`` if due.
 

@@ -67,6 +67,11 @@ class SWA(Averager):
             device=device, foreach=foreach, stats_every=stats_every,
         )
 
+    @property
+    def has_averaged(self) -> bool:
+        """Whether at least one step has been averaged (``n_averaged`` > 0)."""
+        return self.n_averaged > 0
+
     def update(self, model: nn.Module) -> None:
         """Advance ``step``; on averaged steps fold ``model``'s weights into the mean.
 

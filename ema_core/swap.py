@@ -11,7 +11,7 @@ from torch import nn
 
 from ema_core._averager import Averager
 
-__all__ = ["evaluate_all", "swap_in"]
+__all__ = ["evaluate_all", "swap_in", "training_flags_kept"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,9 @@ def swap_in(model: nn.Module, averager: Averager, name: str | None = None) -> It
     The live parameters and buffers are copied into one spare buffer (allocated on first use
     and reused: at most one extra copy of the weights), the shadow is copied into the live
     tensors (``copy_`` casts an fp32 shadow to a bf16 model), and on exit — also when the
-    block raises — the live values are copied back bit-exactly. Runs under ``torch.no_grad``;
-    the module's train/eval mode is left as it is.
+    block raises — the live values are copied back bit-exactly. Runs under ``torch.no_grad``.
+    Every submodule's ``training`` flag is restored on exit as well, so an evaluation that
+    calls ``model.eval()`` inside the block leaves dropout and BatchNorm as it found them.
 
     Args:
         model: The live model (same architecture as the averager's; wrappers allowed).
@@ -50,7 +51,7 @@ def swap_in(model: nn.Module, averager: Averager, name: str | None = None) -> It
             "the live weights)"
         )
     live, shadow, spare = averager._swap_lists(model, name)
-    with torch.no_grad():
+    with torch.no_grad(), training_flags_kept(model):
         torch._foreach_copy_(spare, live)
         store.swap_active = True
         try:
@@ -62,6 +63,21 @@ def swap_in(model: nn.Module, averager: Averager, name: str | None = None) -> It
             store.swap_active = False
 
 
+@contextmanager
+def training_flags_kept(model: nn.Module) -> Iterator[nn.Module]:
+    """Restore every submodule's ``training`` flag on exit, also when the block raises.
+
+    ``model.train(flag)`` would set one flag everywhere; this puts back each module's own
+    (a frozen BatchNorm in eval mode inside a model in train mode stays frozen).
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
 def evaluate_all(
     model: nn.Module, averagers: Sequence[Averager], eval_fn: EvalFn, *,
     include_live: bool = True,
@@ -69,15 +85,21 @@ def evaluate_all(
     """Run ``eval_fn`` on the live model and on every averager's shadow.
 
     Args:
-        model: The live model; its weights are restored bit-exactly after each shadow.
-        averagers: EMA/SWA objects; every averager name of each is evaluated.
+        model: The live model; its weights are restored bit-exactly after each shadow, and
+            every submodule's ``training`` flag after each call (also when ``eval_fn`` raises).
+        averagers: EMA/SWA objects; every averager name of each is evaluated, except those of
+            an averager that holds no average yet (``has_averaged`` False: an SWA before its
+            first averaged step, an EMA before its first update), whose shadow is a stale copy
+            of the initial weights, not an average: scoring it would compare an average that
+            does not exist with the live model.
         eval_fn: ``model -> {metric: value}``; it should call ``model.eval()`` itself.
         include_live: Also evaluate the live weights, under the key ``"live"``.
 
     Every call of ``eval_fn`` runs under ``torch.no_grad()``.
 
     Returns:
-        ``{"live": {...}, "ema_0.999": {...}, "swa": {...}}`` with float values.
+        ``{"live": {...}, "ema_0.999": {...}, "swa": {...}}`` with float values; averagers
+        without an average are absent.
 
     Raises:
         ValueError: two averagers share a name.
@@ -88,9 +110,12 @@ def evaluate_all(
         raise ValueError(f"Duplicate averager names {names}: each name must be unique")
     results: dict[str, dict[str, float]] = {}
     if include_live:
-        with torch.no_grad():
+        with torch.no_grad(), training_flags_kept(model):
             results["live"] = _floats(eval_fn(model))
     for averager in averagers:
+        if not averager.has_averaged:
+            logger.debug("skipped %s: nothing averaged yet", list(averager.averager_names))
+            continue
         for name in averager.averager_names:
             with swap_in(model, averager, name):
                 results[name] = _floats(eval_fn(model))

@@ -84,13 +84,12 @@ class Streamer:
             self.monitor.step(step, scalars)
 
     def evaluate(self, model: nn.Module, step: int, eval_fn: EvalFn) -> dict[str, Any]:
-        """Evaluate the live model and every shadow that has averaged something; stream it."""
-        ready = [a for a in self.averagers if getattr(a, "n_averaged", 1) > 0]
-        was_training = model.training
-        try:
-            results = evaluate_all(model, ready, lambda m: dict(eval_fn(m)))
-        finally:
-            model.train(was_training)
+        """Evaluate the live model and every shadow that has averaged something; stream it.
+
+        ``evaluate_all`` leaves out averagers with nothing averaged yet and restores every
+        module's training flag.
+        """
+        results = evaluate_all(model, self.averagers, lambda m: dict(eval_fn(m)))
         if self.monitor is not None and not self.monitor.finished:
             self.monitor.log_eval(step, results)
         return results

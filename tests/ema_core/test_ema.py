@@ -18,6 +18,7 @@ from ema_core.exceptions import (
     UnknownAveragerError,
 )
 from ema_core.schedules import power_decay, sigma_rel_to_gamma
+from ema_core.swap import swap_in
 
 
 def test_two_decays_equal_averaged_model_over_100_steps(make_mlp, trainer) -> None:
@@ -361,3 +362,41 @@ def test_decays_may_be_numpy_or_tensor_scalars_and_bad_containers_are_named() ->
         EMA(model, [0.9, "x"])
     with pytest.raises(ValueError, match=r"^Invalid update_after_step True: expected an int >= 0$"):
         EMA(model, 0.9, update_after_step=True)
+
+
+def test_averaged_model_is_a_module_holding_the_shadow(make_convnet, trainer) -> None:
+    model = make_convnet()
+    step = trainer(model)
+    ema = EMA(model, [0.9, 0.99])
+    for _ in range(3):
+        step()
+        ema.update(model)
+    averaged = ema.averaged_model("ema_0.99")
+
+    assert isinstance(averaged, type(model)) and averaged is not model
+    assert not averaged.training and not any(p.requires_grad for p in averaged.parameters())
+    torch.testing.assert_close(averaged.state_dict(), ema.shadow_state_dict("ema_0.99"),
+                               rtol=0, atol=0)
+    x = torch.randn(2, 3, 5, 5)
+    model.eval()
+    with swap_in(model, ema, "ema_0.99"):
+        expected = model(x)
+    torch.testing.assert_close(averaged(x), expected)
+    step()
+    ema.update(model)  # it is the shadow, not a copy: it follows later updates
+    torch.testing.assert_close(averaged.state_dict(), ema.shadow_state_dict("ema_0.99"),
+                               rtol=0, atol=0)
+    fresh = make_convnet(seed=1)
+    fresh.load_state_dict(averaged.state_dict())  # save/load like any module
+    torch.testing.assert_close(fresh.state_dict(), ema.shadow_state_dict("ema_0.99"))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_averaged_model_unwraps_compile_and_keeps_fp32_for_bf16(make_mlp) -> None:
+    model = make_mlp().to(torch.bfloat16)
+    ema = EMA(torch.compile(model), 0.9)
+    averaged = ema.averaged_model()
+    assert type(averaged) is type(model)
+    assert {p.dtype for p in averaged.parameters()} == {torch.float32}
+    with pytest.raises(UnknownAveragerError, match="Unknown averager 'ema_0.5'"):
+        ema.averaged_model("ema_0.5")

@@ -116,3 +116,79 @@ def test_nested_swap_in_of_one_averager_is_refused_and_live_weights_survive(
     with swap_in(model, ema, "ema_0.99"):  # usable again after the outer block ended
         pass
     torch.testing.assert_close(model.state_dict(), live, rtol=0, atol=0)
+
+
+class _DropoutFrozenBN(nn.Module):
+    """Dropout in train mode and a BatchNorm frozen in eval mode inside a training model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+        self.bn = nn.BatchNorm1d(4).eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 4) -> (B, 4)
+        return self.bn(self.drop(self.fc(x)))
+
+
+def _flags(model: nn.Module) -> list[bool]:
+    return [m.training for m in model.modules()]
+
+
+def test_evaluate_all_restores_every_modules_training_flag() -> None:
+    model = _DropoutFrozenBN()
+    ema, swa = EMA(model, 0.9), SWA(model)
+    ema.update(model)
+    swa.update(model)
+    before = _flags(model)
+    assert before == [True, True, True, False]
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        m.eval()  # as the docs tell eval functions to
+        return {"x": 1.0}
+
+    results = evaluate_all(model, [ema, swa], eval_fn)
+
+    assert sorted(results) == ["ema_0.9", "live", "swa"]
+    assert _flags(model) == before  # was [False] * 4: dropout off for the rest of training
+
+
+def test_training_flags_are_restored_when_eval_fn_raises() -> None:
+    model = _DropoutFrozenBN()
+    ema = EMA(model, 0.9)
+    ema.update(model)
+    calls: list[str] = []
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        m.eval()
+        calls.append("x")
+        if len(calls) == 2:  # the live evaluation passes, the shadow's raises
+            raise RuntimeError("eval failed")
+        return {"x": 1.0}
+
+    with pytest.raises(RuntimeError, match="^eval failed$"):
+        evaluate_all(model, [ema], eval_fn)
+    assert _flags(model) == [True, True, True, False]
+    with pytest.raises(RuntimeError, match="^eval failed$"), swap_in(model, ema):
+        model.train()  # the frozen BatchNorm too
+        raise RuntimeError("eval failed")
+    assert _flags(model) == [True, True, True, False]
+
+
+def test_averagers_with_nothing_averaged_are_not_evaluated(make_mlp, trainer) -> None:
+    model = make_mlp()
+    step = trainer(model)
+    swa = SWA(model, start_step=3)
+    every = EMA(model, 0.9, update_every=2)
+    seen: list[int] = []
+    for _ in range(4):
+        names = sorted(evaluate_all(model, [swa, every], lambda m: {"x": 1.0}))
+        seen.append(len(names))
+        assert (swa.has_averaged, every.has_averaged) == ("swa" in names, "ema_0.9" in names)
+        step()
+        swa.update(model)
+        every.update(model)
+    assert seen == [1, 1, 2, 2]  # live; live; live + EMA (step 2); live + EMA (step 3)
+    assert sorted(evaluate_all(model, [swa, every], lambda m: {"x": 1.0})) == [
+        "ema_0.9", "live", "swa"]  # step 4: SWA's first average
+    assert EMA(model, 0.9, update_after_step=5).has_averaged is False
