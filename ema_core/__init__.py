@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ema_core.client import Monitor
+    from ema_core.compat import ClassicEMA
     from ema_core.effective_length import (
         decay_half_life,
         decay_to_sigma_rel,
         sigma_rel_to_decay,
     )
-    from ema_core.compat import ClassicEMA
     from ema_core.ema import EMA, SCHEDULES
     from ema_core.exceptions import (
         EmaCoreError,
