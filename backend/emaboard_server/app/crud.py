@@ -1,6 +1,8 @@
 """Queries on runs and snapshots (metric points live in :mod:`emaboard_server.app.ingest`).
 
-Every function takes the session first and everything else by keyword.
+Every function takes the session first and everything else by keyword. ``get_*`` return
+None for a missing row; ``require_*`` raise :class:`~emaboard_server.app.exceptions.NotFound`
+(answered 404 with the API's fixed phrase).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ema_core.metric_keys import default_mode, parse_key
+from emaboard_server.app.exceptions import RunNotFound, SnapshotNotFound
 from emaboard_server.app.models import LatestMetric, Run, Snapshot
 
 
@@ -51,6 +54,18 @@ def list_runs(session: Session, *, project: str | None = None) -> Sequence[Run]:
 def get_run(session: Session, *, run_id: int) -> Run | None:
     """The run with this id, or None."""
     return session.get(Run, run_id)
+
+
+def require_run(session: Session, *, run_id: int) -> Run:
+    """The run with this id.
+
+    Raises:
+        RunNotFound: No run has this id.
+    """
+    run = session.get(Run, run_id)
+    if run is None:
+        raise RunNotFound
+    return run
 
 
 def update_run(
@@ -152,20 +167,43 @@ def list_snapshots(
     return session.scalars(query.order_by(Snapshot.step, Snapshot.id)).all()
 
 
-def get_snapshot(session: Session, *, run_id: int, snapshot_id: int) -> Snapshot | None:
-    """The snapshot with this id if it belongs to ``run_id``, else None."""
+def require_snapshot(session: Session, *, run_id: int, snapshot_id: int) -> Snapshot:
+    """The snapshot with this id, which must belong to run ``run_id``.
+
+    Raises:
+        RunNotFound: No run has the id ``run_id``.
+        SnapshotNotFound: The run has no snapshot with this id.
+    """
+    require_run(session, run_id=run_id)
     snapshot = session.get(Snapshot, snapshot_id)
-    return snapshot if snapshot is not None and snapshot.run_id == run_id else None
+    if snapshot is None or snapshot.run_id != run_id:
+        raise SnapshotNotFound
+    return snapshot
+
+
+def delete_snapshot(session: Session, *, snapshot: Snapshot) -> str:
+    """Delete the snapshot's row; return its file's path (relative to ``data_dir``)."""
+    path = snapshot.stored_path
+    session.delete(snapshot)
+    session.flush()
+    return path
 
 
 def best_snapshot(
     session: Session, *, run_id: int, averager: str | None, metric: str | None, mode: str
-) -> Snapshot | None:
-    """The snapshot with the best ``value`` (``mode`` max or min; later step wins ties)."""
+) -> Snapshot:
+    """The snapshot with the best ``value`` (``mode`` max or min; later step wins ties).
+
+    Raises:
+        SnapshotNotFound: No snapshot with a value matches.
+    """
     query = select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.value.is_not(None))
     if averager is not None:
         query = query.where(Snapshot.averager == averager)
     if metric is not None:
         query = query.where(Snapshot.metric == metric)
     order = Snapshot.value.desc() if mode == "max" else Snapshot.value.asc()
-    return session.scalars(query.order_by(order, Snapshot.step.desc()).limit(1)).first()
+    snapshot = session.scalars(query.order_by(order, Snapshot.step.desc()).limit(1)).first()
+    if snapshot is None:
+        raise SnapshotNotFound
+    return snapshot

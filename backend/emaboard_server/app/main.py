@@ -25,6 +25,7 @@ from emaboard_server.app.api.routes.health import package_version
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.core.db import Database, upgrade_database
 from emaboard_server.app.hub import Hub
+from emaboard_server.app.run_list import RunListTicker
 from emaboard_server.app.state import AppState
 
 logger = logging.getLogger(__name__)
@@ -70,11 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await run_in_threadpool(upgrade_database, state.db.engine)
-        state.start_ticker()
+        ticker = RunListTicker(state)
+        ticker.start()
         try:
             yield
         finally:
-            await state.stop_ticker()
+            await ticker.stop()
             state.db.dispose()
 
     app = FastAPI(title="emaboard", version=package_version(), lifespan=lifespan,

@@ -1,21 +1,16 @@
-"""ORM rows to API dicts (wire form: non-finite floats as strings), and run-list pushes."""
+"""ORM rows to API dicts (wire form: non-finite floats as strings)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
-
-from starlette.concurrency import run_in_threadpool
+from typing import Any
 
 from ema_core.wire import encode_float
 from emaboard_server.app import crud
 from emaboard_server.app.ingest import Point
 from emaboard_server.app.models import Run, Snapshot
 from emaboard_server.app.schemas import RunOut, SnapshotOut
-
-if TYPE_CHECKING:
-    from emaboard_server.app.state import AppState
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -59,15 +54,3 @@ def download_name(run: Run, snapshot: Snapshot) -> str:
     """``<project>-<run>-<averager>-step<step>.safetensors`` with unsafe characters replaced."""
     stem = "-".join(_UNSAFE.sub("_", part) for part in (run.project, run.name, snapshot.averager))
     return f"{stem}-step{snapshot.step}.safetensors"
-
-
-async def publish_runs(state: AppState, run_ids: Iterable[int]) -> None:
-    """Push the current form of each run in ``run_ids`` to ``/ws/runs`` subscribers."""
-
-    def load() -> list[dict[str, Any]]:
-        with state.db.reading() as session:
-            runs = [run for run_id in run_ids if (run := crud.get_run(session, run_id=run_id))]
-            return runs_dicts(session, runs)
-
-    for run in await run_in_threadpool(load):
-        state.hub.publish("runs", {"type": "run", "run": run}, project=run["project"])

@@ -12,10 +12,13 @@ import os
 import struct
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 from safetensors import safe_open
+
+from emaboard_server.app.exceptions import SnapshotNotFound
 
 CHUNK_BYTES = 1 << 20
 MAX_HEADER_BYTES = 100 * (1 << 20)  # the safetensors format's own header limit
@@ -101,3 +104,29 @@ def store_upload(
         tmp.unlink(missing_ok=True)
         raise
     return relative.as_posix(), sha256, size, metadata
+
+
+def stored_file(data_dir: Path, stored_path: str) -> Path:
+    """The file of a stored snapshot (``stored_path`` relative to ``data_dir``).
+
+    Raises:
+        SnapshotNotFound: The file is gone (removed by hand, or a lost volume).
+    """
+    path = data_dir / stored_path
+    if not path.is_file():
+        raise SnapshotNotFound
+    return path
+
+
+def remove_files(data_dir: Path, stored_paths: Iterable[str]) -> None:
+    """Remove snapshot files (paths relative to ``data_dir``); missing ones are no error."""
+    for stored_path in stored_paths:
+        (data_dir / stored_path).unlink(missing_ok=True)
+
+
+def remove_run_folder(data_dir: Path, run_id: int) -> None:
+    """Remove the run's ``snapshots/<run_id>`` folder when it is empty (else leave it)."""
+    try:
+        (data_dir / "snapshots" / str(run_id)).rmdir()
+    except OSError:
+        pass  # absent or not empty

@@ -197,6 +197,30 @@ def test_every_error_has_one_shape(
     assert_error(response, status, message)
 
 
+MISSING_CASES = [(method, path) for method, path in HTTP_CASES if "{run_id}" in path]
+
+
+@pytest.mark.parametrize(("method", "path"), MISSING_CASES)
+def test_every_route_of_a_missing_run_is_404_run_not_found(
+    client: TestClient, method: str, path: str
+) -> None:
+    url, kwargs = HTTP_CASES[(method, path)]
+    seed(client, {})
+    assert client.delete("/api/runs/1").status_code == 204
+    assert_error(client.request(method, url, **kwargs), 404, "Run not found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [case for case in MISSING_CASES if "{snapshot_id}" in case[1]])
+def test_every_route_of_a_missing_snapshot_is_404_snapshot_not_found(
+    client: TestClient, method: str, path: str
+) -> None:
+    url, kwargs = HTTP_CASES[(method, path)]
+    seed(client, {})
+    assert client.delete("/api/runs/1/snapshots/1").status_code == 204
+    assert_error(client.request(method, url, **kwargs), 404, "Snapshot not found")
+
+
 def test_unauthorized_has_the_shape(token_client: TestClient) -> None:
     assert_error(token_client.get("/api/runs"), 401, "Invalid or missing token")
 

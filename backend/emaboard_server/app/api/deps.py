@@ -1,4 +1,5 @@
-"""Route dependencies: the app state and a read session (the token: :mod:`.auth`)."""
+"""Route dependencies: the app state, a read session and the run a path names (the token:
+:mod:`.auth`)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, Path, Request
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 from sqlalchemy.orm import Session
 
+from emaboard_server.app import crud
+from emaboard_server.app.models import Run
 from emaboard_server.app.state import AppState
 
 
@@ -57,10 +60,15 @@ Digits = BeforeValidator(decimal_digits)
 RunId = Annotated[int, Path(ge=0, le=MAX_ID), Digits]
 SnapshotId = Annotated[int, Path(ge=0, le=MAX_ID), Digits]
 
-RUN_NOT_FOUND = "Run not found"
-SNAPSHOT_NOT_FOUND = "Snapshot not found"
+
+def get_run(run_id: RunId, session: SessionDep) -> Run:
+    """The run named by the path's ``run_id``, read in the request's session.
+
+    Raises:
+        RunNotFound: No run has this id (answered 404 ``Run not found``).
+    """
+    return crud.require_run(session, run_id=run_id)
 
 
-def not_found(message: str) -> HTTPException:
-    """A 404 with the API's fixed phrase (``Run not found``, ``Snapshot not found``)."""
-    return HTTPException(status.HTTP_404_NOT_FOUND, message)
+# A route that reads one run takes ``run: RunDep`` (as the FastAPI template's CurrentUser).
+RunDep = Annotated[Run, Depends(get_run)]

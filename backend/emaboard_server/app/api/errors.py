@@ -14,6 +14,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Send
 
+from emaboard_server.app.exceptions import NotFound
+from emaboard_server.app.schemas import ObjectTooLarge
+from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge
+
 logger = logging.getLogger(__name__)
 
 _PLACES = {"query": "query parameter", "path": "path parameter", "header": "header"}
@@ -79,13 +83,37 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return error_response(422, describe(details[0]["loc"], str(details[0]["message"])), details)
 
 
+# Domain errors (emaboard_server.app.exceptions) and the answers they get.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    NotFound: (404, "{exc}"),
+    InvalidSnapshot: (400, "File is not a valid safetensors file: {exc}"),
+    SnapshotTooLarge: (413, "Upload too large: {exc}"),
+    ObjectTooLarge: (422, "{exc}"),
+}
+
+
+def domain_error_response(exc: Exception) -> JSONResponse:
+    """The answer to a domain error (:data:`DOMAIN_ERRORS`; its most specific class wins)."""
+    for cls in type(exc).__mro__:
+        if cls in DOMAIN_ERRORS:
+            status, template = DOMAIN_ERRORS[cls]
+            return error_response(status, template.format(exc=exc))
+    raise TypeError(f"{type(exc).__name__} is not a domain error")
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    return domain_error_response(exc)
+
+
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route every error through :func:`error_response`."""
+    """Route every error through :func:`error_response`, domain errors included."""
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    for cls in DOMAIN_ERRORS:
+        app.add_exception_handler(cls, _domain_error)
     app.add_exception_handler(Exception, _server_error)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,20 +11,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ema_core.wire import encode_float
-from emaboard_server.app import ingest
-from emaboard_server.app.api.deps import (
-    MAX_ID,
-    RUN_NOT_FOUND,
-    Digits,
-    RunId,
-    SessionDep,
-    StateDep,
-    not_found,
-)
+from emaboard_server.app import ingest, writes
+from emaboard_server.app.api.deps import MAX_ID, Digits, RunDep, RunId, SessionDep, StateDep
 from emaboard_server.app.api.errors import describe, error_response, validation_details
 from emaboard_server.app.downsample import MIN_POINTS, read_downsampled
-from emaboard_server.app.ingest import Row
-from emaboard_server.app.models import Run
 from emaboard_server.app.schemas import (
     ErrorResponse,
     IngestResult,
@@ -34,7 +23,6 @@ from emaboard_server.app.schemas import (
     SeriesResponse,
 )
 from emaboard_server.app.serialize import point_dicts
-from emaboard_server.app.state import AppState
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["metrics"])
 
@@ -88,18 +76,6 @@ def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
     return list(details.values())
 
 
-def _write(state: AppState, run_id: int, batch: MetricBatch) -> tuple[list[Row], bool] | None:
-    """Store the batch; return the new rows and whether they are the posted points as posted
-    (None when the run does not exist)."""
-    now = time.time()
-    prepared = ingest.prepare(batch.points, now)
-    with state.db.writing_core() as connection:
-        if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
-            return None
-        inserted = ingest.insert_points(connection, run_id, prepared)
-    return inserted, prepared.as_posted and len(inserted) == len(batch.points)
-
-
 @router.post(
     "/metrics", response_model=IngestResult, openapi_extra=_INGEST_OPENAPI,
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
@@ -111,10 +87,8 @@ async def create_metrics(run_id: RunId, request: Request, state: StateDep) -> An
     parsed = await run_in_threadpool(_parse_batch, body, state.settings.max_points_per_request)
     if isinstance(parsed, JSONResponse):
         return parsed
-    written = await run_in_threadpool(_write, state, run_id, parsed)
-    if written is None:
-        raise not_found(RUN_NOT_FOUND)
-    inserted, as_posted = written
+    inserted, as_posted = await run_in_threadpool(
+        lambda: writes.store_points(state, run_id=run_id, batch=parsed))
     if inserted:
         state.hub.publish_points(run_id, inserted, parsed.points if as_posted else None)
         state.touched_runs.add(run_id)
@@ -131,7 +105,7 @@ def _series(series: ingest.Series) -> dict[str, list[Any]]:
 
 @router.get("/metrics", response_model=SeriesResponse, responses={404: {"model": ErrorResponse}})
 def read_metrics(
-    run_id: RunId,
+    run: RunDep,
     session: SessionDep,
     keys: Annotated[list[str] | None, Query()] = None,
     prefix: str | None = None,
@@ -140,8 +114,7 @@ def read_metrics(
     max_points: Annotated[int, Query(ge=MIN_POINTS, le=1_000_000), Digits] = 2000,
 ) -> JSONResponse:
     """Read series, each downsampled to at most ``max_points`` (first, min, max, last kept)."""
-    if session.get(Run, run_id) is None:
-        raise not_found(RUN_NOT_FOUND)
+    run_id = run.id
     connection = session.connection()
     wanted = list(dict.fromkeys(keys or []))
     if prefix is not None or not keys:
@@ -155,11 +128,9 @@ def read_metrics(
 
 
 @router.get("/keys", response_model=list[PointOut], responses={404: {"model": ErrorResponse}})
-def read_keys(run_id: RunId, session: SessionDep) -> list[dict[str, Any]]:
+def read_keys(run: RunDep, session: SessionDep) -> list[dict[str, Any]]:
     """List the run's keys, each with its latest point."""
-    if session.get(Run, run_id) is None:
-        raise not_found(RUN_NOT_FOUND)
-    return point_dicts(ingest.latest_points(session.connection(), run_id=run_id))
+    return point_dicts(ingest.latest_points(session.connection(), run_id=run.id))
 
 
 def batch_schema() -> dict[str, Any]:

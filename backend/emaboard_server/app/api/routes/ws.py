@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from emaboard_server.app import crud, ingest
 from emaboard_server.app.api.deps import RunId
 from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
+from emaboard_server.app.exceptions import RunNotFound
 from emaboard_server.app.hub import Subscriber
 from emaboard_server.app.serialize import point_dicts, runs_dicts
 from emaboard_server.app.state import AppState
@@ -58,19 +59,18 @@ async def run_socket(websocket: WebSocket, run_id: RunId) -> None:
         return
     sub = state.hub.subscribe(run_id, websocket.send_text)
 
-    def load() -> dict[str, Any] | None:
+    def load() -> dict[str, Any]:
         with state.db.reading() as session:
-            run = crud.get_run(session, run_id=run_id)
-            if run is None:
-                return None
+            run = crud.require_run(session, run_id=run_id)
             latest = ingest.latest_points(session.connection(), run_id=run_id)
             return {"type": "hello", "run": runs_dicts(session, [run])[0],
                     "latest": point_dicts(latest)}
 
-    hello = await run_in_threadpool(load)
-    if hello is None:
+    try:
+        hello = await run_in_threadpool(load)
+    except RunNotFound as exc:
         await state.hub.unsubscribe(sub)
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="Run not found")
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=str(exc))
         return
     await _serve(websocket, state, sub, json.dumps(hello, allow_nan=False))
 

@@ -1,0 +1,157 @@
+"""Every write of the API: runs, metric points, snapshots.
+
+One function per write, each one transaction (under SQLite's write lock), with the snapshot
+files kept consistent with their rows (a stored file whose row could not be written is
+removed). Routes call them in a worker thread and get the result in API form, or a domain
+error (:mod:`emaboard_server.app.exceptions`, ``ObjectTooLarge``, ``InvalidSnapshot``,
+``SnapshotTooLarge``) that :mod:`emaboard_server.app.api.errors` answers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+
+from sqlalchemy.exc import IntegrityError
+
+from emaboard_server.app import crud, ingest
+from emaboard_server.app.exceptions import RunNotFound
+from emaboard_server.app.ingest import Row
+from emaboard_server.app.schemas import MetricBatch, check_object_size
+from emaboard_server.app.serialize import runs_dicts, snapshot_dict
+from emaboard_server.app.snapshot_files import remove_files, remove_run_folder, store_upload
+from emaboard_server.app.state import AppState
+
+
+def create_or_resume_run(
+    state: AppState, *, project: str, name: str, config: dict[str, Any] | None
+) -> tuple[dict[str, Any], bool]:
+    """Create the run (project, name) or resume it, its config merged into the stored one.
+
+    Returns:
+        The run in API form and whether it was created.
+
+    Raises:
+        ObjectTooLarge: ``config``, or the merged config, is over ``max_object_bytes``.
+    """
+    limit = state.settings.max_object_bytes
+    if config is not None:
+        check_object_size("config", config, limit)
+
+    def write() -> tuple[dict[str, Any], bool]:
+        with state.db.writing() as session:
+            run, created = crud.get_or_create_run(session, project=project, name=name,
+                                                  config=config)
+            if config:  # a resumed run's config is merged: the result must fit too
+                check_object_size("config", run.config, limit, merged_with="the stored config")
+            return runs_dicts(session, [run])[0], created
+
+    try:
+        return write()
+    except IntegrityError:  # another server process created (project, name) meanwhile
+        return write()
+
+
+def update_run(
+    state: AppState, *, run_id: int, status: str | None, summary: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Set the run's status and/or merge ``summary`` into its summary; the run in API form.
+
+    Raises:
+        RunNotFound: No run has this id.
+        ObjectTooLarge: ``summary``, or the merged summary, is over ``max_object_bytes``
+            (nothing is stored).
+    """
+    limit = state.settings.max_object_bytes
+    if summary is not None:
+        check_object_size("summary", summary, limit)
+    with state.db.writing() as session:
+        run = crud.require_run(session, run_id=run_id)
+        crud.update_run(session, run=run, status=status, summary=summary)
+        if summary:
+            check_object_size("summary", run.summary, limit, merged_with="the stored summary")
+        return runs_dicts(session, [run])[0]
+
+
+def delete_run(state: AppState, *, run_id: int) -> str:
+    """Delete the run, its points, its snapshot rows and files; return its project.
+
+    Raises:
+        RunNotFound: No run has this id.
+    """
+    with state.db.writing() as session:
+        run = crud.require_run(session, run_id=run_id)
+        project = run.project
+        paths = crud.delete_run(session, run=run)
+    remove_files(state.settings.data_dir, paths)
+    remove_run_folder(state.settings.data_dir, run_id)
+    return project
+
+
+def store_points(state: AppState, *, run_id: int, batch: MetricBatch) -> tuple[list[Row], bool]:
+    """Store a batch of points (a retried (key, step) is not stored twice).
+
+    Returns:
+        The new rows, and whether they are the posted points exactly as posted.
+
+    Raises:
+        RunNotFound: No run has this id.
+    """
+    now = time.time()
+    prepared = ingest.prepare(batch.points, now)
+    with state.db.writing_core() as connection:
+        if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
+            raise RunNotFound
+        inserted = ingest.insert_points(connection, run_id, prepared)
+    return inserted, prepared.as_posted and len(inserted) == len(batch.points)
+
+
+def create_snapshot(
+    state: AppState, *, run_id: int, file: IO[bytes], fields: dict[str, Any]
+) -> dict[str, Any]:
+    """Store an uploaded safetensors file and its row; the snapshot in API form.
+
+    Args:
+        state: The server's state.
+        run_id: The run it belongs to.
+        file: The upload, at its start.
+        fields: ``averager``, ``step``, ``metric``, ``value`` and ``meta`` (the client's
+            metadata, merged over the file's own ``__metadata__``).
+
+    Raises:
+        RunNotFound: No run has this id (checked before the file is received, and again
+            when the row is written).
+        InvalidSnapshot: Not a safetensors file. SnapshotTooLarge: over ``max_upload_bytes``.
+        ObjectTooLarge: The merged metadata is over ``max_object_bytes``.
+    """
+    settings = state.settings
+    with state.db.reading() as session:
+        crud.require_run(session, run_id=run_id)
+    path, sha256, size, file_meta = store_upload(
+        file, data_dir=settings.data_dir, run_id=run_id, max_bytes=settings.max_upload_bytes
+    )
+    try:
+        meta = {**file_meta, **fields["meta"]}
+        check_object_size("metadata", meta, settings.max_object_bytes,
+                          merged_with="the file's __metadata__")
+        with state.db.writing() as session:
+            run = crud.require_run(session, run_id=run_id)
+            snapshot = crud.create_snapshot(session, run=run, fields={
+                **fields, "meta": meta, "sha256": sha256, "size_bytes": size,
+                "stored_path": path})
+            return snapshot_dict(snapshot)
+    except BaseException:
+        remove_files(settings.data_dir, [path])
+        raise
+
+
+def delete_snapshot(state: AppState, *, run_id: int, snapshot_id: int) -> None:
+    """Delete a snapshot's row, then its file.
+
+    Raises:
+        RunNotFound: No run has this id. SnapshotNotFound: The run has no such snapshot.
+    """
+    with state.db.writing() as session:
+        snapshot = crud.require_snapshot(session, run_id=run_id, snapshot_id=snapshot_id)
+        path = crud.delete_snapshot(session, snapshot=snapshot)
+    remove_files(state.settings.data_dir, [path])
