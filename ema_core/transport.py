@@ -15,6 +15,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -110,7 +111,27 @@ class ApiClient:
         value: float | None,
         metadata: Mapping[str, str],
     ) -> dict[str, Any]:
-        """Upload a safetensors snapshot file (multipart); returns the server's Snapshot."""
+        """Upload a safetensors snapshot file (multipart); returns the server's Snapshot.
+
+        The server is asked first whether it holds (averager, step) already: a retry after a
+        lost answer then sends no file again. The server itself also answers a repeated
+        upload with the stored snapshot (200), so a retry racing the first upload stores
+        nothing twice either.
+
+        Raises:
+            RejectedError: the server holds another file for (averager, step) (409), or
+                refused the upload as invalid.
+            RetryableError, PayloadTooLarge, RunGone: as for every request.
+            OSError: the file cannot be read.
+        """
+        stored = self.find_snapshot(run_id, averager=averager, step=step)
+        if stored is not None:
+            if stored.get("sha256") == _file_sha256(path):
+                return stored
+            raise RejectedError(
+                f"Snapshot conflict: run {run_id} already has snapshot {stored.get('id')} for "
+                f"averager {averager!r} at step {step} with another file; not uploading {path}"
+            )
         data: dict[str, str] = {
             "averager": averager, "step": str(step), "metadata": json.dumps(dict(metadata)),
         }
@@ -121,6 +142,13 @@ class ApiClient:
         with open(path, "rb") as file:
             files = {"file": (path.name, file, "application/octet-stream")}
             return self._request("POST", f"/api/runs/{run_id}/snapshots", data=data, files=files)
+
+    def find_snapshot(self, run_id: int, *, averager: str, step: int) -> dict[str, Any] | None:
+        """The server's snapshot of ``averager`` at ``step`` in the run, or None."""
+        answer = self._request("GET", f"/api/runs/{run_id}/snapshots",
+                               params={"averager": averager, "step": step})
+        items = answer.get("items", [])
+        return dict(items[0]) if items else None
 
     def update_summary(self, run_id: int, summary: Mapping[str, Any]) -> None:
         """PATCH the run's summary (merged into the stored one, top-level keys)."""
@@ -159,6 +187,15 @@ class ApiClient:
         if response.status_code == 404 and url.startswith("/api/runs/"):
             raise RunGone(message)
         raise RejectedError(message)
+
+
+def _file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ema_core.metric_keys import default_mode, parse_key
-from emaboard_server.app.exceptions import RunNotFound, SnapshotNotFound
+from emaboard_server.app.exceptions import RunNotFound, SnapshotConflict, SnapshotNotFound
 from emaboard_server.app.models import LatestMetric, Run, Snapshot
 
 
@@ -149,21 +149,42 @@ def _best_of_run(rows: list[LatestMetric], summary: dict[str, Any]) -> dict[str,
     return best
 
 
-def create_snapshot(session: Session, *, run: Run, fields: dict[str, Any]) -> Snapshot:
-    """Insert a snapshot row for ``run`` with ``fields`` (column names of :class:`Snapshot`)."""
+def create_snapshot(
+    session: Session, *, run: Run, fields: dict[str, Any]
+) -> tuple[Snapshot, bool]:
+    """Insert a snapshot row for ``run`` with ``fields`` (column names of :class:`Snapshot`),
+    unless (run, averager, step) is stored already.
+
+    Returns:
+        The snapshot and whether it was created; an existing one with the same ``sha256``
+        is returned as it is (a retried upload).
+
+    Raises:
+        SnapshotConflict: the key is stored with another ``sha256``.
+        sqlalchemy.exc.IntegrityError: another connection inserted the key meanwhile.
+    """
+    existing = session.scalar(select(Snapshot).where(
+        Snapshot.run_id == run.id, Snapshot.averager == fields["averager"],
+        Snapshot.step == fields["step"]))
+    if existing is not None:
+        if existing.sha256 != fields["sha256"]:
+            raise SnapshotConflict(existing)
+        return existing, False
     snapshot = Snapshot(run_id=run.id, created_at=time.time(), **fields)
     session.add(snapshot)
     session.flush()
-    return snapshot
+    return snapshot, True
 
 
 def list_snapshots(
-    session: Session, *, run_id: int, averager: str | None = None
+    session: Session, *, run_id: int, averager: str | None = None, step: int | None = None
 ) -> Sequence[Snapshot]:
-    """The run's snapshots by step, then id, optionally of one averager."""
+    """The run's snapshots by step, then id, optionally of one averager and/or one step."""
     query = select(Snapshot).where(Snapshot.run_id == run_id)
     if averager is not None:
         query = query.where(Snapshot.averager == averager)
+    if step is not None:
+        query = query.where(Snapshot.step == step)
     return session.scalars(query.order_by(Snapshot.step, Snapshot.id)).all()
 
 

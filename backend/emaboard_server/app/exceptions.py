@@ -7,6 +7,7 @@ Class tree (HTTP status of the answer)::
      └── NotFound                 404, the message is the API's fixed phrase
           ├── RunNotFound         "Run not found"
           └── SnapshotNotFound    "Snapshot not found"
+    SnapshotConflict              409 "Snapshot conflict: run 1 already has snapshot 7 ..."
     ValueError
      ├── snapshot_files.InvalidSnapshot    400 "File is not a valid safetensors file: ..."
      ├── snapshot_files.SnapshotTooLarge   413 "Upload too large: ..."
@@ -14,6 +15,11 @@ Class tree (HTTP status of the answer)::
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emaboard_server.app.models import Snapshot
 
 RUN_NOT_FOUND = "Run not found"
 SNAPSHOT_NOT_FOUND = "Snapshot not found"
@@ -35,3 +41,16 @@ class SnapshotNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__(SNAPSHOT_NOT_FOUND)
+
+
+class SnapshotConflict(Exception):
+    """Another file is stored for the same (run, averager, step)."""
+
+    def __init__(self, existing: Snapshot) -> None:
+        self.existing = existing
+        super().__init__(
+            f"Snapshot conflict: run {existing.run_id} already has snapshot {existing.id} for "
+            f"averager {existing.averager!r} at step {existing.step} with another file "
+            f"(sha256 {existing.sha256[:16]}…): delete it first (DELETE /api/runs/"
+            f"{existing.run_id}/snapshots/{existing.id}) or upload under another step"
+        )

@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await run_in_threadpool(upgrade_database, state.db.engine)
+        await run_in_threadpool(upgrade_database, state.db.engine, settings.data_dir)
         ticker = RunListTicker(state)
         ticker.start()
         try:

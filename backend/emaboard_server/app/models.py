@@ -118,6 +118,8 @@ class Snapshot(Base):
     __tablename__ = "snapshot"
     __table_args__ = (
         Index("ix_snapshot_run_averager", "run_id", "averager"),
+        # (run, averager, step) identifies a snapshot: a retried upload finds the first one.
+        UniqueConstraint("run_id", "averager", "step", name="uq_snapshot_run_averager_step"),
         {"sqlite_autoincrement": True},
     )
 

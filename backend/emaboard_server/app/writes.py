@@ -108,8 +108,12 @@ def store_points(state: AppState, *, run_id: int, batch: MetricBatch) -> tuple[l
 
 def create_snapshot(
     state: AppState, *, run_id: int, file: IO[bytes], fields: dict[str, Any]
-) -> dict[str, Any]:
-    """Store an uploaded safetensors file and its row; the snapshot in API form.
+) -> tuple[dict[str, Any], bool]:
+    """Store an uploaded safetensors file and its row, unless (run, averager, step) holds the
+    same file already (a retry: the new copy is removed).
+
+    Returns:
+        The snapshot in API form and whether it was created.
 
     Args:
         state: The server's state.
@@ -123,6 +127,7 @@ def create_snapshot(
             when the row is written).
         InvalidSnapshot: Not a safetensors file. SnapshotTooLarge: over ``max_upload_bytes``.
         ObjectTooLarge: The merged metadata is over ``max_object_bytes``.
+        SnapshotConflict: (run, averager, step) holds another file.
     """
     settings = state.settings
     with state.db.reading() as session:
@@ -134,15 +139,27 @@ def create_snapshot(
         meta = {**file_meta, **fields["meta"]}
         check_object_size("metadata", meta, settings.max_object_bytes,
                           merged_with="the file's __metadata__")
-        with state.db.writing() as session:
-            run = crud.require_run(session, run_id=run_id)
-            snapshot = crud.create_snapshot(session, run=run, fields={
-                **fields, "meta": meta, "sha256": sha256, "size_bytes": size,
-                "stored_path": path})
-            return snapshot_dict(snapshot)
+        row = {**fields, "meta": meta, "sha256": sha256, "size_bytes": size,
+               "stored_path": path}
+        try:
+            snapshot, created = _insert_snapshot(state, run_id, row)
+        except IntegrityError:  # another server process stored the key meanwhile
+            snapshot, created = _insert_snapshot(state, run_id, row)
     except BaseException:
         remove_files(settings.data_dir, [path])
         raise
+    if not created:
+        remove_files(settings.data_dir, [path])
+    return snapshot, created
+
+
+def _insert_snapshot(
+    state: AppState, run_id: int, row: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    with state.db.writing() as session:
+        run = crud.require_run(session, run_id=run_id)
+        snapshot, created = crud.create_snapshot(session, run=run, fields=row)
+        return snapshot_dict(snapshot), created
 
 
 def delete_snapshot(state: AppState, *, run_id: int, snapshot_id: int) -> None:

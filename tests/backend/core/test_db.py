@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -87,3 +88,40 @@ def test_unsupported_paramstyle_is_refused() -> None:
     ):
         _render("numeric", "INSERT INTO t VALUES ({1})")
     assert _render("format", "SELECT {1}, {4}") == "SELECT %s, %s, %s, %s, %s"
+
+
+def test_one_alembic_head() -> None:
+    script = ScriptDirectory.from_config(alembic_config(Database("sqlite://").engine))
+    assert len(script.get_heads()) == 1, script.get_heads()
+
+
+def test_0002_keeps_the_first_of_duplicate_snapshots_and_removes_the_rest(
+    tmp_path: Path,
+) -> None:
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    command.upgrade(alembic_config(db.engine), "0001")  # as stored before issue 14
+    data_dir = tmp_path / "data"
+    (data_dir / "snapshots" / "1").mkdir(parents=True)
+    insert = text(
+        "INSERT INTO snapshot (run_id, averager, step, sha256, size_bytes, stored_path, "
+        "metadata, created_at) VALUES (1, :averager, :step, 'x', 1, :path, '{}', 0)")
+    with db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO run (id, project, name, config, status, created_at, last_seen_at, "
+            "summary) VALUES (1, 'p', 'r', '{}', 'running', 0, 0, '{}')"))
+        for n, (averager, step) in enumerate([("swa", 5), ("swa", 5), ("ema", 5), ("swa", 5)]):
+            path = f"snapshots/1/{n}.safetensors"
+            (data_dir / path).write_bytes(b"x")
+            connection.execute(insert, {"averager": averager, "step": step, "path": path})
+    upgrade_database(db.engine, data_dir)
+    with db.engine.begin() as connection:
+        rows = connection.execute(text("SELECT id, averager FROM snapshot ORDER BY id")).all()
+        assert [tuple(row) for row in rows] == [(1, "swa"), (3, "ema")]
+        with pytest.raises(IntegrityError):
+            connection.execute(insert, {"averager": "swa", "step": 5, "path": "p"})
+    assert sorted(p.name for p in (data_dir / "snapshots" / "1").iterdir()) == [
+        "0.safetensors", "2.safetensors"]
+    db.dispose()

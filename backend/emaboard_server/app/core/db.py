@@ -53,17 +53,20 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def alembic_config(engine: Engine) -> Config:
-    """An Alembic config built in code (no ``alembic.ini``), bound to ``engine``."""
+def alembic_config(engine: Engine, data_dir: Path | None = None) -> Config:
+    """An Alembic config built in code (no ``alembic.ini``), bound to ``engine``; migrations
+    that remove rows with files also remove the files under ``data_dir`` when it is given."""
     config = Config()
     config.set_main_option("script_location", str(ALEMBIC_DIR))
     config.attributes["engine"] = engine
+    if data_dir is not None:
+        config.attributes["data_dir"] = data_dir
     return config
 
 
-def upgrade_database(engine: Engine) -> None:
+def upgrade_database(engine: Engine, data_dir: Path | None = None) -> None:
     """Run ``alembic upgrade head`` on ``engine`` (creates the schema on a new database)."""
-    command.upgrade(alembic_config(engine), "head")
+    command.upgrade(alembic_config(engine, data_dir), "head")
     logger.debug("database at %s upgraded to head", engine.url.render_as_string())
 
 

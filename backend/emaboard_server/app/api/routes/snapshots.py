@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -62,11 +62,13 @@ def _parse_metadata(text: str | None, limit: int) -> dict[str, Any]:
 
 
 @router.post("", response_model=SnapshotOut, status_code=201,
-             responses={400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-                        413: {"model": ErrorResponse}})
+             responses={200: {"model": SnapshotOut, "description": "Already stored (a retry)"},
+                        400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+                        409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}})
 async def create_snapshot(
     run_id: RunId,
     state: StateDep,
+    response: Response,
     file: Annotated[UploadFile, File(description="A safetensors file")],
     averager: Annotated[str, Form(min_length=1, max_length=200)],
     step: Annotated[int, Form(ge=0, le=MAX_ID), Digits],
@@ -74,20 +76,27 @@ async def create_snapshot(
     value: Annotated[float | None, Form()] = None,
     metadata: Annotated[str | None, Form(description="A JSON object")] = None,
 ) -> Any:
-    """Upload one averager's weights (safetensors) with its step and optional metric value."""
+    """Upload one averager's weights at one step (201); the same file again is 200, another
+    file at the same (averager, step) is 409."""
     fields = {"averager": averager, "step": step, "metric": metric, "value": value,
               "meta": _parse_metadata(metadata, state.settings.max_object_bytes)}
-    snapshot = await run_in_threadpool(
+    snapshot, created = await run_in_threadpool(
         lambda: writes.create_snapshot(state, run_id=run_id, file=file.file, fields=fields))
-    state.hub.publish(run_id, {"type": "snapshot", "snapshot": snapshot})
+    if created:
+        state.hub.publish(run_id, {"type": "snapshot", "snapshot": snapshot})
+    else:
+        response.status_code = status.HTTP_200_OK
     return snapshot
 
 
 @router.get("", response_model=list[SnapshotOut], responses=ERRORS)
-def read_snapshots(run: RunDep, session: SessionDep, averager: str | None = None) -> Any:
-    """List the run's snapshots (optionally of one averager), by step."""
-    return [snapshot_dict(s) for s in crud.list_snapshots(session, run_id=run.id,
-                                                           averager=averager)]
+def read_snapshots(
+    run: RunDep, session: SessionDep, averager: str | None = None,
+    step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
+) -> Any:
+    """List the run's snapshots (optionally of one averager and/or one step), by step."""
+    found = crud.list_snapshots(session, run_id=run.id, averager=averager, step=step)
+    return [snapshot_dict(s) for s in found]
 
 
 def _file_response(state: AppState, run: Run, snapshot: Snapshot) -> FileResponse:
