@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ema_core._distributed import local_piece
 from ema_core._shadow_store import ShadowStore
 from ema_core.exceptions import StateDictError, UnknownAveragerError
 from ema_core.stats import WeightStats, build_weight_stats
@@ -49,6 +50,12 @@ class Averager:
     def averager_names(self) -> tuple[str, ...]:
         """Stable averager names, one per shadow (e.g. ``("ema_0.999", "ema_0.9999")``)."""
         return self._names
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the model's parameters are DTensors (FSDP2): each rank's shadows hold its
+        own shards, and statistics and snapshots are collectives every rank must join."""
+        return self._store.sharded
 
     @property
     def stats_every(self) -> int:
@@ -94,12 +101,14 @@ class Averager:
         """The shadow of ``name`` keyed like ``model.state_dict()`` (prefixes stripped).
 
         Values are the stored shadow tensors themselves (views into flat storage, no copy):
-        parameters and buffers, float ones in the shadow dtype, integer ones as copied.
+        parameters and buffers, float ones in the shadow dtype, integer ones as copied. For a
+        sharded model (FSDP2) a sharded parameter's value is a DTensor with the parameter's
+        global shape, mesh and placements over this rank's local shadow shard.
 
         Raises:
             UnknownAveragerError: ``name`` is not one of ``averager_names``.
         """
-        return self._store.shadow_tensors(self._index(name))
+        return self._store.global_shadow(self._index(name))
 
     def averaged_model(self, name: str | None = None) -> nn.Module:
         """The averaged model of ``name`` as a module, like timm's ``ModelEmaV3.module``.
@@ -186,17 +195,24 @@ class Averager:
         """Everything needed to resume bit-identically: shadows, counters, schedule state.
 
         Shadow values are the stored tensors (no copy); ``torch.save`` keeps their shared
-        storage once.
+        storage once. For a sharded model they are DTensors over the local shards (as in
+        :meth:`shadow_state_dict`), so ``torch.distributed.checkpoint`` saves and loads them
+        like the model's own state dict: ``dcp.save({"model": ..., "ema": ema}, ...)`` and
+        ``dcp.load`` with the same dict (the averager is a DCP ``Stateful``).
         """
         return {
             "format": STATE_FORMAT, "version": STATE_VERSION, "kind": self.kind,
             "averager_names": list(self._names), "step": self.step,
             "decays": list(self._decays), "extra": self._extra_state(),
-            "shadows": {n: self._store.shadow_tensors(k) for k, n in enumerate(self._names)},
+            "shadows": {n: self._store.global_shadow(k) for k, n in enumerate(self._names)},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict` (copies into the existing storage).
+
+        On a sharded model each rank copies its own piece: from a DTensor (as
+        ``torch.distributed.checkpoint`` loads it) or from a full tensor that every rank
+        holds (a state saved without sharding), cut locally without communication.
 
         Raises:
             StateDictError: wrong format/kind, different averager names, keys or shapes.
@@ -213,13 +229,13 @@ class Averager:
                 f"{list(self._names)}: construct it with the same decays/schedule"
             )
         self._check_extra_state(state["extra"])
-        targets = [self._store.shadow_tensors(k) for k in range(len(self._names))]
-        for name, dst in zip(self._names, targets, strict=True):
-            _check_shadow(dst, state["shadows"][name], name)  # all checks before any copy
+        for k, name in enumerate(self._names):  # all checks before any copy
+            _check_shadow(self._store.global_shadow(k), state["shadows"][name], name)
+        layouts = self._store.layouts
         with torch.no_grad():
-            for name, dst in zip(self._names, targets, strict=True):
-                for key, tensor in dst.items():
-                    tensor.copy_(state["shadows"][name][key])
+            for k, name in enumerate(self._names):
+                for key, tensor in self._store.shadow_tensors(k).items():
+                    tensor.copy_(local_piece(state["shadows"][name][key], layouts[key]))
         self.step = int(state["step"])
         self._decays = [float(d) for d in state["decays"]]
         self._load_extra_state(state["extra"])

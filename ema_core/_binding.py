@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ema_core._distributed import data_ptr, is_dtensor
+
 
 class Binding:
     """What ``model`` held when an averager bound to it.
@@ -46,8 +48,10 @@ class Binding:
         self._dicts = [d for d, _, _ in entries]
         self._names = [name for _, name, _ in entries]
         self._objects = [obj for _, _, obj in entries]
-        self._tensors = list(tensors)
+        self._tensors = [t for t in tensors if not is_dtensor(t)]
         self._pointers = [t.data_ptr() for t in self._tensors]
+        self._sharded = [t for t in tensors if is_dtensor(t)]  # FSDP2: their local shards'
+        self._shard_pointers = [data_ptr(t) for t in self._sharded]
 
     def unchanged(self) -> bool:
         """Whether the model still holds the same modules and tensors, in the same storage."""
@@ -55,4 +59,5 @@ class Binding:
             all(map(operator.is_, map(dict.get, self._dicts, self._names), self._objects))
             and list(map(len, self._containers)) == self._sizes
             and list(map(Tensor.data_ptr, self._tensors)) == self._pointers
+            and list(map(data_ptr, self._sharded)) == self._shard_pointers
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ema_core._distributed import local_tensor
 from ema_core._keys import strip_wrapper_prefixes
 from ema_core.exceptions import ModelMismatchError, NoFloatParametersError
 
@@ -91,14 +92,17 @@ def gather_live(model: nn.Module) -> dict[str, Tensor]:
 
 
 class Group:
-    """Averaged tensors of one (live device, live dtype), one flat buffer per shadow."""
+    """Averaged tensors of one (live device, live dtype), one flat buffer per shadow.
+
+    ``live`` may hold DTensors (FSDP2): the group then stores and updates their local shards.
+    """
 
     def __init__(
         self, specs: list[Spec], live: list[Tensor], n_shadows: int,
         dtype: torch.dtype, device: torch.device,
     ) -> None:
         self.specs = specs
-        real = [as_real(t.detach()) for t in live]
+        real = [as_real(local_tensor(t)) for t in live]
         self.numels = [t.numel() for t in real]
         self.offsets = [0]
         for n in self.numels:
@@ -118,9 +122,23 @@ class Group:
                 torch._foreach_copy_(views, self.live)
 
     def bind(self, live: list[Tensor]) -> None:
-        """Point the group at the model's live tensors and rebuild the block plan."""
+        """Point the group at the model's live tensors and rebuild the block plan.
+
+        Raises:
+            ModelMismatchError: a local shard's shape differs from the shadow's (the model
+                was sharded differently).
+        """
+        local = [local_tensor(t) for t in live]  # detached; a DTensor's local shard
+        wrong = [f"{s.key}: shadow shard {tuple(v.shape)} vs live shard {tuple(t.shape)}"
+                 for s, v, t in zip(self.specs, self.views[0], local, strict=True)
+                 if v.shape != as_real(t).shape]
+        if wrong:
+            raise ModelMismatchError(
+                f"Model is sharded differently from the shadow: {wrong[:5]}; update with the "
+                "model sharded as at construction (same mesh and placements)"
+            )
         self.sources = live
-        self.detached = [t.detach() for t in live]  # as the model holds them (maybe complex)
+        self.detached = local  # as the model holds them (maybe complex)
         self.live = [as_real(t) for t in self.detached]  # real views: what is averaged
         self.all_live = self.live * len(self.views)
         self.cast = any(

@@ -9,6 +9,13 @@ import torch
 from torch import Tensor, nn
 
 from ema_core._binding import Binding
+from ema_core._distributed import (
+    ShardLayout,
+    StatsReducer,
+    local_tensor,
+    shard_layout,
+    wrap,
+)
 from ema_core._shadow_groups import (
     Group,
     Slot,
@@ -38,7 +45,11 @@ class RawStats:
 
 
 class ShadowStore:
-    """``n_shadows`` shadows of a model in flat per-(device, dtype) storage."""
+    """``n_shadows`` shadows of a model in flat per-(device, dtype) storage.
+
+    For a sharded model (DTensor parameters, FSDP2) the storage holds each rank's local
+    shards; :meth:`shadow_tensors` returns them, :meth:`global_shadow` as DTensors.
+    """
 
     def __init__(
         self, model: nn.Module, n_shadows: int, *, average_buffers: bool,
@@ -46,11 +57,14 @@ class ShadowStore:
     ) -> None:
         live = gather_live(model)
         self.specs = build_specs(live, average_buffers)
+        self.layouts: dict[str, ShardLayout | None] = {k: shard_layout(v) for k, v in live.items()}
+        self.sharded = any(lay is not None for lay in self.layouts.values())
+        self._reducer: StatsReducer | None = None
         self.n_shadows = n_shadows
         by_kind: dict[tuple[torch.device, torch.dtype], list[Spec]] = {}
         averaged = [s for s in self.specs if s.averaged]
         for spec in sorted(averaged, key=lambda s: not s.is_param):  # stable: params first
-            t = as_real(live[spec.key])
+            t = as_real(local_tensor(live[spec.key]))
             by_kind.setdefault((t.device, t.dtype), []).append(spec)
         dev = None if device is None else torch.device(device)
         with torch.no_grad():
@@ -61,7 +75,7 @@ class ShadowStore:
             ]
             self.copied_specs = [s for s in self.specs if not s.averaged]
             self.copied = [
-                [live[s.key].detach().to(device=dev, copy=True) for s in self.copied_specs]
+                [local_tensor(live[s.key]).to(device=dev, copy=True) for s in self.copied_specs]
                 for _ in range(n_shadows)
             ]
         self.model: nn.Module = model
@@ -71,7 +85,7 @@ class ShadowStore:
 
     def _bind_copied(self, model: nn.Module, live: dict[str, Tensor]) -> None:
         self.copied_sources = [live[s.key] for s in self.copied_specs]
-        self.copied_live = [t.detach() for t in self.copied_sources]
+        self.copied_live = [local_tensor(t) for t in self.copied_sources]
         self.all_copied = [t for ts in self.copied for t in ts]
         self.binding = Binding(model, [t for g in self.groups for t in g.sources]
                                + self.copied_sources)
@@ -116,6 +130,11 @@ class ShadowStore:
         by_key.update(zip((s.key for s in self.copied_specs), self.copied[k], strict=True))
         return {s.key: by_key[s.key] for s in self.specs}
 
+    def global_shadow(self, k: int) -> dict[str, Tensor]:
+        """Shadow ``k`` like ``model.state_dict()``: DTensors over the local shards (no copy)
+        for sharded keys, the stored tensors for the others."""
+        return {key: wrap(t, self.layouts[key]) for key, t in self.shadow_tensors(k).items()}
+
     def update_(self, weights: Sequence[float], *, foreach: bool = True) -> None:
         """shadow_k ← lerp(shadow_k, live, weights[k]); copied tensors are copied."""
         with torch.no_grad():
@@ -144,12 +163,45 @@ class ShadowStore:
             for g in self.groups:
                 values, slots = g.stats_(weights)
                 if values:
-                    parts.append(torch.stack(values).to(torch.float64).cpu())
+                    parts.append(torch.stack(values).to(torch.float64))
                     layouts.append((g, slots))
             if weights is not None:
                 self.copy_buffers_()
-            numbers = torch.cat(parts).tolist() if parts else []
+            if self.sharded:
+                return self._reduce(parts, layouts)
+            numbers = torch.cat([p.cpu() for p in parts]).tolist() if parts else []
         return self._decode(numbers, layouts)
+
+    def _reduce(self, parts: list[Tensor], layouts: list[tuple[Group, list[Slot]]]) -> RawStats:
+        """Per-tensor squared norms of every rank's shards, summed by one all_reduce."""
+        params = [(g, i) for g in self.groups for i in range(g.n_params)]
+        if self._reducer is None:
+            self._reducer = StatsReducer([self.layouts[g.specs[i].key] for g, i in params])
+        width = 1 + 2 * self.n_shadows
+        sums = torch.zeros((len(params), width), dtype=torch.float64,
+                           device=self._reducer.device)
+        first, total = {}, 0
+        for g in self.groups:
+            first[id(g)], total = total, total + g.n_params
+        for values, (g, slots) in zip(parts, layouts, strict=True):
+            index = torch.tensor([(first[id(g)] + i) * width + slot for i, slot, _ in slots])
+            squared = torch.tensor([sq for _, _, sq in slots], device=values.device)
+            values = torch.where(squared, values, values * values)
+            sums.view(-1).index_add_(0, index.to(sums.device), values.to(sums.device))
+        numbers = self._reducer.all_reduce_(sums).tolist()
+        raw = RawStats([], [], [[] for _ in range(self.n_shadows)],
+                       [[] for _ in range(self.n_shadows)])
+        seen: set[int] = set()
+        for (g, i), row in zip(params, numbers, strict=True):
+            if id(g.sources[i]) in seen:
+                continue  # a tied parameter under a second key: count it once
+            seen.add(id(g.sources[i]))
+            raw.keys.append(g.specs[i].key)
+            raw.live_sq.append(row[0])
+            for k in range(self.n_shadows):
+                raw.drift_sq[k].append(row[1 + 2 * k])
+                raw.shadow_sq[k].append(row[2 + 2 * k])
+        return raw
 
     def _decode(self, numbers: list[float], layouts: list[tuple[Group, list[Slot]]]) -> RawStats:
         n = self.n_shadows

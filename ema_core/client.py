@@ -21,6 +21,7 @@ import json
 import logging
 import operator
 import sys
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from time import time
@@ -39,9 +40,11 @@ from ema_core._client_parts import (
     default_run_dir,
     open_spool,
 )
+from ema_core._distributed import global_rank, rank_zero_decides
 from ema_core.metric_keys import default_mode, eval_key, train_key
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
+from ema_core.spool import Spool
 from ema_core.transport import ApiClient, TransportError
 
 __all__ = ["Monitor", "default_run_dir"]
@@ -73,6 +76,13 @@ class Monitor:
         max_backoff_s: cap of the exponential retry delay, in seconds.
         request_timeout_s: timeout of one HTTP request, in seconds.
         finish_timeout_s: default bound of :meth:`finish`, in seconds.
+
+    In a distributed job (DDP, FSDP2) create a Monitor on every rank, after
+    ``init_process_group`` (or under ``torchrun``, which sets ``RANK``), and call it the same
+    way everywhere: only rank 0 streams. On the other ranks it is inert (:attr:`active` is
+    False): no spool, no thread, no network, points dropped at once; it still sets
+    ``stats_every`` on watched averagers and, for a sharded averager under :meth:`track_best`,
+    joins the gather of each snapshot that rank 0 takes (rank 0 decides, by one broadcast).
 
     Raises:
         ValueError: an empty name, a bad URL or bound, ``run_dir`` holding another run, or a
@@ -106,24 +116,37 @@ class Monitor:
                         else default_run_dir(project, run)).resolve()
         self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
         wire_config = config_json(config)  # NaN/±Inf as the API strings; TypeError if not JSON
-        self.spool = open_spool(self.run_dir, project, run, wire_config)
-        self._sender = Sender(self._api, self.spool, (project, run, json.loads(wire_config)),
-                              self.run_dir / "snapshots", sender_config)
-        self._inbox = self._sender.inbox
-        self._append = self._inbox.append
-        self._nudge_at = max_batch_points
+        self.rank = global_rank()
         self._watched: list[list[Any]] = []  # [averager, the last WeightStats seen]
         self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
         self._plain_keys: set[str] = set()  # keys already checked by log()
         self._trackers: list[BestTracker] = []
         self._finished = False
+        self._nudge_at = max_batch_points
+        self.spool: Spool | None = None
+        self._sender: Sender | None = None
+        if self.rank != 0:  # inert: no spool, no thread, no network; points are dropped
+            self._api.close()
+            self._inbox: deque[Any] = deque(maxlen=0)
+            self._append = self._inbox.append
+            return
+        self.spool = open_spool(self.run_dir, project, run, wire_config)
+        self._sender = Sender(self._api, self.spool, (project, run, json.loads(wire_config)),
+                              self.run_dir / "snapshots", sender_config)
+        self._inbox = self._sender.inbox
+        self._append = self._inbox.append
         self._sender.start()
         atexit.register(self._finish_at_exit)
 
     @property
+    def active(self) -> bool:
+        """Whether this Monitor streams: True on rank 0 (or outside a distributed job)."""
+        return self._sender is not None
+
+    @property
     def run_id(self) -> int | None:
         """The server's id of this run, once the sender created it (else None)."""
-        return self._sender.run_id
+        return None if self._sender is None else self._sender.run_id
 
     @property
     def finished(self) -> bool:
@@ -132,8 +155,9 @@ class Monitor:
 
     @property
     def sender_stats(self) -> SenderStats:
-        """Counters of the background sender (points posted, spooled, buffer high-water mark)."""
-        return self._sender.stats
+        """Counters of the background sender (points posted, spooled, buffer high-water mark);
+        all zero on an inactive rank."""
+        return SenderStats() if self._sender is None else self._sender.stats
 
     def watch(self, *averagers: Any, stats_every: int = 50) -> None:
         """Stream the weight statistics of EMA/SWA averagers every ``stats_every`` steps.
@@ -142,12 +166,23 @@ class Monitor:
         ``averager.last_stats`` (an identity check, no copy) as ``weights/…``, ``layer/…``
         and ``decay/…`` points at that step.
 
+        In a distributed job call it on every rank: statistics of a sharded (FSDP2) model are
+        a collective, so every rank's averager needs the same ``stats_every``.
+
         Raises:
             ValueError: ``stats_every`` is not an int ≥ 1.
             TypeError: an object without ``averager_names``/``last_stats``.
+            RuntimeError: this Monitor streams, but this process is not rank 0 (it was
+                created before ``init_process_group`` by a launcher that sets no ``RANK``).
         """
         if not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"Invalid stats_every {stats_every!r}: expected an int >= 1")
+        if self._sender is not None and global_rank() != 0:
+            raise RuntimeError(
+                f"Monitor streams on rank {global_rank()}: it was created before "
+                "torch.distributed.init_process_group; create it after, so that only rank 0 "
+                "streams"
+            )
         for averager in averagers:
             if not hasattr(averager, "averager_names") or not hasattr(averager, "last_stats"):
                 raise TypeError(f"Cannot watch {type(averager).__name__}: expected an EMA or SWA")
@@ -180,7 +215,7 @@ class Monitor:
                 if stats is not None:
                     append((None, step, stats, now))
         if len(self._inbox) >= self._nudge_at:
-            self._sender.nudge()
+            self._sender.nudge()  # type: ignore[union-attr]  # an inactive inbox stays empty
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Record any scalars at ``step`` under their own keys (e.g. ``"lr"``, ``"val/acc"``).
@@ -191,7 +226,7 @@ class Monitor:
         step = self._check_step(step)
         self._put(step, metrics, time(), train=False)
         if len(self._inbox) >= self._nudge_at:
-            self._sender.nudge()
+            self._sender.nudge()  # type: ignore[union-attr]  # an inactive inbox stays empty
 
     def log_eval(self, step: int, results: Mapping[str, Mapping[str, Any]]) -> None:
         """Record dual-model evaluation results as ``eval/<model>/<metric>`` points.
@@ -212,7 +247,8 @@ class Monitor:
         self._put(step, flat, time(), train=False)
         for tracker in self._trackers:
             self._maybe_snapshot(tracker, step, results.get(tracker.name, {}))
-        self._sender.nudge()
+        if self._sender is not None:
+            self._sender.nudge()
 
     def track_best(
         self, metric: str, mode: str | None = None, averager: str | None = None
@@ -244,6 +280,8 @@ class Monitor:
         if name not in names:
             raise ValueError(f"Unknown averager {name!r}: expected one of {sorted(names)}")
         self._trackers.append(BestTracker(metric, mode, names[name], name))
+        if self._sender is None or self.spool is None:
+            return
         summary = {"primary_metric": metric, "primary_mode": mode}
         self._sender.update_summary(**summary)
         self.spool.set_meta(summary=json.dumps(summary))  # for `emaboard sync`
@@ -269,6 +307,8 @@ class Monitor:
         if self._finished:
             return
         self._finished = True
+        if self._sender is None or self.spool is None:
+            return  # an inactive rank: nothing to flush
         atexit.unregister(self._finish_at_exit)
         if not self._sender.close(timeout_s):
             logger.warning("emaboard: unsent data left in %s; upload it with `emaboard sync %s`",
@@ -327,30 +367,43 @@ class Monitor:
         return key
 
     def _maybe_snapshot(self, tracker: BestTracker, step: int, metrics: Mapping[str, Any]) -> None:
-        if tracker.metric not in metrics or not tracker.improved(float(metrics[tracker.metric])):
+        improved = (tracker.metric in metrics
+                    and tracker.improved(float(metrics[tracker.metric])))
+        sharded = bool(getattr(tracker.averager, "sharded", False))
+        if sharded:  # every rank joins the gather when rank 0's metric improved
+            improved = rank_zero_decides(improved)
+        if not improved:
             return
-        tracker.best = float(metrics[tracker.metric])
+        tracker.best = float(metrics.get(tracker.metric, tracker.best))
+        if self._sender is None and not sharded:
+            return
+        tensors = snapshot_state(tracker.averager, tracker.name)  # a gather when sharded
+        if self._sender is None:
+            return
         values = {str(k): float(v) for k, v in metrics.items()}  # 0-d tensors, NumPy, as _put
         job = SnapshotJob(
             averager=tracker.name, step=step, metric=tracker.metric, value=tracker.best,
-            tensors=snapshot_state(tracker.averager, tracker.name),
+            tensors=tensors,
             metadata=snapshot_metadata(tracker.averager, tracker.name, metrics=values),
         )
         self._sender.snapshots.append(job)
 
     def _send_status(self, status: str) -> None:
-        self.spool.set_meta(status=status, status_sent="0")
-        remaining_s = self._sender.remaining_s()
-        run_id = self._sender.run_id
+        sender, spool = self._sender, self.spool
+        if sender is None or spool is None:
+            return
+        spool.set_meta(status=status, status_sent="0")
+        remaining_s = sender.remaining_s()
+        run_id = sender.run_id
         if run_id is not None and remaining_s > 0.05:
             try:
                 self._api.set_status(run_id, status, timeout_s=remaining_s)
-                self.spool.set_meta(status_sent="1")
+                spool.set_meta(status_sent="1")
             except TransportError as exc:
                 logger.warning("emaboard: could not mark run %s %s: %s", run_id, status, exc)
-        if not self._sender.alive():
+        if not sender.alive():
             self._api.close()
-            self.spool.close()
+            spool.close()
 
     def _finish_at_exit(self) -> None:
         crashed = getattr(sys, "last_value", None) is not None

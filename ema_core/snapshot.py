@@ -34,7 +34,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 from torch import Tensor, nn
 
+from ema_core._distributed import global_rank, is_dtensor, is_initialized, to_full
 from ema_core._keys import strip_wrapper_prefixes
+from ema_core._snapshot_gather import write_gathered
 from ema_core.exceptions import ModelMismatchError, SnapshotFormatError
 from ema_core.wire import decode_float, encode_float
 
@@ -73,20 +75,35 @@ def snapshot_state(averager: SupportsSnapshot, name: str | None = None) -> dict[
     the training thread can hand them to a background thread that serializes and uploads them.
     A shadow on an accelerator is copied synchronously (the copy waits for that device).
 
+    A sharded shadow (FSDP2) is gathered tensor by tensor (``DTensor.full_tensor``): every
+    rank must call this; rank 0 gets the full tensors, the other ranks ``{}`` (as torch's
+    ``get_model_state_dict`` with ``full_state_dict=True, cpu_offload=True``).
+
     Args:
         averager: An ``EMA`` or ``SWA`` (anything with ``shadow_state_dict``).
         name: Which averager, e.g. ``"ema_0.999"``; ``None`` for the only/first one.
 
     Returns:
-        Key → tensor with the shadow's shapes and dtypes, on CPU, contiguous, not shared.
+        Key → tensor with the shadow's (global) shapes and dtypes, on CPU, contiguous, not
+        shared.
 
     Raises:
         UnknownAveragerError: ``name`` is not one of the averager's names.
     """
-    return {
-        key: tensor.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
-        for key, tensor in averager.shadow_state_dict(name).items()
-    }
+    shadow = averager.shadow_state_dict(name)
+    if not any(is_dtensor(t) for t in shadow.values()):
+        return {key: _cpu_copy(t) for key, t in shadow.items()}
+    keep = global_rank() == 0
+    out = {}
+    for key, tensor in shadow.items():
+        full = to_full(tensor)
+        if keep:
+            out[key] = _cpu_copy(full)
+    return out
+
+
+def _cpu_copy(t: Tensor) -> Tensor:
+    return t.detach().to("cpu", copy=True, memory_format=torch.contiguous_format)
 
 
 def _metrics_json(metrics: Mapping[str, float]) -> str:
@@ -194,14 +211,25 @@ def save_snapshot(
     """Save one averager's shadow to ``path`` as safetensors with metadata.
 
     Equivalent to ``write_snapshot(snapshot_state(averager, name),
-    snapshot_metadata(averager, name, metrics=metrics), path)``.
+    snapshot_metadata(averager, name, metrics=metrics), path)``. In a distributed job (a
+    torch.distributed process group exists) only rank 0 writes the file: call it on rank 0,
+    or on every rank, which a sharded (FSDP2) shadow requires: it is then gathered one tensor
+    at a time into one full file on rank 0, so no rank holds more than one full tensor.
+
+    Returns:
+        ``path`` (on every rank; the file is on rank 0's file system).
 
     Raises:
         TypeError: A metric name is not a str or its value is not a real number.
-        FileNotFoundError: The destination folder does not exist.
+        FileNotFoundError: The destination folder does not exist (on rank 0).
     """
-    tensors = snapshot_state(averager, name)
-    return write_snapshot(tensors, snapshot_metadata(averager, name, metrics=metrics), path)
+    metadata = snapshot_metadata(averager, name, metrics=metrics)
+    shadow = averager.shadow_state_dict(name)
+    if any(is_dtensor(t) for t in shadow.values()):
+        return write_gathered(shadow, metadata, path)
+    if is_initialized() and global_rank() != 0:
+        return Path(path)
+    return write_snapshot(snapshot_state(averager, name), metadata, path)
 
 
 def _not_safetensors(path: Path, error: Exception) -> SnapshotFormatError:

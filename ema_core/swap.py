@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ema_core._averager import Averager
+from ema_core._distributed import reshard
 
 __all__ = ["evaluate_all", "swap_in", "training_flags_kept"]
 
@@ -28,6 +29,11 @@ def swap_in(model: nn.Module, averager: Averager, name: str | None = None) -> It
     block raises — the live values are copied back bit-exactly. Runs under ``torch.no_grad``.
     Every submodule's ``training`` flag is restored on exit as well, so an evaluation that
     calls ``model.eval()`` inside the block leaves dropout and BatchNorm as it found them.
+
+    On a sharded model (FSDP2) each rank swaps its own shards (no communication) and FSDP2's
+    unsharded parameters are freed on entry and exit, so forwards inside the block gather the
+    shadow and forwards after it the live weights; every rank must enter the block (as for
+    any forward of a sharded model).
 
     Args:
         model: The live model (same architecture as the averager's; wrappers allowed).
@@ -56,10 +62,14 @@ def swap_in(model: nn.Module, averager: Averager, name: str | None = None) -> It
         store.swap_active = True
         try:
             torch._foreach_copy_(live, shadow)
+            if store.sharded:
+                reshard(model)  # drop unsharded copies of the live weights
             yield model
         finally:
             with torch.no_grad():
                 torch._foreach_copy_(live, spare)
+                if store.sharded:
+                    reshard(model)
             store.swap_active = False
 
 

@@ -17,7 +17,10 @@
   shadow would re-enter the trainer and re-log every metric, so the comparison uses a plain
   function instead. Without ``eval_fn`` only the live ``val*`` metrics of
   ``trainer.callback_metrics`` are streamed (as ``eval/live/<name>``).
-- Only global rank 0 averages and streams (DDP ranks hold the same weights).
+- Distributed (Lightning's DDP strategy, or any that runs one process per device): every
+  rank averages (each keeps its shadow; for a sharded model, the shadow of its own shards)
+  and evaluates, so that collectives inside ``eval_fn`` or a sharded forward line up; only
+  global rank 0 streams (the Monitor is inert elsewhere, see :class:`ema_core.client.Monitor`).
 - ``on_train_end`` marks the run finished, ``on_exception`` crashed.
 
 ``lightning.pytorch`` is used when installed, else ``pytorch_lightning``; the callback
@@ -82,11 +85,11 @@ class EmaboardCallback(Callback):
 
     @property
     def averagers(self) -> list[Any]:
-        """The EMA and/or SWA objects (empty before ``setup`` and on ranks other than 0)."""
+        """The EMA and/or SWA objects (empty before ``setup``; on every rank)."""
         return self.streamer.averagers
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "fit" and trainer.is_global_zero:
+        if stage == "fit":
             self.streamer.start(pl_module, jsonable_config(dict(pl_module.hparams)))
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:

@@ -15,7 +15,8 @@
   swapped in and streams ``eval/<model>/<metric>``. Without ``eval_fn``, the default
   measures the mean ``loss`` the model returns over the Trainer's ``eval_dataloader``
   (weighted by batch size), the same function for every model, so the numbers compare.
-- Only the main process (``state.is_world_process_zero``) averages and streams.
+- Distributed (``torchrun``/``accelerate launch``): every process averages (each keeps its
+  shadow) and evaluates; only the main process streams (the Monitor is inert elsewhere).
 - ``on_train_end`` marks the run finished; a process that dies of an exception is marked
   crashed by the Monitor's exit hook.
 """
@@ -116,12 +117,12 @@ class EmaboardTrainerCallback(TrainerCallback):
 
     @property
     def averagers(self) -> list[Any]:
-        """The EMA and/or SWA objects (empty before training and off the main process)."""
+        """The EMA and/or SWA objects (empty before training; on every process)."""
         return self.streamer.averagers
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
                        **kwargs: Any) -> None:
-        if model is not None and state.is_world_process_zero:
+        if model is not None:
             self.streamer.start(model, jsonable_config(args.to_sanitized_dict()))
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
