@@ -123,8 +123,16 @@ class Averager:
 
         Raises:
             UnknownAveragerError: ``name`` is not one of ``averager_names``.
+            RuntimeError: the model is sharded (FSDP2): a deep copy of it would copy FSDP's
+                state and hooks, not a model.
         """
         k = self._index(name)
+        if self._store.sharded:
+            raise RuntimeError(
+                f"averaged_model({self._names[k]!r}) on a sharded (FSDP2) model: use swap_in / "
+                "evaluate_all on the sharded model, or save_snapshot and load_snapshot into a "
+                "plain model"
+            )
         model = unwrap_model(self._store.model)
         live = self._store.live_sources()
         memo: dict[int, Any] = {}

@@ -200,6 +200,10 @@ def fsdp(out: Path, server: str | None) -> None:
     save_snapshot(run.ema, out / f"snapshot-fsdp-rank{rank()}.safetensors", name="ema_0.9")
     save_shadows(out, "fsdp", run)
     data["snapshot_state_keys"] = len(snapshot_state(run.ema))
+    try:
+        run.ema.averaged_model()
+    except RuntimeError as error:
+        data["averaged_model_error"] = str(error)
 
     resumed = Run(shard(make_net()))  # a fresh process's objects, loaded from the checkpoint
     state = checkpoint(resumed)

@@ -116,6 +116,13 @@ def test_fsdp_snapshot_is_one_full_file_on_rank_zero(fsdp_run: tuple[Path, Serve
     assert torch.equal(model.gate.weight, single["ema_0.9/gate.weight"])
 
 
+def test_fsdp_averaged_model_is_refused_with_the_remedy(fsdp_run: tuple[Path, ServerProcess]
+                                                        ) -> None:
+    out, _ = fsdp_run
+    assert _json(out, "fsdp-rank0")["averaged_model_error"].startswith(
+        "averaged_model('ema_0.9') on a sharded (FSDP2) model: use swap_in / evaluate_all")
+
+
 def test_fsdp_resume_through_dcp_is_bit_identical(fsdp_run: tuple[Path, ServerProcess]) -> None:
     out, _ = fsdp_run
     assert _json(out, "fsdp-rank0")["resumed_step"] == SAVE_AT
