@@ -17,7 +17,15 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["NON_FINITE", "decode_float", "encode_float", "encode_json", "points_json"]
+__all__ = [
+    "NON_FINITE", "RESUME_MODES", "decode_float", "encode_float", "encode_json", "points_json",
+]
+
+RESUME_MODES = ("never", "allow", "must")
+"""How ``POST /api/runs`` treats a run (project, name) that already exists (docs/api.md):
+``never`` creates a new run under a free name (``name-2``, ``name-3``, …), ``allow`` continues
+it (and creates it when missing), ``must`` continues it and answers 404 when it is missing.
+The server's ``ResumeMode`` (``schemas.py``) spells the same values; a test compares them."""
 
 NON_FINITE: Mapping[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 """The wire strings of the non-finite floats, and the float each one stands for."""

@@ -15,21 +15,41 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ema_core.metric_keys import default_mode, parse_key
-from emaboard_server.app.exceptions import RunNotFound, SnapshotConflict, SnapshotNotFound
+from emaboard_server.app.exceptions import (
+    RunMissing,
+    RunNotFound,
+    SnapshotConflict,
+    SnapshotNotFound,
+)
 from emaboard_server.app.models import LatestMetric, Run, Snapshot
+
+MAX_NAME_LENGTH = 200
 
 
 def get_or_create_run(
-    session: Session, *, project: str, name: str, config: dict[str, Any] | None
+    session: Session, *, project: str, name: str, config: dict[str, Any] | None,
+    resume: str = "allow",
 ) -> tuple[Run, bool]:
     """Create the run (project, name), or resume it: status back to running, config merged.
 
+    Args:
+        resume: ``"allow"`` resumes an existing run; ``"never"`` creates a new run under the
+            first free name ``name-2``, ``name-3``, … (cut to fit 200 characters);
+            ``"must"`` resumes and raises when the run does not exist.
+
     Returns:
         The run and whether it was created.
+
+    Raises:
+        RunMissing: ``resume="must"`` and no such run.
     """
     now = time.time()
     run = session.scalar(select(Run).where(Run.project == project, Run.name == name))
-    if run is None:
+    if run is None and resume == "must":
+        raise RunMissing(project, name)
+    if run is None or resume == "never":
+        if run is not None:
+            name = _free_name(session, project=project, name=name)
         run = Run(project=project, name=name, config=config or {}, status="running",
                   created_at=now, last_seen_at=now, summary={})
         session.add(run)
@@ -41,6 +61,21 @@ def get_or_create_run(
         run.config = {**run.config, **config}
     session.flush()
     return run, False
+
+
+def _free_name(session: Session, *, project: str, name: str) -> str:
+    """The first of ``name-2``, ``name-3``, … that no run of ``project`` has."""
+    stem = name[: MAX_NAME_LENGTH - 24]  # every candidate starts with it (suffix <= 24 chars)
+    taken = set(session.scalars(
+        select(Run.name).where(Run.project == project, Run.name.startswith(stem, autoescape=True))
+    ))
+    number = 2
+    while True:
+        suffix = f"-{number}"
+        candidate = name[: MAX_NAME_LENGTH - len(suffix)] + suffix
+        if candidate not in taken:
+            return candidate
+        number += 1
 
 
 def list_runs(session: Session, *, project: str | None = None) -> Sequence[Run]:

@@ -6,6 +6,7 @@ Class tree (HTTP status of the answer)::
     LookupError
      └── NotFound                 404, the message is the API's fixed phrase
           ├── RunNotFound         "Run not found"
+          │    └── RunMissing     "Run not found: resume='must' continues an existing run ..."
           └── SnapshotNotFound    "Snapshot not found"
     SnapshotConflict              409 "Snapshot conflict: run 1 already has snapshot 7 ..."
     ValueError
@@ -34,6 +35,16 @@ class RunNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__(RUN_NOT_FOUND)
+
+
+class RunMissing(RunNotFound):
+    """``resume="must"`` names a run (project, name) that does not exist."""
+
+    def __init__(self, project: str, name: str) -> None:
+        LookupError.__init__(
+            self, f"{RUN_NOT_FOUND}: resume='must' continues an existing run and "
+            f"{project}/{name} does not exist; pass resume='allow' to create it"
+        )
 
 
 class SnapshotNotFound(NotFound):

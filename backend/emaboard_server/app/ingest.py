@@ -5,7 +5,8 @@ One ingest is one transaction, under the server's write lock for SQLite:
 1. ``UPDATE run`` moves ``last_seen_at`` / ``last_step`` (and tells whether the run exists);
 2. the steps that could already be stored are looked up — only for keys whose posted steps
    reach back to or below the key's latest stored step, so a run that streams forward never
-   pays for it — and those points, and repeats inside the batch, are dropped;
+   pays for it — and those points, and repeats inside the batch, are dropped (a retry); one
+   whose value differs from the stored one is a *conflict*: dropped as well, and reported;
 3. multi-row ``INSERT ... VALUES (...), ... ON CONFLICT (run_id, key, step) DO NOTHING``
    statements of 1,000 rows store the new points (the conflict clause guards databases with
    other writers);
@@ -22,7 +23,7 @@ import functools
 import itertools
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -108,6 +109,7 @@ class Batch:
     rows: list[Row]
     by_key: dict[str, list[Row]]
     as_posted: bool = False  # True when the posted points, as they are, are exactly ``rows``
+    conflicts: list[tuple[str, int]] = field(default_factory=list)  # repeats, other value
 
     @property
     def max_step(self) -> int | None:
@@ -130,10 +132,28 @@ def prepare(points: Sequence[PointIn], now: float) -> Batch:
         rows = [(k, s, NON_FINITE[v] if v.__class__ is str else v, now if w is None else w)
                 for k, s, v, w in raw]
         as_posted = not any(r[3] is None for r in raw)  # wire-form strings stay as posted
+    conflicts: list[tuple[str, int]] = []
     if len({(r[0], r[1]) for r in rows}) != len(rows):
-        rows = list({(r[0], r[1]): r for r in reversed(rows)}.values())[::-1]
+        first = {(r[0], r[1]): r for r in reversed(rows)}
+        conflicts = [(k, s) for k, s, v, _ in rows
+                     if first[(k, s)][2] is not v and not same_value(first[(k, s)][2], v)]
+        rows = list(first.values())[::-1]
         as_posted = False
-    return Batch(rows, _group(rows), as_posted)
+    return Batch(rows, _group(rows), as_posted, conflicts)
+
+
+def same_value(a: float, b: float | None) -> bool:
+    """Whether two point values are the same (NaN equals NaN; a stored NaN reads as None)."""
+    if b is None or b != b:
+        return a != a
+    return a == b
+
+
+class Inserted(NamedTuple):
+    """What :func:`insert_points` did with a batch."""
+
+    rows: list[Row]  # the new rows, in posted order
+    conflicts: list[tuple[str, int]]  # (key, step) posted again with another value: not stored
 
 
 def _group(rows: Sequence[Row]) -> dict[str, list[Row]]:
@@ -179,8 +199,11 @@ def _latest_steps_sql(style: str, n_keys: int) -> str:
         f"({marks})")
 
 
-def _stored_steps(connection: Connection, run_id: int, batch: Batch) -> set[tuple[str, int]]:
-    """The (key, step) pairs in the batch's step ranges that the run already has.
+def _stored_values(
+    connection: Connection, run_id: int, batch: Batch
+) -> dict[tuple[str, int], float | None]:
+    """The (key, step) pairs in the batch's step ranges that the run already has, with their
+    stored values (None for a stored NaN).
 
     Steps beyond a key's latest stored step are new without looking (the usual case); for
     the other keys, one indexed range lookup per key (several keys per query).
@@ -191,37 +214,45 @@ def _stored_steps(connection: Connection, run_id: int, batch: Batch) -> set[tupl
         low = min(_STEP(r) for r in rows)
         if key in latest and low <= latest[key]:
             items.append((key, low, max(_STEP(r) for r in rows)))
-    found: set[tuple[str, int]] = set()
+    found: dict[tuple[str, int], float | None] = {}
     for start in range(0, len(items), KEYS_PER_LOOKUP):
         # run_id inside each branch: SQLite then serves every branch from the primary key.
         clauses = [
             and_(POINTS.c.run_id == run_id, POINTS.c.key == key, POINTS.c.step.between(low, high))
             for key, low, high in items[start:start + KEYS_PER_LOOKUP]
         ]
-        query = select(POINTS.c.key, POINTS.c.step).where(or_(*clauses))
-        found.update((key, step) for key, step in connection.execute(query))
+        query = select(POINTS.c.key, POINTS.c.step, POINTS.c.value).where(or_(*clauses))
+        found.update(((key, step), value)
+                     for key, step, value in connection.execute(query))
     return found
 
 
-def insert_points(connection: Connection, run_id: int, batch: Batch) -> list[Row]:
+def insert_points(connection: Connection, run_id: int, batch: Batch) -> Inserted:
     """Store the batch's points that the run does not have yet (1,000 rows per statement).
+
+    A point at a (key, step) the run already has is not stored again: with the same value it
+    is a retry (idempotent); with another value it is a *conflict* — the stored value is
+    kept, and the pair is reported so that the caller can count and log it.
 
     Call inside the write transaction (under the write lock for SQLite), so the lookup of
     stored steps and the insert see the same table. ``ON CONFLICT DO NOTHING`` stays as the
     guard for databases with concurrent writers.
 
     Returns:
-        The rows that were new, in posted order.
+        The new rows in posted order, and the conflicts (those of the batch itself first).
     """
-    stored = _stored_steps(connection, run_id, batch)
+    stored = _stored_values(connection, run_id, batch)
+    conflicts = list(batch.conflicts)
     if stored:
+        conflicts += [(k, s) for k, s, v, _ in batch.rows
+                      if (k, s) in stored and not same_value(v, stored[(k, s)])]
         fresh = [r for r in batch.rows if (r[0], r[1]) not in stored]
         batch = Batch(fresh, _group(fresh))
     if not batch.rows:
-        return []
+        return Inserted([], conflicts)
     _insert_rows(connection, run_id, batch.rows)
     _upsert_latest(connection, run_id, batch)
-    return batch.rows
+    return Inserted(batch.rows, conflicts)
 
 
 def _insert_rows(connection: Connection, run_id: int, rows: Sequence[Row]) -> None:

@@ -28,6 +28,7 @@ from typing_extensions import NotRequired, TypedDict
 from ema_core.wire import encode_float, encode_json
 
 RunStatus = Literal["running", "finished", "crashed"]
+ResumeMode = Literal["never", "allow", "must"]  # ema_core.wire.RESUME_MODES
 
 
 # Deepest nesting accepted in a free-form object (run config, summary, snapshot metadata).
@@ -120,10 +121,16 @@ class MetricBatch(BaseModel):
 
 
 class IngestResult(BaseModel):
-    """How many points a batch carried and how many were new (the rest were retries)."""
+    """How many points a batch carried, how many were new, and how many were conflicts.
+
+    A point at a (key, step) the run already has is not stored again. With the same value it
+    is a retry (idempotent); with a different value it is counted in ``conflicts`` (and
+    logged by the server): the stored value is kept.
+    """
 
     accepted: int
     inserted: int
+    conflicts: int = 0
 
 
 class PointOut(BaseModel):
@@ -150,12 +157,18 @@ class SeriesResponse(BaseModel):
 
 
 class RunCreate(BaseModel):
-    """Body of ``POST /api/runs`` (create-or-resume by project and name)."""
+    """Body of ``POST /api/runs``: create the run (project, name), or resume it.
+
+    ``resume`` says what to do when the run exists: ``allow`` (the default) continues it,
+    ``never`` creates a new run under the first free name ``name-2``, ``name-3``, …, and
+    ``must`` continues it but answers 404 when it does not exist.
+    """
 
     model_config = ConfigDict(extra="forbid")
     project: Annotated[str, Field(min_length=1, max_length=200)]
     name: Annotated[str, Field(min_length=1, max_length=200)]
     config: JsonObject | None = None
+    resume: ResumeMode = "allow"
 
 
 class RunUpdate(BaseModel):

@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 
 from emaboard_server.app import crud, ingest
 from emaboard_server.app.exceptions import RunNotFound
-from emaboard_server.app.ingest import Row
 from emaboard_server.app.schemas import MetricBatch, check_object_size
 from emaboard_server.app.serialize import runs_dicts, snapshot_dict
 from emaboard_server.app.snapshot_files import remove_files, remove_run_folder, store_upload
@@ -24,15 +23,21 @@ from emaboard_server.app.state import AppState
 
 
 def create_or_resume_run(
-    state: AppState, *, project: str, name: str, config: dict[str, Any] | None
+    state: AppState, *, project: str, name: str, config: dict[str, Any] | None,
+    resume: str = "allow",
 ) -> tuple[dict[str, Any], bool]:
     """Create the run (project, name) or resume it, its config merged into the stored one.
 
+    Args:
+        resume: what to do when the run exists (``crud.get_or_create_run``): ``"allow"``
+            resumes it, ``"never"`` creates ``name-2`` (…), ``"must"`` requires it.
+
     Returns:
-        The run in API form and whether it was created.
+        The run in API form (its ``name`` the one it got) and whether it was created.
 
     Raises:
         ObjectTooLarge: ``config``, or the merged config, is over ``max_object_bytes``.
+        RunMissing: ``resume="must"`` and no such run.
     """
     limit = state.settings.max_object_bytes
     if config is not None:
@@ -41,7 +46,7 @@ def create_or_resume_run(
     def write() -> tuple[dict[str, Any], bool]:
         with state.db.writing() as session:
             run, created = crud.get_or_create_run(session, project=project, name=name,
-                                                  config=config)
+                                                  config=config, resume=resume)
             if config:  # a resumed run's config is merged: the result must fit too
                 check_object_size("config", run.config, limit, merged_with="the stored config")
             return runs_dicts(session, [run])[0], created
@@ -88,11 +93,14 @@ def delete_run(state: AppState, *, run_id: int) -> str:
     return project
 
 
-def store_points(state: AppState, *, run_id: int, batch: MetricBatch) -> tuple[list[Row], bool]:
+def store_points(
+    state: AppState, *, run_id: int, batch: MetricBatch
+) -> tuple[ingest.Inserted, bool]:
     """Store a batch of points (a retried (key, step) is not stored twice).
 
     Returns:
-        The new rows, and whether they are the posted points exactly as posted.
+        The new rows and the conflicts (points at a stored (key, step) with another value),
+        and whether the new rows are the posted points exactly as posted.
 
     Raises:
         RunNotFound: No run has this id.
@@ -103,7 +111,7 @@ def store_points(state: AppState, *, run_id: int, batch: MetricBatch) -> tuple[l
         if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
             raise RunNotFound
         inserted = ingest.insert_points(connection, run_id, prepared)
-    return inserted, prepared.as_posted and len(inserted) == len(batch.points)
+    return inserted, prepared.as_posted and len(inserted.rows) == len(batch.points)
 
 
 def create_snapshot(

@@ -74,7 +74,7 @@ def test_run_and_patch_bodies_have_the_same_cap(http: httpx.Client, run_id: int)
 def test_a_batch_under_the_cap_is_stored(http: httpx.Client, run_id: int) -> None:
     points = [{"key": "train/loss", "step": step, "value": 0.5} for step in range(10_000)]
     response = http.post(f"/api/runs/{run_id}/metrics", json={"points": points})
-    assert response.json() == {"accepted": 10_000, "inserted": 10_000}
+    assert response.json() == {"accepted": 10_000, "inserted": 10_000, "conflicts": 0}
 
 
 def test_config_over_max_object_bytes_is_422_and_not_stored(http: httpx.Client) -> None:

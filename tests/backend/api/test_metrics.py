@@ -30,7 +30,7 @@ def test_post_then_read_back(client: TestClient, run: dict[str, Any]) -> None:
             for s in range(5)
         ]
     }
-    assert post(client, run["id"], body).json() == {"accepted": 5, "inserted": 5}
+    assert post(client, run["id"], body).json() == {"accepted": 5, "inserted": 5, "conflicts": 0}
     got = series(client, run["id"], keys="train/loss")["train/loss"]
     assert got == {
         "steps": [0, 1, 2, 3, 4],
@@ -80,10 +80,11 @@ def test_retry_stores_nothing_twice_and_first_value_wins(
     client: TestClient, run: dict[str, Any]
 ) -> None:
     body = {"points": points("a", range(10), 1.0)}
-    assert post(client, run["id"], body).json() == {"accepted": 10, "inserted": 10}
-    assert post(client, run["id"], body).json() == {"accepted": 10, "inserted": 0}
+    assert post(client, run["id"], body).json() == {"accepted": 10, "inserted": 10, "conflicts": 0}
+    assert post(client, run["id"], body).json() == {"accepted": 10, "inserted": 0, "conflicts": 0}
     overlap = {"points": points("a", range(5, 15), 2.0)}
-    assert post(client, run["id"], overlap).json() == {"accepted": 10, "inserted": 5}
+    assert post(client, run["id"], overlap).json() == {"accepted": 10, "inserted": 5,
+                                                       "conflicts": 5}
     got = series(client, run["id"], keys="a")["a"]
     assert got["steps"] == list(range(15))
     assert got["values"] == [1.0] * 10 + [2.0] * 5
@@ -91,8 +92,29 @@ def test_retry_stores_nothing_twice_and_first_value_wins(
 
 def test_repeat_inside_one_batch_keeps_the_first(client: TestClient, run: dict[str, Any]) -> None:
     body = {"points": [{"key": "a", "step": 1, "value": 1}, {"key": "a", "step": 1, "value": 2}]}
-    assert post(client, run["id"], body).json() == {"accepted": 2, "inserted": 1}
+    assert post(client, run["id"], body).json() == {"accepted": 2, "inserted": 1, "conflicts": 1}
     assert series(client, run["id"], keys="a")["a"]["values"] == [1.0]
+
+
+def test_a_different_value_at_a_stored_step_is_a_counted_and_logged_conflict(
+    client: TestClient, run: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    first = [{"key": "a", "step": s, "value": v} for s, v in ((1, 1.0), (2, "NaN"), (3, 3.0))]
+    assert post(client, run["id"], {"points": first}).json()["inserted"] == 3
+    same = [{"key": "a", "step": s, "value": v} for s, v in ((1, 1), (2, "NaN"), (3, 3.0))]
+    with caplog.at_level("WARNING", logger="emaboard_server.app.api.routes.metrics"):
+        assert post(client, run["id"], {"points": same}).json() == {
+            "accepted": 3, "inserted": 0, "conflicts": 0}  # a replay: idempotent, no log
+        assert caplog.records == []
+        other = [{"key": "a", "step": 2, "value": 2.0}, {"key": "a", "step": 3, "value": 3.5},
+                 {"key": "b", "step": 3, "value": 1.0}]
+        assert post(client, run["id"], {"points": other}).json() == {
+            "accepted": 3, "inserted": 1, "conflicts": 2}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"run {run['id']}: 2 point(s) posted again at an existing (key, step) with a different "
+        "value (a@2, a@3); the stored values are kept. Two trainings writing into one run? "
+        "Resume only from a checkpoint (resume='allow'), or start a new run"]
+    assert series(client, run["id"], keys="a")["a"]["values"] == [1.0, "NaN", 3.0]
 
 
 def test_out_of_order_steps_are_stored_and_read_sorted(
@@ -106,7 +128,8 @@ def test_out_of_order_steps_are_stored_and_read_sorted(
 
 
 def test_empty_batch_is_accepted(client: TestClient, run: dict[str, Any]) -> None:
-    assert post(client, run["id"], {"points": []}).json() == {"accepted": 0, "inserted": 0}
+    assert post(client, run["id"], {"points": []}).json() == {"accepted": 0, "inserted": 0,
+                                                              "conflicts": 0}
     assert client.get(f"/api/runs/{run['id']}").json()["last_step"] is None
 
 
@@ -357,9 +380,11 @@ def test_validation_stops_at_the_first_bad_point(client: TestClient, run: dict[s
 
 def test_batches_over_1000_points_are_stored_whole(client: TestClient, run: dict[str, Any]) -> None:
     body = {"points": points("a", range(2345), 0.5) + [{"key": "b", "step": 0, "value": "NaN"}]}
-    assert post(client, run["id"], body).json() == {"accepted": 2346, "inserted": 2346}
+    assert post(client, run["id"], body).json() == {"accepted": 2346, "inserted": 2346,
+                                                    "conflicts": 0}
     got = series(client, run["id"], keys=["a", "b"], max_points=10_000)
     assert got["a"]["steps"] == list(range(2345)) and set(got["a"]["values"]) == {0.5}
     assert got["b"]["values"] == ["NaN"]
     again = {"points": points("a", range(2000, 3500))}
-    assert post(client, run["id"], again).json() == {"accepted": 1500, "inserted": 1155}
+    assert post(client, run["id"], again).json() == {  # 2000..2344 were 0.5, now 1.0
+        "accepted": 1500, "inserted": 1155, "conflicts": 345}

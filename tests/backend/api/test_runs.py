@@ -32,6 +32,47 @@ def test_create_again_resumes_same_id_sets_running_and_merges_config(client: Tes
     assert again.json()["config"] == {"a": 1, "b": 2}
 
 
+def test_resume_never_creates_a_new_run_under_the_first_free_name(client: TestClient) -> None:
+    first = client.post("/api/runs", json={"project": "p", "name": "r"}).json()
+    names = []
+    for _ in range(3):
+        again = client.post("/api/runs", json={"project": "p", "name": "r", "resume": "never",
+                                               "config": {"b": 2}})
+        assert again.status_code == 201 and again.json()["id"] != first["id"]
+        assert again.json()["config"] == {"b": 2}
+        names.append(again.json()["name"])
+    assert names == ["r-2", "r-3", "r-4"]
+    fresh = client.post("/api/runs", json={"project": "p", "name": "q", "resume": "never"})
+    assert (fresh.status_code, fresh.json()["name"]) == (201, "q")
+    long_name = "x" * 200
+    client.post("/api/runs", json={"project": "p", "name": long_name})
+    cut = client.post("/api/runs", json={"project": "p", "name": long_name, "resume": "never"})
+    assert cut.json()["name"] == "x" * 198 + "-2"
+
+
+def test_resume_must_continues_or_is_404_naming_the_remedy(client: TestClient) -> None:
+    assert_error(client.post("/api/runs", json={"project": "p", "name": "r", "resume": "must"}),
+                 404, "Run not found: resume='must' continues an existing run and p/r does not "
+                 "exist; pass resume='allow' to create it")
+    assert client.get("/api/runs").json() == []
+    first = client.post("/api/runs", json={"project": "p", "name": "r"}).json()
+    client.patch(f"/api/runs/{first['id']}", json={"status": "crashed"})
+    again = client.post("/api/runs", json={"project": "p", "name": "r", "resume": "must"})
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["status"]) == (first["id"], "running")
+
+
+def test_resume_modes_match_the_client_s(client: TestClient) -> None:
+    from typing import get_args
+
+    from ema_core.wire import RESUME_MODES
+    from emaboard_server.app.schemas import ResumeMode
+
+    assert get_args(ResumeMode) == RESUME_MODES
+    response = client.post("/api/runs", json={"project": "p", "name": "r", "resume": "maybe"})
+    assert response.status_code == 422
+
+
 def test_same_name_in_other_project_is_another_run(client: TestClient) -> None:
     a = client.post("/api/runs", json={"project": "p1", "name": "r"}).json()
     b = client.post("/api/runs", json={"project": "p2", "name": "r"}).json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -23,6 +24,8 @@ from emaboard_server.app.schemas import (
     SeriesResponse,
 )
 from emaboard_server.app.serialize import point_dicts
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["metrics"])
 
@@ -76,6 +79,17 @@ def _point_details(errors: list[Any]) -> list[dict[str, Any]]:
     return list(details.values())
 
 
+def _log_conflicts(run_id: int, conflicts: list[tuple[str, int]]) -> None:
+    shown = ", ".join(f"{key}@{step}" for key, step in conflicts[:3])
+    more = f" and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+    logger.warning(
+        "run %d: %d point(s) posted again at an existing (key, step) with a different value "
+        "(%s%s); the stored values are kept. Two trainings writing into one run? Resume only "
+        "from a checkpoint (resume='allow'), or start a new run", run_id, len(conflicts),
+        shown, more,
+    )
+
+
 @router.post(
     "/metrics", response_model=IngestResult, openapi_extra=_INGEST_OPENAPI,
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
@@ -89,10 +103,13 @@ async def create_metrics(run_id: RunId, request: Request, state: StateDep) -> An
         return parsed
     inserted, as_posted = await run_in_threadpool(
         lambda: writes.store_points(state, run_id=run_id, batch=parsed))
-    if inserted:
-        state.hub.publish_points(run_id, inserted, parsed.points if as_posted else None)
+    if inserted.rows:
+        state.hub.publish_points(run_id, inserted.rows, parsed.points if as_posted else None)
         state.touched_runs.add(run_id)
-    return IngestResult(accepted=len(parsed.points), inserted=len(inserted))
+    if inserted.conflicts:
+        _log_conflicts(run_id, inserted.conflicts)
+    return IngestResult(accepted=len(parsed.points), inserted=len(inserted.rows),
+                        conflicts=len(inserted.conflicts))
 
 
 def _series(series: ingest.Series) -> dict[str, list[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Response, status
@@ -14,6 +15,8 @@ from emaboard_server.app.schemas import ErrorResponse, RunCreate, RunOut, RunUpd
 from emaboard_server.app.serialize import runs_dicts
 from emaboard_server.app.state import AppState
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
@@ -25,14 +28,18 @@ def announce_run(state: AppState, run: dict[str, Any]) -> None:
 
 
 @router.post("", response_model=RunOut, status_code=201,
-             responses={200: {"model": RunOut, "description": "Existing run resumed"}})
+             responses={200: {"model": RunOut, "description": "Existing run resumed"},
+                        404: {"model": ErrorResponse}})
 async def create_run(body: RunCreate, state: StateDep, response: Response) -> dict[str, Any]:
-    """Create the run (project, name), or resume it (201 new, 200 existing)."""
+    """Create the run (project, name) or resume it, as ``resume`` says (201 new, 200 resumed)."""
     run, created = await run_in_threadpool(
         lambda: writes.create_or_resume_run(state, project=body.project, name=body.name,
-                                            config=body.config))
+                                            config=body.config, resume=body.resume))
     if not created:
         response.status_code = status.HTTP_200_OK
+    elif run["name"] != body.name:
+        logger.info("run %s/%s exists: created %s/%s (resume='never')", body.project,
+                    body.name, body.project, run["name"])
     announce_run(state, run)
     return run
 
