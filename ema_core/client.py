@@ -20,6 +20,8 @@ import atexit
 import json
 import logging
 import operator
+import os
+import re
 import sys
 from collections import deque
 from collections.abc import Mapping
@@ -28,20 +30,11 @@ from time import time
 from types import TracebackType
 from typing import Any
 
-from ema_core._client_parts import (
-    MAX_KEY_LENGTH,
-    STATUSES,
-    BestTracker,
-    SenderConfig,
-    SenderStats,
-    SnapshotJob,
-    check_positive,
-    config_json,
-    default_run_dir,
-    open_spool,
-)
+from ema_core._best_tracker import BestTracker
 from ema_core._distributed import global_rank, rank_zero_decides
-from ema_core.metric_keys import default_mode, eval_key, train_key
+from ema_core._run_dir import config_json, open_spool
+from ema_core._sender_config import SenderConfig, SenderStats, SnapshotJob, check_positive
+from ema_core.metric_keys import MAX_KEY_LENGTH, default_mode, eval_key, train_key
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.spool import Spool
@@ -52,6 +45,17 @@ __all__ = ["Monitor", "default_run_dir"]
 logger = logging.getLogger(__name__)
 
 _STEP_LIMIT = 1 << 63  # the server stores steps as signed 64-bit integers
+_STATUSES = ("finished", "crashed")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_run_dir(project: str, run: str) -> Path:
+    """``$EMABOARD_DIR/runs/<project>/<run>`` (``EMABOARD_DIR`` defaults to ``.emaboard``).
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``.
+    """
+    root = Path(os.environ.get("EMABOARD_DIR", ".emaboard"))
+    return root / "runs" / _UNSAFE.sub("_", project) / _UNSAFE.sub("_", run)
 
 
 class Monitor:
@@ -300,7 +304,7 @@ class Monitor:
             ValueError: an unknown status or a non-positive timeout.
         """
         status = "finished" if status is None else status
-        if status not in STATUSES:
+        if status not in _STATUSES:
             raise ValueError(f"Invalid status {status!r}: expected 'finished' or 'crashed'")
         timeout_s = self.finish_timeout_s if timeout_s is None else timeout_s
         check_positive("timeout_s", timeout_s)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "MAX_KEY_LENGTH",
     "WEIGHT_STATS",
     "KeyInfo",
     "decay_key",
@@ -35,6 +36,9 @@ __all__ = [
     "train_key",
     "weights_key",
 ]
+
+MAX_KEY_LENGTH = 512
+"""The longest key the server stores, in characters (docs/api.md)."""
 
 WEIGHT_STATS = ("norm", "drift", "rel_drift", "cos")
 """The model-level statistics under ``weights/``."""

@@ -12,9 +12,10 @@ Two daemon threads, so that neither the network nor the disk ever runs on the tr
   Failures back off exponentially with jitter (capped at ``max_backoff_s``); a failed batch
   and the buffer go to the spool, so they survive a crash of the training process.
 
-Ordering invariant: every point in the buffer is older than every spooled point (the
-collector fills the buffer only while the spool is empty), so points reach the server in
-production order, hence in step order per key. Retries are idempotent on the server.
+The buffer, the batch in flight and the spool form one :class:`ema_core._outbox.Outbox`,
+which keeps every point in memory older than every spooled point, so points reach the
+server in production order, hence in step order per key. Retries are idempotent on the
+server.
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from ema_core._client_parts import (
-    MAX_KEY_LENGTH,
-    RateLimitedLogger,
-    SenderConfig,
-    SenderStats,
-    SnapshotJob,
-)
+from ema_core._outbox import Outbox
+from ema_core._rate_limited_log import RateLimitedLogger
+from ema_core._sender_config import SenderConfig, SenderStats, SnapshotJob
+from ema_core.metric_keys import MAX_KEY_LENGTH
 from ema_core.snapshot import write_snapshot
 from ema_core.spool import PendingSnapshot, Spool, SpooledPoint
 from ema_core.transport import (
@@ -44,9 +42,10 @@ from ema_core.transport import (
     RunGone,
 )
 
-__all__ = ["RateLimitedLogger", "Sender", "SenderConfig", "SenderStats", "SnapshotJob"]
+__all__ = ["Sender"]
 
 logger = logging.getLogger(__name__)
+
 
 class Sender:
     """Owns the collector and poster threads of one run.
@@ -68,17 +67,14 @@ class Sender:
         self._snapshot_dir = snapshot_dir
         self.inbox: deque[tuple[Any, ...]] = deque()  # producer: append only
         self.snapshots: deque[SnapshotJob] = deque()
-        self.stats = SenderStats()
+        self._stats = SenderStats()
         self.run_id: int | None = None
         self._log = RateLimitedLogger(logger)
-        self._lock = threading.Lock()
-        self._buffer: deque[SpooledPoint] = deque()
-        self._inflight: list[SpooledPoint] = []
-        self._spooled = spool.count_points()
+        self._lock = threading.Lock()  # guards the summary and the pending-snapshot count
+        self._outbox = Outbox(spool, config.max_queue_points)
         self._next_seq = spool.max_seq() + 1
         self._pending_snapshots = len(spool.pending_snapshots())
         self._summary: dict[str, Any] = {}  # run summary entries still to PATCH
-        self._server_down = False
         self._batch_points = config.max_batch_points
         self._wake_collector, self._wake_poster = threading.Event(), threading.Event()
         self._closing, self._collector_done = threading.Event(), threading.Event()
@@ -88,6 +84,13 @@ class Sender:
             threading.Thread(target=self._collector_loop, name="emaboard-collector", daemon=True),
             threading.Thread(target=self._poster_loop, name="emaboard-poster", daemon=True),
         ]
+
+    @property
+    def stats(self) -> SenderStats:
+        """Counters for tests and diagnostics (points posted, spooled, buffer high-water)."""
+        self._stats.points_spooled = self._outbox.points_spooled
+        self._stats.max_buffer_points = self._outbox.max_held
+        return self._stats
 
     def start(self) -> None:
         """Start both threads."""
@@ -118,13 +121,11 @@ class Sender:
         self._threads[1].join(self._remaining())
         with self._lock:
             self._abandoned = True
-            leftovers = self._inflight + list(self._buffer)
-            self._inflight, self._buffer = [], deque()
+        self._outbox.abandon()  # memory to the spool; so goes every later point
         if not self._threads[0].is_alive():
-            leftovers += self._drain_inbox()  # points queued after the collector's last pass
+            self._outbox.put(self._drain_inbox())  # queued after the collector's last pass
             self._write_snapshots()
-        self._spool_points(leftovers)
-        self.stats.closed_cleanly = not self._spooled and not self._pending_snapshots
+        self.stats.closed_cleanly = not self._outbox.spooled and not self._pending_snapshots
         return self.stats.closed_cleanly
 
     def alive(self) -> bool:
@@ -159,15 +160,7 @@ class Sender:
     def _collect(self) -> None:
         points = self._drain_inbox()
         self._write_snapshots()
-        with self._lock:
-            room = self.config.max_queue_points - len(self._buffer) - len(self._inflight)
-            if self._spooled or self._server_down or self._abandoned:
-                room = 0
-            room = max(0, room)
-            self._buffer.extend(points[:room])
-            self.stats.max_buffer_points = max(self.stats.max_buffer_points,
-                                               len(self._buffer) + len(self._inflight))
-            self._spool_points(points[room:])
+        self._outbox.put(points)
         if points or self._pending_snapshots:
             self._wake_poster.set()
 
@@ -199,12 +192,6 @@ class Sender:
             with self._lock:
                 self._pending_snapshots += 1
 
-    def _spool_points(self, points: list[SpooledPoint]) -> None:
-        if points:
-            self.spool.add_points(points)
-            self._spooled += len(points)
-            self.stats.points_spooled += len(points)
-
     # -- poster thread ---------------------------------------------------------------------
 
     def _poster_loop(self) -> None:
@@ -235,13 +222,7 @@ class Sender:
         self.stats.last_error = str(exc)
         what = "server unavailable" if level == logging.WARNING else "sender error"
         self._log.log(level, type(exc).__name__, "emaboard %s, spooling points: %s", what, exc)
-        with self._lock:
-            if self._abandoned:
-                return
-            self._server_down = True
-            leftovers = self._inflight + list(self._buffer)
-            self._inflight, self._buffer = [], deque()
-            self._spool_points(leftovers)
+        self._outbox.server_failed()
 
     def _post_once(self) -> bool:
         """Send one batch or snapshot; False when there was nothing to send."""
@@ -249,16 +230,10 @@ class Sender:
             project, name, config = self._run
             self.run_id = self.api.create_run(project, name, config)
         run_id = self.run_id
-        self._server_down = False
+        self._outbox.server_answered()
         if self._summary:
             return self._send_summary(run_id)
-        with self._lock:
-            batch = [self._buffer.popleft() for _ in range(min(self._batch_points,
-                                                               len(self._buffer)))]
-            self._inflight = batch
-        from_spool = not batch
-        if from_spool and self._spooled:
-            batch = self.spool.head_points(self._batch_points)
+        batch, from_spool = self._outbox.take(self._batch_points)
         if batch:
             self._post_batch(run_id, batch, from_spool)
             return True
@@ -287,29 +262,17 @@ class Sender:
             self._batch_points = max(1, self._batch_points // 2)
             if isinstance(exc, RunGone):
                 self.run_id, self._batch_points = None, self.config.max_batch_points
-            self._requeue(batch, from_spool)
+            self._outbox.retry(batch, from_spool)
             return
         except RejectedError as exc:
             self._log.log(logging.ERROR, "rejected", "emaboard dropped %d points: %s",
                           len(batch), exc)
         self._done(batch, from_spool)
 
-    def _requeue(self, batch: list[SpooledPoint], from_spool: bool) -> None:
-        with self._lock:
-            if not from_spool and not self._abandoned:
-                self._buffer.extendleft(reversed(batch))
-                self._inflight = []
-
     def _done(self, batch: list[SpooledPoint], from_spool: bool) -> None:
-        with self._lock:
-            if self._abandoned:
-                return
+        self._outbox.sent(batch, from_spool)
+        if not self._abandoned:
             self.stats.points_posted += len(batch)
-            if from_spool:
-                self.spool.delete_points_through(batch[-1][0])
-                self._spooled = self.spool.count_points()
-            else:
-                self._inflight = []
 
     def _upload_one_snapshot(self, run_id: int) -> bool:
         if not self._pending_snapshots:

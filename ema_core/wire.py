@@ -18,7 +18,16 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
-    "NON_FINITE", "RESUME_MODES", "decode_float", "encode_float", "encode_json", "points_json",
+    "DEFAULT_MAX_OBJECT_BYTES",
+    "MAX_JSON_DEPTH",
+    "NON_FINITE",
+    "RESUME_MODES",
+    "decode_float",
+    "encode_float",
+    "encode_json",
+    "json_depth",
+    "json_size",
+    "points_json",
 ]
 
 RESUME_MODES = ("never", "allow", "must")
@@ -29,6 +38,14 @@ The server's ``ResumeMode`` (``schemas.py``) spells the same values; a test comp
 
 NON_FINITE: Mapping[str, float] = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 """The wire strings of the non-finite floats, and the float each one stands for."""
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting the API accepts in a free-form object (run config, summary, snapshot
+metadata). Configs of real trainers (Hydra, Lightning, transformers) nest well under 10
+levels; the server's response serializer gives up near 255, Python's recursion near 1,000."""
+
+DEFAULT_MAX_OBJECT_BYTES = 64 << 10
+"""The server's default ``max_object_bytes``: the largest free-form object as compact JSON."""
 
 # The JSON text of a non-finite value: a string literal, quotes included.
 _NON_FINITE_TEXT = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}
@@ -120,3 +137,27 @@ def points_json(points: Iterable[tuple[str, int, float, float]]) -> str:
             text = _NON_FINITE_TEXT.get(value, '"NaN"')
         parts.append(f'{{"key":{name},"step":{step},"value":{text},"wall_time":{wall_time!r}}}')
     return ",".join(parts)
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` and ``{}`` are 1), counted without
+    recursion; counting stops once it passes ``limit`` (the result is then ``limit + 1``)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        elif not isinstance(item, list):
+            continue
+        depth += 1
+        if depth > limit:
+            return depth
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in item)
+    return deepest
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (non-finite floats already wire strings), the
+    measure of ``max_object_bytes``."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())

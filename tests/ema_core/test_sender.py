@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from ema_core._rate_limited_log import RateLimitedLogger
+from ema_core._sender_config import SenderConfig
 from ema_core.client import Monitor
 from ema_core.ema import EMA
-from ema_core.sender import RateLimitedLogger, SenderConfig
 from emaboard_server.cli import main as cli_main
 from tests.ema_core.client_utils import find_run, series
 from tests.utils.server import ServerProcess

@@ -10,7 +10,6 @@ turns every non-finite float in it into its wire string.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -25,34 +24,11 @@ from pydantic import (
 )
 from typing_extensions import NotRequired, TypedDict
 
-from ema_core.wire import encode_float, encode_json
+from ema_core.metric_keys import MAX_KEY_LENGTH
+from ema_core.wire import MAX_JSON_DEPTH, encode_float, encode_json, json_depth, json_size
 
 RunStatus = Literal["running", "finished", "crashed"]
 ResumeMode = Literal["never", "allow", "must"]  # ema_core.wire.RESUME_MODES
-
-
-# Deepest nesting accepted in a free-form object (run config, summary, snapshot metadata).
-# Configs of real trainers (Hydra, Lightning, transformers) nest well under 10 levels; the
-# response serializer gives up near 255, Python's recursion near 1,000.
-MAX_JSON_DEPTH = 32
-
-
-def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
-    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` and ``{}`` are 1), counted without
-    recursion; counting stops once it passes ``limit`` (the result is then ``limit + 1``)."""
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        elif not isinstance(item, list):
-            continue
-        depth += 1
-        if depth > limit:
-            return depth
-        deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in item)
-    return deepest
 
 
 def check_depth(value: Any) -> Any:
@@ -64,11 +40,6 @@ def check_depth(value: Any) -> Any:
     if json_depth(value) > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
-
-
-def json_size(value: Any) -> int:
-    """Bytes of ``value`` as compact UTF-8 JSON (non-finite floats already wire strings)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 class ObjectTooLarge(ValueError):
@@ -100,7 +71,7 @@ JsonObject = Annotated[dict[str, Any], BeforeValidator(check_depth), AfterValida
 WireFloat = Annotated[float, PlainSerializer(encode_float, return_type=float | str)]
 # What a client may send for a value: a JSON number or one of the three strings.
 InValue = StrictFloat | StrictInt | Literal["NaN", "Infinity", "-Infinity"]
-MetricKey = Annotated[str, Field(min_length=1, max_length=512)]
+MetricKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
 
 
 class PointIn(TypedDict):

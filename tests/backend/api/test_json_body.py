@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from emaboard_server.app.api.json_body import json_depth, parse_json
-from emaboard_server.app.schemas import MAX_JSON_DEPTH
+from ema_core.wire import MAX_JSON_DEPTH, json_depth
+from emaboard_server.app.api.json_body import parse_json
 from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
 from tests.utils.server import ServerProcess

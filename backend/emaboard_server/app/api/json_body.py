@@ -18,7 +18,7 @@ from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from emaboard_server.app.schemas import MAX_JSON_DEPTH, json_depth
+from ema_core.wire import MAX_JSON_DEPTH, json_depth
 
 # Deepest nesting of a whole JSON body: a structural guard; the free-form objects inside a
 # body (config, summary) are held to MAX_JSON_DEPTH by their own 422 naming the field.

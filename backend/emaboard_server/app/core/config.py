@@ -13,6 +13,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ema_core.wire import DEFAULT_MAX_OBJECT_BYTES
+
 
 class Settings(BaseSettings):
     """Configuration of one emaboard server process.
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
     token: str | None = None
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
     max_body_bytes: int = Field(default=4 << 20, gt=0)
-    max_object_bytes: int = Field(default=64 << 10, gt=0)
+    max_object_bytes: int = Field(default=DEFAULT_MAX_OBJECT_BYTES, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
 

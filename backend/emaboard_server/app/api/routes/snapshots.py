@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from ema_core.metric_keys import default_mode
-from ema_core.wire import encode_json
+from ema_core.wire import MAX_JSON_DEPTH, encode_json, json_depth
 from emaboard_server.app import crud, writes
 from emaboard_server.app.api.deps import (
     MAX_ID,
@@ -22,13 +22,7 @@ from emaboard_server.app.api.deps import (
     StateDep,
 )
 from emaboard_server.app.models import Run, Snapshot
-from emaboard_server.app.schemas import (
-    MAX_JSON_DEPTH,
-    ErrorResponse,
-    SnapshotOut,
-    check_object_size,
-    json_depth,
-)
+from emaboard_server.app.schemas import ErrorResponse, SnapshotOut, check_object_size
 from emaboard_server.app.serialize import download_name, snapshot_dict
 from emaboard_server.app.snapshot_files import stored_file
 from emaboard_server.app.state import AppState
