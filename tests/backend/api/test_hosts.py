@@ -130,6 +130,12 @@ def test_compose_names_are_allowed_when_configured(tmp_path: Any) -> None:
         (["localhost"], "127.0.0.1", None, False),
         (["localhost"], "::1", "[::1]:8000", True),
         (["localhost"], "127.0.0.1", "localhost.:8000", True),  # a fully qualified name
+        # malformed: userinfo, text after the brackets, spaces, an empty header
+        (["localhost"], "127.0.0.1", "localhost:8000@evil.example", False),
+        (["localhost"], "127.0.0.1", "[::ffff:7f00:1]evil:8000", False),
+        (["localhost"], "127.0.0.1", "local host", False),
+        (["localhost"], "127.0.0.1", "", False),
+        (["localhost"], "127.0.0.1", "localhost:99999999", False),
     ],
 )
 def test_host_policy(allowed: list[str], bind: str, host: str | None, ok: bool) -> None:
@@ -140,3 +146,15 @@ def test_host_name() -> None:
     assert host_name("LocalHost:8000") == "localhost"
     assert host_name("[::1]:8000") == "::1"
     assert host_name("example.com") == "example.com"
+    assert host_name("a@b") is None and host_name("[::1]x") is None
+
+
+@pytest.mark.parametrize("host", ["localhost:{port}@evil.example", "[::ffff:7f00:1]evil:{port}"])
+def test_malformed_hosts_are_refused(server: ServerProcess, host: str) -> None:
+    # Found by scripts/adversarial_pass.py: the port split used to read these as localhost
+    # and ::ffff:7f00:1. No browser sends them, but a Host that is not a host is refused.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(f"GET /api/runs HTTP/1.1\r\nHost: {host.format(port=server.port)}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]

@@ -14,6 +14,7 @@ that is from this server itself.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 
 from starlette.datastructures import Headers
@@ -25,14 +26,18 @@ WILDCARD_BIND = frozenset({"", "0.0.0.0", "::"})
 INVALID_HOST_REASON = "Invalid Host header: not in allowed_hosts"  # ≤ 123 bytes (close reason)
 
 
-def host_name(host_header: str) -> str:
-    """The host part of a ``Host`` header, lower case, without port or IPv6 brackets."""
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [::1]:8000
-        return host[1:].split("]", 1)[0]
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host.rstrip(".")
+# A Host header (RFC 9110 §7.2): a name or IPv4 address, or an IPv6 address in brackets,
+# then an optional port. Anything else (userinfo, text after "]", spaces) is refused.
+_HOST = re.compile(r"(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::[0-9]{1,5})?")
+
+
+def host_name(host_header: str) -> str | None:
+    """The host part of a ``Host`` header, lower case, without port, IPv6 brackets or a
+    trailing dot; None when the header is not of that form."""
+    match = _HOST.fullmatch(host_header.strip())
+    if match is None:
+        return None
+    return (match["ip6"] or match["name"]).lower().rstrip(".")
 
 
 def is_ip_address(host: str) -> bool:
@@ -53,9 +58,10 @@ class HostPolicy:
     """
 
     def __init__(self, allowed_hosts: Iterable[str], bind_host: str = "") -> None:
-        names = {host_name(host) for host in allowed_hosts if host.strip()}
+        names = {host.strip().lower().rstrip(".") for host in allowed_hosts if host.strip()}
+        names = {name[1:-1] if name.startswith("[") else name for name in names}
         if bind_host not in WILDCARD_BIND:
-            names.add(host_name(bind_host if ":" not in bind_host else f"[{bind_host}]"))
+            names.add(bind_host.lower().strip("[]"))
         self.allow_any = "*" in names
         self.suffixes = tuple(name[1:] for name in names if name.startswith("*."))
         self.names = frozenset(name for name in names if not name.startswith("*"))
@@ -64,9 +70,9 @@ class HostPolicy:
         """Whether a request with this ``Host`` header may be served."""
         if self.allow_any:
             return True
-        if not host_header:
+        host = host_name(host_header) if host_header else None
+        if not host:
             return False
-        host = host_name(host_header)
         return host in self.names or is_ip_address(host) or host.endswith(self.suffixes)
 
 

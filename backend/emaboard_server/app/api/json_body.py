@@ -11,6 +11,7 @@ The body itself is already capped in bytes by :mod:`.limits`.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -54,6 +55,9 @@ def parse_json(body: bytes, max_depth: int = MAX_BODY_DEPTH) -> Any:
         raise invalid_json(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise invalid_json(f"nested deeper than {max_depth} levels") from None
+    except ValueError:  # the one other failure: an integer past Python's digit limit
+        raise invalid_json(f"a number has more than {sys.get_int_max_str_digits()} digits") \
+            from None
     if json_depth(value, max_depth) > max_depth:
         raise invalid_json(f"nested deeper than {max_depth} levels")
     return value
