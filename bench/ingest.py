@@ -24,7 +24,6 @@ import os
 import re
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +31,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.utils.server import ServerProcess  # noqa: E402
+from emaboard_server.local_server import LocalServer
 
 MARKER = re.compile(r'"key":"bench/marker","step":\d+,"value":([-0-9.eE+]+)')
 KEYS_PER_BATCH = 10
@@ -185,7 +183,7 @@ def main() -> None:
     if args.url:
         report(args, *drive(args.url.rstrip("/"), args))
         return
-    with tempfile.TemporaryDirectory() as tmp, ServerProcess(data_dir=Path(tmp)) as server:
+    with tempfile.TemporaryDirectory() as tmp, LocalServer(data_dir=Path(tmp)) as server:
         assert server.proc is not None
         cpu_before = cpu_seconds(server.proc.pid)
         clients_before = children_cpu_seconds()

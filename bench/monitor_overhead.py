@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -30,11 +29,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ema_core.client import Monitor  # noqa: E402
-from ema_core.ema import EMA  # noqa: E402
-from tests.utils.server import ServerProcess, free_port  # noqa: E402
+from ema_core.client import Monitor
+from ema_core.ema import EMA
+from emaboard_server.local_server import LocalServer, free_port
 
 
 def small_cnn() -> nn.Module:
@@ -117,7 +114,7 @@ def main() -> None:
     step_ns: dict[str, list[int]] = {"baseline": [], "server up": [], "server down": []}
     sender_cpu: dict[str, float] = {"server up": 0.0, "server down": 0.0}
     loop_s: dict[str, float] = {"server up": 0.0, "server down": 0.0}
-    with ServerProcess(data_dir=workdir / "server") as server:
+    with LocalServer(data_dir=workdir / "server") as server:
         urls = {"server up": server.url, "server down": down_url}
         run_loop(20, None, [])  # warm-up
         for rnd in range(args.rounds):

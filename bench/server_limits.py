@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,8 +32,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.utils.server import ServerProcess  # noqa: E402
+from emaboard_server.local_server import LocalServer
 
 POINT = b'{"key":"layer/encoder.layers.11.mlp.fc2/rel_drift/ema_0.999","step":1,"value":0.5},'
 
@@ -104,7 +102,7 @@ def largest_batch() -> bytes:
 def scenario(name: str, body: bytes, *, stream: bool = False,
              env: dict[str, str] | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp, \
-            ServerProcess(Path(tmp) / "data", env=env or {}) as server:
+            LocalServer(Path(tmp) / "data", env=env or {}) as server:
         assert server.proc is not None
         pid = server.proc.pid
         with httpx.Client(base_url=server.url, timeout=120) as client:

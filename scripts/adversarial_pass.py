@@ -28,8 +28,7 @@ import httpx
 import numpy as np
 from safetensors.numpy import load_file, save
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.utils.server import ServerProcess  # noqa: E402
+from emaboard_server.local_server import LocalServer
 
 TOKEN = "adversarial-token"
 SECRET = "TOP-SECRET-SENTINEL-7f3a"
@@ -62,7 +61,7 @@ PLACES = ["/{p}", "/vendor/{p}", "/css/{p}", "/api/runs/{p}", "/api/runs/1/snaps
           "/api/runs/1/metrics?keys={p}", "/api/runs/1/metrics?prefix={p}"]
 
 
-def traversal(server: ServerProcess) -> dict[str, Any]:
+def traversal(server: LocalServer) -> dict[str, Any]:
     """Every combination of dot, separator, depth, target and place; an escape is an answer
     holding the sentinel file's text, the SQLite header or /etc/passwd."""
     statuses: Counter[int] = Counter()
@@ -150,7 +149,7 @@ def hostile_files() -> dict[str, bytes]:
     return {**files, **valid}
 
 
-def hostile_snapshots(server: ServerProcess, http: httpx.Client, run_id: int) -> dict[str, Any]:
+def hostile_snapshots(server: LocalServer, http: httpx.Client, run_id: int) -> dict[str, Any]:
     """Upload every hostile file; none may answer 5xx, every stored one must load."""
     outcomes: Counter[int] = Counter()
     slowest = 0.0
@@ -181,7 +180,7 @@ def hostile_snapshots(server: ServerProcess, http: httpx.Client, run_id: int) ->
 
 # -- Host / Origin -------------------------------------------------------------------------
 
-def host_origin(server: ServerProcess, run_id: int) -> dict[str, Any]:
+def host_origin(server: LocalServer, run_id: int) -> dict[str, Any]:
     """State-changing requests and reads under hostile Host/Origin pairs; none may succeed."""
     port = server.port
     hosts = [f"evil.example:{port}", f"localhost.evil.example:{port}", f"127.0.0.1.nip.io:{port}",
@@ -211,7 +210,7 @@ def host_origin(server: ServerProcess, run_id: int) -> dict[str, Any]:
 
 # -- nested and oversized JSON -------------------------------------------------------------
 
-def hostile_json(server: ServerProcess, run_id: int) -> dict[str, Any]:
+def hostile_json(server: LocalServer, run_id: int) -> dict[str, Any]:
     """Deep nesting, huge strings and numbers, bad encodings on every JSON route."""
     bodies = [b"[" * d + b"]" * d for d in (10, 100, 1000, 100_000)]
     bodies += [b'{"a":' * d + b"1" + b"}" * d for d in (100, 10_000)]
@@ -246,7 +245,7 @@ def _health_latencies(url: str, seconds: float) -> list[float]:
     return out
 
 
-def slow_connections(server: ServerProcess, n: int = 300) -> dict[str, Any]:
+def slow_connections(server: LocalServer, n: int = 300) -> dict[str, Any]:
     """``n`` connections that send half a request and then a byte now and then (slowloris);
     /api/health latency before and while they are open."""
     before = _health_latencies(server.url, 2.0)
@@ -300,7 +299,7 @@ def kills_while_streaming(tmp: Path, kills: int, steps: int = 60_000) -> dict[st
     the spool. Every (key, step) must be stored exactly once."""
     import subprocess
 
-    server = ServerProcess(tmp / "data", token=TOKEN).start()
+    server = LocalServer(tmp / "data", token=TOKEN).start()
     run_dir = tmp / "run"
     code = STREAM_CODE.format(token=TOKEN)
     proc = subprocess.Popen([sys.executable, "-c", code, server.url, str(run_dir), str(steps)])
@@ -341,7 +340,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "SECRET").write_text(SECRET)
-        with ServerProcess(tmp / "data", token=TOKEN) as server, \
+        with LocalServer(tmp / "data", token=TOKEN) as server, \
                 httpx.Client(base_url=server.url, headers=server.headers, timeout=120) as http:
             (server.data_dir / "SECRET").write_text(SECRET)
             run_id = http.post("/api/runs", json={"project": "adv", "name": "r"}).json()["id"]

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.server import ServerProcess
+from emaboard_server.local_server import LocalServer
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[ServerProcess]:
+def live_server(tmp_path: Path) -> Iterator[LocalServer]:
     """A real emaboard server (uvicorn subprocess) on a free loopback port, its own data_dir."""
-    with ServerProcess(data_dir=tmp_path / "server-data") as server:
+    with LocalServer(data_dir=tmp_path / "server-data") as server:
         yield server

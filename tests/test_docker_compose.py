@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from emaboard_server.cli import build_parser
-from tests.utils.server import free_port
+from emaboard_server.local_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"

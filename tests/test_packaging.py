@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.utils.server import free_port
+from emaboard_server.local_server import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

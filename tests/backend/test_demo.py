@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +15,10 @@ from emaboard_server.cli import main
 from emaboard_server.demo.config import DemoConfig
 from emaboard_server.demo.data import load_split
 from emaboard_server.demo.report import best_snapshot_url, curl_command, results_table
-from emaboard_server.demo.server import LocalServer, ServerStartError, check_port_free, wait_healthy
 from emaboard_server.demo.train import DemoResult, EpochResult, build_model, evaluate, train
-from tests.utils.server import free_port
+from emaboard_server.local_server import (
+    free_port,
+)
 
 
 class RecordingProgress:
@@ -174,27 +173,6 @@ def test_cli_names_the_way_out_when_the_port_is_taken(
         f"--port with a free port, or --server http://127.0.0.1:{port} to stream to the server "
         "running there"
     ) in out
-
-
-def test_check_port_free_accepts_a_free_port() -> None:
-    check_port_free("127.0.0.1", free_port())
-
-
-def test_local_server_that_does_not_answer_is_stopped_and_reported(tmp_path: Path) -> None:
-    server = LocalServer(tmp_path / "data", port=free_port(), startup_timeout_s=0.01)
-    with pytest.raises(ServerStartError) as info:
-        server.start()
-    assert str(info.value).startswith(
-        f"The server at {server.url} did not answer /api/health within 0.01 s; its log "
-        f"{server.log_path} ends:\n"
-    )
-    assert server.proc is not None and server.proc.returncode is not None  # stopped
-
-
-def test_wait_healthy_reports_an_exited_process() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    with pytest.raises(ServerStartError, match=re.escape("The server exited with status 3")):
-        wait_healthy(f"http://127.0.0.1:{free_port()}", timeout_s=30, proc=proc)
 
 
 def test_cli_trains_on_when_the_server_is_away(

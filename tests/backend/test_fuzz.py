@@ -29,9 +29,9 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 from emaboard_server.app.core.config import Settings  # noqa: E402
 from emaboard_server.app.main import create_app  # noqa: E402
+from emaboard_server.local_server import LocalServer  # noqa: E402
 from tests.backend.conftest import TOKEN  # noqa: E402
 from tests.backend.utils import safetensors_bytes  # noqa: E402
-from tests.utils.server import ServerProcess  # noqa: E402
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
@@ -41,8 +41,8 @@ STATUSES: list[int] = []  # every answer's status, for the coverage check at the
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("fuzz") / "data", token=TOKEN) as server:
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path_factory.mktemp("fuzz") / "data", token=TOKEN) as server:
         with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client:
             for n in range(1, SEEDED_RUNS + 1):
                 client.post("/api/runs", json={"project": "fuzz", "name": f"r{n}"})
@@ -75,14 +75,14 @@ def _point_at_seeded_data(case: Any) -> None:
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
-def test_no_5xx_and_every_answer_conforms(case: Any, fuzz_server: ServerProcess) -> None:
+def test_no_5xx_and_every_answer_conforms(case: Any, fuzz_server: LocalServer) -> None:
     _point_at_seeded_data(case)
     response = case.call(base_url=fuzz_server.url, headers=fuzz_server.headers, timeout=30)
     STATUSES.append(response.status_code)
     case.validate_response(response, checks=CHECKS)
 
 
-def test_the_fuzzing_reached_the_handlers(fuzz_server: ServerProcess) -> None:
+def test_the_fuzzing_reached_the_handlers(fuzz_server: LocalServer) -> None:
     # Runs after the parametrized test (same module, file order): enough cases were sent,
     # and many of them were accepted, not only refused by validation.
     assert len(STATUSES) >= 15 * MAX_EXAMPLES, len(STATUSES)

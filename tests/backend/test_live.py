@@ -13,8 +13,8 @@ import httpx
 import pytest
 import websockets
 
+from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import points
-from tests.utils.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 WS_QUEUE_SIZE = 8
@@ -23,14 +23,14 @@ WS_QUEUE_SIZE = 8
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One real server for the tests that do not restart it (small websocket queues)."""
-    with ServerProcess(
+    with LocalServer(
         data_dir=tmp_path_factory.mktemp("live") / "d",
         env={"EMABOARD_WS_QUEUE_SIZE": str(WS_QUEUE_SIZE)},
     ) as server:
         yield server
 
 
-def new_run(server: ServerProcess, name: str = "r") -> int:
+def new_run(server: LocalServer, name: str = "r") -> int:
     response = httpx.post(
         f"{server.url}/api/runs", json={"project": "live", "name": name}, headers=server.headers
     )
@@ -38,7 +38,7 @@ def new_run(server: ServerProcess, name: str = "r") -> int:
     return int(response.json()["id"])
 
 
-def all_steps(server: ServerProcess, run_id: int, key: str) -> list[int]:
+def all_steps(server: LocalServer, run_id: int, key: str) -> list[int]:
     response = httpx.get(
         f"{server.url}/api/runs/{run_id}/metrics",
         headers=server.headers,
@@ -48,7 +48,7 @@ def all_steps(server: ServerProcess, run_id: int, key: str) -> list[int]:
     return list(response.json()["series"][key]["steps"])
 
 
-def test_point_posted_over_http_reaches_a_websocket(server: ServerProcess) -> None:
+def test_point_posted_over_http_reaches_a_websocket(server: LocalServer) -> None:
     run_id = new_run(server, "push")
 
     async def scenario() -> dict[str, Any]:
@@ -66,7 +66,7 @@ def test_point_posted_over_http_reaches_a_websocket(server: ServerProcess) -> No
     ]
 
 
-def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: ServerProcess) -> None:
+def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: LocalServer) -> None:
     run_id = new_run(server, "stall")
     n_batches, per_batch = 60, 1000
 
@@ -108,7 +108,7 @@ def test_stalled_websocket_does_not_block_ingest_or_other_clients(server: Server
 
 @pytest.mark.slow
 def test_serve_stops_cleanly_on_ctrl_c_and_points_survive_a_restart(tmp_path: Path) -> None:
-    with ServerProcess(data_dir=tmp_path / "d") as server:
+    with LocalServer(data_dir=tmp_path / "d") as server:
         run_id = new_run(server)
         httpx.post(
             f"{server.url}/api/runs/{run_id}/metrics", json={"points": points("a", range(100))}
@@ -124,7 +124,7 @@ def test_serve_stops_cleanly_on_ctrl_c_and_points_survive_a_restart(tmp_path: Pa
 
 @pytest.mark.slow
 def test_every_acknowledged_point_survives_kill_9_during_a_burst(tmp_path: Path) -> None:
-    with ServerProcess(data_dir=tmp_path / "d") as server:
+    with LocalServer(data_dir=tmp_path / "d") as server:
         run_id = new_run(server)
         acknowledged: list[int] = []  # batch numbers the server answered 200 to
         started = threading.Event()
@@ -167,7 +167,7 @@ def test_every_acknowledged_point_survives_kill_9_during_a_burst(tmp_path: Path)
         assert all_steps(server, run_id, "a")[: batches * 500] == list(range(batches * 500))
 
 
-def raw_get(server: ServerProcess, target: str) -> tuple[int, bytes]:
+def raw_get(server: LocalServer, target: str) -> tuple[int, bytes]:
     """Send a request line byte for byte (no client-side path normalization)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -191,7 +191,7 @@ TRAVERSALS = [
 ]
 
 
-def test_raw_traversal_requests_get_no_file(server: ServerProcess) -> None:
+def test_raw_traversal_requests_get_no_file(server: LocalServer) -> None:
     new_run(server, "traversal")
     for target in TRAVERSALS:
         status, body = raw_get(server, target)
@@ -200,7 +200,7 @@ def test_raw_traversal_requests_get_no_file(server: ServerProcess) -> None:
 
 
 def test_token_on_a_real_server(tmp_path: Path) -> None:
-    with ServerProcess(data_dir=tmp_path / "d", token="tok") as server:
+    with LocalServer(data_dir=tmp_path / "d", token="tok") as server:
         assert httpx.get(f"{server.url}/api/runs").status_code == 401
         run_id = new_run(server)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from emaboard_server.local_server import LocalServer
 from tests.e2e.browser import PageErrors, acquire_browser, release_browser
-from tests.utils.server import ServerProcess
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1440, "height": 900}
@@ -51,8 +51,8 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """One real server for the browser tests (starting one costs seconds); tests that kill
     or configure a server start their own. Tests keep apart by creating their own runs."""
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
+    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
         yield server

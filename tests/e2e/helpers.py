@@ -11,13 +11,13 @@ import httpx
 import torch
 from safetensors.torch import save
 
-from tests.utils.server import ServerProcess
+from emaboard_server.local_server import LocalServer
 
 AVERAGERS = ("ema_0.999", "ema_0.9999", "swa")
 LAYERS = ("conv1", "layer1.0.conv1", "layer1.0.conv2", "layer2.0.conv1", "fc")
 
 
-def create_run(server: ServerProcess, project: str = "e2e", name: str | None = None
+def create_run(server: LocalServer, project: str = "e2e", name: str | None = None
                ) -> dict[str, Any]:
     """POST /api/runs (name: a fresh random one by default); returns the Run."""
     name = name or f"run-{uuid.uuid4().hex[:8]}"
@@ -27,7 +27,7 @@ def create_run(server: ServerProcess, project: str = "e2e", name: str | None = N
     return dict(response.json())
 
 
-def post_points(server: ServerProcess, run_id: int, points: list[dict[str, Any]],
+def post_points(server: LocalServer, run_id: int, points: list[dict[str, Any]],
                 batch: int = 50_000) -> None:
     """POST points in batches of at most ``batch`` (the server's max_points_per_request)."""
     with httpx.Client(timeout=120, headers=server.headers) as client:
@@ -77,7 +77,7 @@ def safetensors_file(seed: int) -> bytes:
                 metadata={"seed": str(seed)})
 
 
-def upload_snapshot(server: ServerProcess, run_id: int, data: bytes, *, averager: str, step: int,
+def upload_snapshot(server: LocalServer, run_id: int, data: bytes, *, averager: str, step: int,
                     metric: str, value: float) -> dict[str, Any]:
     """POST /api/runs/{id}/snapshots (multipart); returns the Snapshot."""
     response = httpx.post(

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import Page, Route, WebSocketRoute, expect
 from safetensors.torch import load
 
+from emaboard_server.local_server import LocalServer
 from tests.e2e.helpers import (
     create_run,
     eval_points,
@@ -21,7 +22,6 @@ from tests.e2e.helpers import (
     training_points,
     upload_snapshot,
 )
-from tests.utils.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ COUNT_PLOTLY_CALLS = """() => {
 }"""
 
 
-def open_run_page(page: Page, server: ServerProcess, run_id: int) -> None:
+def open_run_page(page: Page, server: LocalServer, run_id: int) -> None:
     page.goto(f"{server.url}/run.html?id={run_id}")
     page.wait_for_function("document.body.dataset.state === 'ready'")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")
@@ -58,7 +58,7 @@ def wait_trace_lengths(page: Page, chart_id: str, length: int) -> None:
     )
 
 
-def test_traces_grow_live_with_extend_traces(server: ServerProcess, page: Page) -> None:
+def test_traces_grow_live_with_extend_traces(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     post_points(server, run["id"], training_points(range(0, 1000, 50)))
     open_run_page(page, server, run["id"])
@@ -80,7 +80,7 @@ def test_traces_grow_live_with_extend_traces(server: ServerProcess, page: Page) 
         pytest.approx(40 + 1450 / 300))
 
 
-def test_non_finite_values_become_gaps(server: ServerProcess, page: Page) -> None:
+def test_non_finite_values_become_gaps(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     points = [{"key": "weights/drift/swa", "step": step, "value": value}
               for step, value in [(0, 1.0), (10, "NaN"), (20, "Infinity"), (30, 0.5)]]
@@ -90,7 +90,7 @@ def test_non_finite_values_become_gaps(server: ServerProcess, page: Page) -> Non
         1.0, None, None, 0.5]
 
 
-def test_eval_table_updates_live(server: ServerProcess, page: Page) -> None:
+def test_eval_table_updates_live(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     post_points(server, run["id"], training_points(range(0, 600, 100))
                 + eval_points(500, {"live": 0.80, "ema_0.999": 0.82, "swa": 0.78}))
@@ -112,7 +112,7 @@ def test_eval_table_updates_live(server: ServerProcess, page: Page) -> None:
                            f" === '{json.dumps(expected, separators=(',', ':'))}'")
 
 
-def test_heatmap_and_log_toggle(server: ServerProcess, page: Page) -> None:
+def test_heatmap_and_log_toggle(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     post_points(server, run["id"], training_points(range(0, 1000, 50)))
     open_run_page(page, server, run["id"])
@@ -141,7 +141,7 @@ def test_heatmap_and_log_toggle(server: ServerProcess, page: Page) -> None:
         "linear")
 
 
-def test_export_best_ema_snapshot(server: ServerProcess, page: Page, tmp_path: Path) -> None:
+def test_export_best_ema_snapshot(server: LocalServer, page: Page, tmp_path: Path) -> None:
     run = create_run(server, project="cifar", name="resnet")
     post_points(server, run["id"], training_points(range(0, 200, 50)))
     open_run_page(page, server, run["id"])
@@ -175,7 +175,7 @@ def test_export_best_ema_snapshot(server: ServerProcess, page: Page, tmp_path: P
     assert sha256(saved.read_bytes()) == sha256(files[3])
 
 
-def test_reconnects_and_catches_up(live_server: ServerProcess, page: Page) -> None:
+def test_reconnects_and_catches_up(live_server: LocalServer, page: Page) -> None:
     run = create_run(live_server)
     post_points(live_server, run["id"], training_points(range(0, 500, 50)))
     open_run_page(page, live_server, run["id"])
@@ -196,7 +196,7 @@ def test_reconnects_and_catches_up(live_server: ServerProcess, page: Page) -> No
 
 
 def test_asks_for_the_token_once(tmp_path: Path, page: Page) -> None:
-    with ServerProcess(data_dir=tmp_path / "data", token="s3cret") as server:
+    with LocalServer(data_dir=tmp_path / "data", token="s3cret") as server:
         run = create_run(server)
         post_points(server, run["id"], training_points(range(0, 300, 50)))
         page.goto(f"{server.url}/run.html?id={run['id']}")
@@ -219,7 +219,7 @@ def test_asks_for_the_token_once(tmp_path: Path, page: Page) -> None:
         wait_trace_lengths(page, "chart-norms", 7)
 
 
-def test_unknown_run_shows_the_server_error(server: ServerProcess, page: Page) -> None:
+def test_unknown_run_shows_the_server_error(server: LocalServer, page: Page) -> None:
     page.goto(f"{server.url}/run.html?id=999")
     expect(page.locator("#error")).to_have_text("Run not found")
     expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
@@ -230,7 +230,7 @@ def test_unknown_run_shows_the_server_error(server: ServerProcess, page: Page) -
         'Invalid run id "abc": open this page as /run.html?id=<run id>')
 
 
-def test_deleted_run_stops_the_page(server: ServerProcess, page: Page) -> None:
+def test_deleted_run_stops_the_page(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     post_points(server, run["id"], training_points(range(0, 200, 50)))
     open_run_page(page, server, run["id"])
@@ -239,7 +239,7 @@ def test_deleted_run_stops_the_page(server: ServerProcess, page: Page) -> None:
     expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
 
 
-def test_page_opened_before_any_point_fills_live(server: ServerProcess, page: Page) -> None:
+def test_page_opened_before_any_point_fills_live(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     open_run_page(page, server, run["id"])
     assert page.evaluate("document.getElementById('chart-norms').data.length") == 0
@@ -259,7 +259,7 @@ def test_page_opened_before_any_point_fills_live(server: ServerProcess, page: Pa
 
 
 def test_page_opened_while_the_server_is_down_loads_once_it_answers(
-    server: ServerProcess, page: Page
+    server: LocalServer, page: Page
 ) -> None:
     # The API and the websocket are unreachable at first (a server restarting as the page
     # opens): the page shows the error, and must read everything once the server answers,
@@ -287,7 +287,7 @@ def test_page_opened_while_the_server_is_down_loads_once_it_answers(
 
 
 def test_heatmap_reread_while_the_server_is_down_is_no_page_error(
-    server: ServerProcess, page: Page
+    server: LocalServer, page: Page
 ) -> None:
     # Live layer points schedule a heatmap re-read 3 s later; if the server is gone by then,
     # the failed fetch must not surface as an unhandled rejection (the page fixture fails

@@ -13,13 +13,13 @@ import time
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
+from emaboard_server.local_server import LocalServer
 from tests.e2e.helpers import create_run, post_points, training_points
-from tests.utils.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 
-def test_resync_rereads_over_rest(server: ServerProcess, page: Page) -> None:
+def test_resync_rereads_over_rest(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     post_points(server, run["id"], training_points(range(0, 500, 50)))
     routes: list[WebSocketRoute] = []

@@ -8,13 +8,13 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from emaboard_server.local_server import LocalServer
 from tests.e2e.helpers import create_run, eval_points, post_points, training_points
-from tests.utils.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
 
-def test_runs_page_updates_live(server: ServerProcess, page: Page) -> None:
+def test_runs_page_updates_live(server: LocalServer, page: Page) -> None:
     project = f"proj-{uuid.uuid4().hex[:6]}"
     alpha = create_run(server, project, "alpha")
     page.goto(f"{server.url}/?project={project}")
@@ -40,7 +40,7 @@ def test_runs_page_updates_live(server: ServerProcess, page: Page) -> None:
     expect(rows).to_have_count(2)
 
 
-def test_compare_selected_runs(server: ServerProcess, page: Page) -> None:
+def test_compare_selected_runs(server: LocalServer, page: Page) -> None:
     project = f"proj-{uuid.uuid4().hex[:6]}"
     runs = [create_run(server, project, name) for name in ("small-lr", "large-lr")]
     for i, run in enumerate(runs):
@@ -64,7 +64,7 @@ def test_compare_selected_runs(server: ServerProcess, page: Page) -> None:
     assert names["train/loss"] == ["small-lr · loss", "large-lr · loss"]
 
 
-def test_live_updates_keep_keyboard_focus_on_a_checkbox(server: ServerProcess, page: Page) -> None:
+def test_live_updates_keep_keyboard_focus_on_a_checkbox(server: LocalServer, page: Page) -> None:
     # A running run updates its row about once a second: the table must update in place,
     # not be rebuilt (which would throw keyboard focus back to the top of the page).
     project = f"proj-{uuid.uuid4().hex[:6]}"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from emaboard_server.local_server import LocalServer
 from tests.e2e.helpers import create_run, post_points
-from tests.utils.server import ServerProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -38,7 +38,7 @@ def long_run_points() -> list[dict[str, object]]:
     return points
 
 
-def test_long_run_first_paint(server: ServerProcess, page: Page, artifacts_dir: Path) -> None:
+def test_long_run_first_paint(server: LocalServer, page: Page, artifacts_dir: Path) -> None:
     run = create_run(server, project="scale")
     started = time.monotonic()
     post_points(server, run["id"], long_run_points())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
+from emaboard_server.local_server import LocalServer
 from tests.e2e.helpers import (
     AVERAGERS,
     create_run,
@@ -18,7 +19,6 @@ from tests.e2e.helpers import (
     training_points,
     upload_snapshot,
 )
-from tests.utils.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def accuracy(model: str, step: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def filled_run(server: ServerProcess) -> int:
+def filled_run(server: LocalServer) -> int:
     """One run with every kind of data: stats steps, eval, snapshots of each averager."""
     run = create_run(server, project="cifar10", name="resnet18-ema")
     points = training_points(range(0, 5000, 25), layers=LAYERS)
@@ -50,7 +50,7 @@ def filled_run(server: ServerProcess) -> int:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_screenshots_show_every_view_filled(
-    server: ServerProcess, filled_run: int, browser: Browser, artifacts_dir: Path, scheme: str
+    server: LocalServer, filled_run: int, browser: Browser, artifacts_dir: Path, scheme: str
 ) -> None:
     run_id = filled_run
     context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme=scheme)

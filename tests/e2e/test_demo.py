@@ -17,7 +17,7 @@ from ema_core.snapshot import load_snapshot, snapshot_metrics
 from emaboard_server.demo.config import DemoConfig
 from emaboard_server.demo.data import load_split
 from emaboard_server.demo.train import build_model, deterministic, evaluate
-from tests.utils.server import ServerProcess, free_port
+from emaboard_server.local_server import LocalServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """One demo run streamed to one real server (shared by the checks below)."""
     tmp_path = tmp_path_factory.mktemp("demo")
-    with ServerProcess(data_dir=tmp_path / "server-data") as server:
+    with LocalServer(data_dir=tmp_path / "server-data") as server:
         proc = run_demo(
             tmp_path, "--no-serve", "--server", server.url, "--epochs", "2",
             "--project", "e2e", "--run", "digits",

@@ -17,16 +17,16 @@ from ema_core.client import Monitor, default_run_dir
 from ema_core.ema import EMA
 from ema_core.snapshot import load_snapshot
 from ema_core.swap import evaluate_all
+from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import eval_fn, find_run, series, tiny_model, train_step
-from tests.utils.server import ServerProcess, free_port
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """One real server for this module (each test uses its own run names)."""
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
+    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
         yield server
 
 
@@ -37,7 +37,7 @@ def _offline(tmp_path: Path, **kwargs: object) -> Monitor:
 
 
 def test_plain_loop_streams_scalars_statistics_eval_and_status(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -77,7 +77,7 @@ def test_plain_loop_streams_scalars_statistics_eval_and_status(
 
 
 def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -115,7 +115,7 @@ def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
 
 
 def test_non_finite_config_values_travel_as_the_api_strings(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     config = {"max_grad_norm": float("inf"), "opt": {"betas": [0.9, float("nan")]}, "lr": 0.1}
     with Monitor("proj", "inf-config", live_server.url, config=config, run_dir=tmp_path / "r",
@@ -128,7 +128,7 @@ def test_non_finite_config_values_travel_as_the_api_strings(
 
 
 def test_context_manager_marks_the_run_crashed_on_an_exception(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     with pytest.raises(RuntimeError, match="boom"), Monitor(
         "proj", "ctx", live_server.url, run_dir=tmp_path / "r", **FAST
@@ -143,7 +143,7 @@ def test_context_manager_marks_the_run_crashed_on_an_exception(
 @pytest.mark.parametrize(("tail", "status"), [("raise SystemError('x')", "crashed"),
                                               ("pass", "finished")])
 def test_process_exit_without_finish_sets_the_status(
-    tmp_path: Path, live_server: ServerProcess, tail: str, status: str
+    tmp_path: Path, live_server: LocalServer, tail: str, status: str
 ) -> None:
     script = textwrap.dedent(f"""
         from ema_core.client import Monitor
@@ -160,7 +160,7 @@ def test_process_exit_without_finish_sets_the_status(
 
 
 def test_values_may_be_tensors_and_numpy_like_steps(tmp_path: Path,
-                                                    live_server: ServerProcess) -> None:
+                                                    live_server: LocalServer) -> None:
     mon = Monitor("proj", "types", live_server.url, run_dir=tmp_path / "r", **FAST)
     mon.step(torch.tensor(4), {"loss": torch.tensor(0.25), "acc": 1})  # type: ignore[arg-type]
     mon.log(5, {"val/nan": float("nan"), "val/inf": float("-inf")})

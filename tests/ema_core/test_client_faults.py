@@ -20,8 +20,8 @@ import pytest
 from ema_core.client import Monitor
 from ema_core.spool import SPOOL_FILENAME, spool_summary
 from emaboard_server.cli import main as cli_main
+from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import find_run, series
-from tests.utils.server import ServerProcess, free_port
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}
 KEYS = ("loss", "acc", "lr")
@@ -32,7 +32,7 @@ def _log_steps(mon: Monitor, steps: range) -> None:
         mon.step(step, {key: step + i / 10 for i, key in enumerate(KEYS)})
 
 
-def _assert_all_steps_once(server: ServerProcess, name: str, n_steps: int) -> dict:
+def _assert_all_steps_once(server: LocalServer, name: str, n_steps: int) -> dict:
     run = find_run(server.url, "faults", name)
     got = series(server.url, run["id"], prefix="train/")
     for i, key in enumerate(KEYS):
@@ -42,15 +42,15 @@ def _assert_all_steps_once(server: ServerProcess, name: str, n_steps: int) -> di
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
+def server(tmp_path: Path) -> Iterator[LocalServer]:
     """A server that is NOT started yet (tests start, kill and restart it)."""
-    proc = ServerProcess(data_dir=tmp_path / "server-data", port=free_port())
+    proc = LocalServer(data_dir=tmp_path / "server-data", port=free_port())
     yield proc
     proc.stop()
 
 
 def test_server_down_at_start_then_up_and_a_resumed_run_replays_its_spool(
-    tmp_path: Path, server: ServerProcess
+    tmp_path: Path, server: LocalServer
 ) -> None:
     first = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", **FAST)
     _log_steps(first, range(0, 40))
@@ -69,7 +69,7 @@ def test_server_down_at_start_then_up_and_a_resumed_run_replays_its_spool(
 
 
 def test_sigkill_mid_run_and_restart_on_the_same_data_dir(tmp_path: Path,
-                                                          server: ServerProcess) -> None:
+                                                          server: LocalServer) -> None:
     server.start()
     mon = Monitor("faults", "killed", server.url, run_dir=tmp_path / "r",
                   max_batch_points=30, **FAST)
@@ -128,7 +128,7 @@ class SlowProxy:
 
 
 def test_slow_server_never_blocks_the_loop_and_the_spool_takes_the_overflow(
-    tmp_path: Path, server: ServerProcess
+    tmp_path: Path, server: LocalServer
 ) -> None:
     server.start()
     proxy = SlowProxy(server.port, delay_s=1.0)
@@ -154,7 +154,7 @@ def test_slow_server_never_blocks_the_loop_and_the_spool_takes_the_overflow(
 
 
 def test_finish_with_the_server_gone_returns_in_time_and_sync_uploads_the_rest(
-    tmp_path: Path, server: ServerProcess
+    tmp_path: Path, server: LocalServer
 ) -> None:
     server.start()
     mon = Monitor("faults", "gone", server.url, run_dir=tmp_path / "r", **FAST)
@@ -217,7 +217,7 @@ class RecordingProxy:
 
 
 def test_points_arrive_in_step_order_per_key_across_a_server_restart(
-    tmp_path: Path, server: ServerProcess
+    tmp_path: Path, server: LocalServer
 ) -> None:
     server.start()
     proxy = RecordingProxy(server.url)

@@ -15,18 +15,18 @@ from safetensors.torch import load_file
 
 from ema_core.client import Monitor
 from ema_core.ema import EMA
+from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import find_run, series
 from tests.ema_core.dist_worker import STEPS, assert_metrics_close
-from tests.utils.server import ServerProcess
 from tests.utils.torchrun import torchrun
 
 pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ServerProcess]]:
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LocalServer]]:
     out = tmp_path_factory.mktemp("ddp")
-    with ServerProcess(data_dir=out / "server") as server:
+    with LocalServer(data_dir=out / "server") as server:
         torchrun("tests.ema_core.dist_worker", "ddp", str(out), server.url)
         yield out, server
 
@@ -36,7 +36,7 @@ def _json(out: Path, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_ddp_statistics_equal_single_process(ddp_run: tuple[Path, ServerProcess],
+def test_ddp_statistics_equal_single_process(ddp_run: tuple[Path, LocalServer],
                                              rank: int) -> None:
     out, _ = ddp_run
     got, want = _json(out, f"ddp-rank{rank}"), _json(out, "single-rank0")
@@ -47,7 +47,7 @@ def test_ddp_statistics_equal_single_process(ddp_run: tuple[Path, ServerProcess]
     assert got["evals"] == want["evals"]  # swap-in evaluation on the DDP-wrapped model
 
 
-def test_ddp_every_rank_keeps_the_single_process_shadow(ddp_run: tuple[Path, ServerProcess]
+def test_ddp_every_rank_keeps_the_single_process_shadow(ddp_run: tuple[Path, LocalServer]
                                                         ) -> None:
     out, _ = ddp_run
     want = load_file(out / "single-rank0.safetensors")
@@ -57,7 +57,7 @@ def test_ddp_every_rank_keeps_the_single_process_shadow(ddp_run: tuple[Path, Ser
         assert all(torch.equal(got[k], want[k]) for k in want), f"rank {rank}"
 
 
-def test_ddp_snapshot_written_once_by_rank_zero(ddp_run: tuple[Path, ServerProcess]) -> None:
+def test_ddp_snapshot_written_once_by_rank_zero(ddp_run: tuple[Path, LocalServer]) -> None:
     out, _ = ddp_run
     assert not (out / "snapshot-ddp-rank1.safetensors").exists()
     got = load_file(out / "snapshot-ddp-rank0.safetensors")
@@ -65,7 +65,7 @@ def test_ddp_snapshot_written_once_by_rank_zero(ddp_run: tuple[Path, ServerProce
     assert all(torch.equal(v, want[f"ema_0.9/{k}"]) for k, v in got.items())
 
 
-def test_ddp_only_rank_zero_streams(ddp_run: tuple[Path, ServerProcess]) -> None:
+def test_ddp_only_rank_zero_streams(ddp_run: tuple[Path, LocalServer]) -> None:
     out, server = ddp_run
     assert (_json(out, "ddp-rank0")["monitor_active"], _json(out, "ddp-rank1")["monitor_active"]) \
         == (True, False)

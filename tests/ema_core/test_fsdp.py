@@ -20,18 +20,18 @@ import torch
 from safetensors.torch import load_file
 
 from ema_core.snapshot import load_snapshot, read_snapshot_metadata
+from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import find_run, series
 from tests.ema_core.dist_worker import SAVE_AT, STEPS, assert_metrics_close, make_net
-from tests.utils.server import ServerProcess
 from tests.utils.torchrun import torchrun
 
 pytestmark = pytest.mark.distributed
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ServerProcess]]:
+def fsdp_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, LocalServer]]:
     out = tmp_path_factory.mktemp("fsdp")
-    with ServerProcess(data_dir=out / "server") as server:
+    with LocalServer(data_dir=out / "server") as server:
         torchrun("tests.ema_core.dist_worker", "fsdp,fsdp_bf16", str(out), server.url)
         yield out, server
 
@@ -46,7 +46,7 @@ def _assert_same_tensors(got: dict[str, torch.Tensor], want: dict[str, torch.Ten
     assert not different, f"differ: {different[:5]}"
 
 
-def test_fsdp_uneven_shards_get_shard_local_shadows(fsdp_run: tuple[Path, ServerProcess]) -> None:
+def test_fsdp_uneven_shards_get_shard_local_shadows(fsdp_run: tuple[Path, LocalServer]) -> None:
     out, _ = fsdp_run
     ranks = [_json(out, f"fsdp-rank{r}") for r in (0, 1)]
     assert all(r["sharded"] for r in ranks)
@@ -57,7 +57,7 @@ def test_fsdp_uneven_shards_get_shard_local_shadows(fsdp_run: tuple[Path, Server
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_fsdp_statistics_equal_single_process(fsdp_run: tuple[Path, ServerProcess],
+def test_fsdp_statistics_equal_single_process(fsdp_run: tuple[Path, LocalServer],
                                               rank: int) -> None:
     out, _ = fsdp_run
     got, want = _json(out, f"fsdp-rank{rank}"), _json(out, "single-rank0")
@@ -68,7 +68,7 @@ def test_fsdp_statistics_equal_single_process(fsdp_run: tuple[Path, ServerProces
 
 
 def test_fsdp_bf16_parameters_get_fp32_shadows_and_exact_statistics(
-    fsdp_run: tuple[Path, ServerProcess]
+    fsdp_run: tuple[Path, LocalServer]
 ) -> None:
     out, _ = fsdp_run
     got, want = _json(out, "fsdp-bf16-rank0"), _json(out, "single-bf16-rank0")
@@ -81,7 +81,7 @@ def test_fsdp_bf16_parameters_get_fp32_shadows_and_exact_statistics(
 
 
 def test_fsdp_swap_in_evaluates_shadows_of_the_sharded_model(
-    fsdp_run: tuple[Path, ServerProcess]
+    fsdp_run: tuple[Path, LocalServer]
 ) -> None:
     out, _ = fsdp_run
     want = _json(out, "single-rank0")["evals"]
@@ -91,7 +91,7 @@ def test_fsdp_swap_in_evaluates_shadows_of_the_sharded_model(
         assert got["live_restored"]
 
 
-def test_fsdp_gathered_shadows_equal_single_process(fsdp_run: tuple[Path, ServerProcess]) -> None:
+def test_fsdp_gathered_shadows_equal_single_process(fsdp_run: tuple[Path, LocalServer]) -> None:
     out, _ = fsdp_run
     _assert_same_tensors(load_file(out / "fsdp-rank0.safetensors"),
                          load_file(out / "single-rank0.safetensors"))
@@ -100,7 +100,7 @@ def test_fsdp_gathered_shadows_equal_single_process(fsdp_run: tuple[Path, Server
             _json(out, "fsdp-rank1")["snapshot_state_keys"]) == (15, 0)
 
 
-def test_fsdp_snapshot_is_one_full_file_on_rank_zero(fsdp_run: tuple[Path, ServerProcess]) -> None:
+def test_fsdp_snapshot_is_one_full_file_on_rank_zero(fsdp_run: tuple[Path, LocalServer]) -> None:
     out, _ = fsdp_run
     path = out / "snapshot-fsdp-rank0.safetensors"
     assert not (out / "snapshot-fsdp-rank1.safetensors").exists()
@@ -116,21 +116,21 @@ def test_fsdp_snapshot_is_one_full_file_on_rank_zero(fsdp_run: tuple[Path, Serve
     assert torch.equal(model.gate.weight, single["ema_0.9/gate.weight"])
 
 
-def test_fsdp_averaged_model_is_refused_with_the_remedy(fsdp_run: tuple[Path, ServerProcess]
+def test_fsdp_averaged_model_is_refused_with_the_remedy(fsdp_run: tuple[Path, LocalServer]
                                                         ) -> None:
     out, _ = fsdp_run
     assert _json(out, "fsdp-rank0")["averaged_model_error"].startswith(
         "averaged_model('ema_0.9') on a sharded (FSDP2) model: use swap_in / evaluate_all")
 
 
-def test_fsdp_resume_through_dcp_is_bit_identical(fsdp_run: tuple[Path, ServerProcess]) -> None:
+def test_fsdp_resume_through_dcp_is_bit_identical(fsdp_run: tuple[Path, LocalServer]) -> None:
     out, _ = fsdp_run
     assert _json(out, "fsdp-rank0")["resumed_step"] == SAVE_AT
     _assert_same_tensors(load_file(out / "fsdp-resumed-rank0.safetensors"),
                          load_file(out / "fsdp-rank0.safetensors"))
 
 
-def test_fsdp_a_full_state_loads_into_sharded_shadows(fsdp_run: tuple[Path, ServerProcess]
+def test_fsdp_a_full_state_loads_into_sharded_shadows(fsdp_run: tuple[Path, LocalServer]
                                                       ) -> None:
     out, _ = fsdp_run
     _assert_same_tensors(load_file(out / "fsdp-from-full-rank0.safetensors"),
@@ -138,7 +138,7 @@ def test_fsdp_a_full_state_loads_into_sharded_shadows(fsdp_run: tuple[Path, Serv
 
 
 def test_fsdp_only_rank_zero_streams_and_uploads_gathered_snapshots(
-    fsdp_run: tuple[Path, ServerProcess]
+    fsdp_run: tuple[Path, LocalServer]
 ) -> None:
     out, server = fsdp_run
     assert (_json(out, "fsdp-rank0")["monitor_active"],

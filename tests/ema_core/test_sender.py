@@ -17,16 +17,16 @@ from ema_core._sender_config import SenderConfig
 from ema_core.client import Monitor
 from ema_core.ema import EMA
 from emaboard_server.cli import main as cli_main
+from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import find_run, series
-from tests.utils.server import ServerProcess
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
 
 @pytest.fixture(scope="module")
-def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     """A server that takes at most 7 points per request."""
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("data"),
+    with LocalServer(data_dir=tmp_path_factory.mktemp("data"),
                        env={"EMABOARD_MAX_POINTS_PER_REQUEST": "7"}) as server:
         yield server
 
@@ -64,7 +64,7 @@ def test_sender_config_rejects_bad_bounds(field: str, value: object, message: st
 
 
 def test_413_halves_the_batch_until_the_server_takes_it(tmp_path: Path,
-                                                        small_server: ServerProcess) -> None:
+                                                        small_server: LocalServer) -> None:
     mon = Monitor("sender", "big-batches", small_server.url, run_dir=tmp_path,
                   max_batch_points=50, **FAST)
     for step in range(60):
@@ -77,7 +77,7 @@ def test_413_halves_the_batch_until_the_server_takes_it(tmp_path: Path,
 
 
 def test_a_rejected_batch_is_dropped_and_the_rest_arrives(
-    tmp_path: Path, small_server: ServerProcess, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, small_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     mon = Monitor("sender", "rejected", small_server.url, run_dir=tmp_path, max_batch_points=1,
                   **FAST)
@@ -90,7 +90,7 @@ def test_a_rejected_batch_is_dropped_and_the_rest_arrives(
     assert "answered 422: Invalid point 0 field 'key'" in caplog.text
 
 
-def test_a_deleted_run_is_created_again(tmp_path: Path, small_server: ServerProcess) -> None:
+def test_a_deleted_run_is_created_again(tmp_path: Path, small_server: LocalServer) -> None:
     mon = Monitor("sender", "deleted", small_server.url, run_dir=tmp_path, **FAST)
     mon.step(0, {"loss": 0.0})
     _wait_until_posted(mon, 1)
@@ -105,7 +105,7 @@ def test_a_deleted_run_is_created_again(tmp_path: Path, small_server: ServerProc
 
 
 def test_statistics_with_keys_over_the_server_limit_are_dropped_with_a_warning(
-    tmp_path: Path, small_server: ServerProcess, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, small_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = nn.Sequential()
     model.add_module("x" * 600, nn.Linear(2, 2))
@@ -128,7 +128,7 @@ def test_statistics_with_keys_over_the_server_limit_are_dropped_with_a_warning(
 def test_a_token_server_takes_the_right_token_and_a_wrong_one_spools_everything(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with ServerProcess(data_dir=tmp_path / "data", token="s3cret") as server:
+    with LocalServer(data_dir=tmp_path / "data", token="s3cret") as server:
         good = Monitor("sender", "token", server.url, token="s3cret", run_dir=tmp_path / "a",
                        **FAST)
         good.step(0, {"loss": 0.5})

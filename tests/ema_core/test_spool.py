@@ -14,7 +14,7 @@ from ema_core.snapshot import write_snapshot
 from ema_core.spool import SPOOL_FILENAME, Spool, find_spools, spool_summary, sync_spool
 from ema_core.transport import RetryableError
 from emaboard_server.cli import main as cli_main
-from tests.utils.server import ServerProcess, free_port
+from emaboard_server.local_server import LocalServer, free_port
 
 
 def _identity(spool: Spool, **extra: str) -> None:
@@ -105,7 +105,7 @@ def _fill(spool_dir: Path, n: int) -> Path:
 
 
 def test_sync_uploads_everything_once_and_sets_status(tmp_path: Path,
-                                                      live_server: ServerProcess) -> None:
+                                                      live_server: LocalServer) -> None:
     run_dir = _fill(tmp_path / "runs" / "proj" / "run-a", 30)
 
     (first,) = sync_spool(tmp_path / "runs", live_server.url, max_batch_points=7)
@@ -127,7 +127,7 @@ def test_sync_uploads_everything_once_and_sets_status(tmp_path: Path,
     assert spool_summary(run_dir / SPOOL_FILENAME)["points"] == 0
 
 
-def test_cli_sync_exit_codes(tmp_path: Path, live_server: ServerProcess,
+def test_cli_sync_exit_codes(tmp_path: Path, live_server: LocalServer,
                              caplog: pytest.LogCaptureFixture) -> None:
     _fill(tmp_path / "run", 4)
     caplog.set_level(logging.INFO, logger="emaboard_server.sync")
@@ -139,7 +139,7 @@ def test_cli_sync_exit_codes(tmp_path: Path, live_server: ServerProcess,
 
 
 def test_sync_finds_snapshots_of_a_moved_run_dir_next_to_the_spool(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     run_dir = tmp_path / "moved"
     spool = Spool(run_dir / SPOOL_FILENAME)

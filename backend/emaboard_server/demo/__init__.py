@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from emaboard_server.demo.config import DemoConfig
-    from emaboard_server.demo.server import LocalServer, ServerStartError
     from emaboard_server.demo.session import DemoSession
+    from emaboard_server.local_server import LocalServer, ServerStartError
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     console = Console()

@@ -15,21 +15,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import TOKEN, assert_error
-from tests.utils.server import ServerProcess
 
 REPO = Path(__file__).resolve().parents[3]
 INT_MESSAGE = "Input should be a valid integer, unable to parse string as an integer"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("contract") / "data", token=TOKEN) as proc:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path_factory.mktemp("contract") / "data", token=TOKEN) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
+def http(server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client:
         client.post("/api/runs", json={"project": "p", "name": "r"}).raise_for_status()
         yield client
@@ -92,7 +92,7 @@ OPEN = ["/", "/run.html", "/docs", "/redoc", "/openapi.json", "/api/health",
 
 
 @pytest.mark.parametrize("path", OPEN)
-def test_the_documented_open_routes_need_no_token(server: ServerProcess, path: str) -> None:
+def test_the_documented_open_routes_need_no_token(server: LocalServer, path: str) -> None:
     assert httpx.get(server.url + path, timeout=30).status_code == 200
     assert httpx.get(server.url + "/api/runs", timeout=30).status_code == 401
 

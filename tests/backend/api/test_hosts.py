@@ -20,23 +20,23 @@ from websockets.exceptions import ConnectionClosed
 
 from emaboard_server.app.api.auth import CROSS_ORIGIN
 from emaboard_server.app.api.hosts import INVALID_HOST_REASON, HostPolicy, host_name
+from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
-from tests.utils.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("hosts") / "data") as proc:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path_factory.mktemp("hosts") / "data") as proc:
         yield proc
 
 
 @pytest.fixture
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
+def http(server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 
 
-def rebound(server: ServerProcess, host: str = "evil.example") -> dict[str, str]:
+def rebound(server: LocalServer, host: str = "evil.example") -> dict[str, str]:
     """What a page on http://<host>:<port> sends once <host> resolves to 127.0.0.1."""
     return {"Host": f"{host}:{server.port}", "Origin": f"http://{host}:{server.port}"}
 
@@ -47,7 +47,7 @@ def refused(host: str, port: int) -> str:
 
 
 def test_a_rebound_page_can_neither_write_nor_read(http: httpx.Client,
-                                                   server: ServerProcess) -> None:
+                                                   server: LocalServer) -> None:
     run = http.post("/api/runs", json={"project": "p", "name": "victim"}).json()
     headers = rebound(server)
     message = refused("evil.example", server.port)
@@ -62,13 +62,13 @@ def test_a_rebound_page_can_neither_write_nor_read(http: httpx.Client,
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "LOCALHOST", "10.1.2.3"])
 def test_loopback_names_and_ip_addresses_are_served(
-    http: httpx.Client, server: ServerProcess, host: str
+    http: httpx.Client, server: LocalServer, host: str
 ) -> None:
     response = http.get("/api/runs", headers={"Host": f"{host}:{server.port}"})
     assert response.status_code == 200, response.text
 
 
-def test_a_missing_host_is_refused(server: ServerProcess) -> None:
+def test_a_missing_host_is_refused(server: LocalServer) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(b"GET /api/runs HTTP/1.0\r\n\r\n")
         answer = sock.recv(65536)
@@ -83,7 +83,7 @@ async def _close_of(url: str, **kwargs: Any) -> tuple[int, str]:
     return info.value.rcvd.code, info.value.rcvd.reason
 
 
-def test_rebound_websocket_is_closed_with_1008(server: ServerProcess) -> None:
+def test_rebound_websocket_is_closed_with_1008(server: LocalServer) -> None:
     # The URL names evil.example (so Host and Origin do), the socket goes to 127.0.0.1.
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     url = f"ws://evil.example:{server.port}/ws/runs"
@@ -92,7 +92,7 @@ def test_rebound_websocket_is_closed_with_1008(server: ServerProcess) -> None:
 
 
 def test_cross_site_websocket_is_closed_with_1008_not_refused_with_403(
-    server: ServerProcess,
+    server: LocalServer,
 ) -> None:
     code, reason = asyncio.run(_close_of(f"{server.ws_url}/ws/runs",
                                          origin="http://evil.example"))
@@ -108,7 +108,7 @@ def test_cross_site_websocket_is_closed_with_1008_not_refused_with_403(
 
 def test_compose_names_are_allowed_when_configured(tmp_path: Any) -> None:
     env = {"EMABOARD_ALLOWED_HOSTS": "localhost,127.0.0.1,::1,server"}
-    with ServerProcess(tmp_path / "data", env=env) as proc:
+    with LocalServer(tmp_path / "data", env=env) as proc:
         ok = httpx.get(f"{proc.url}/api/runs", headers={"Host": f"server:{proc.port}"})
         assert ok.status_code == 200
         bad = httpx.get(f"{proc.url}/api/runs", headers={"Host": f"evil.example:{proc.port}"})
@@ -150,7 +150,7 @@ def test_host_name() -> None:
 
 
 @pytest.mark.parametrize("host", ["localhost:{port}@evil.example", "[::ffff:7f00:1]evil:{port}"])
-def test_malformed_hosts_are_refused(server: ServerProcess, host: str) -> None:
+def test_malformed_hosts_are_refused(server: LocalServer, host: str) -> None:
     # Found by scripts/adversarial_pass.py: the port split used to read these as localhost
     # and ::ffff:7f00:1. No browser sends them, but a Host that is not a host is refused.
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

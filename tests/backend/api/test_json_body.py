@@ -19,21 +19,21 @@ import pytest
 
 from ema_core.wire import MAX_JSON_DEPTH, json_depth
 from emaboard_server.app.api.json_body import parse_json
+from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
-from tests.utils.server import ServerProcess
 
 JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("json") / "data") as proc:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path_factory.mktemp("json") / "data") as proc:
         yield proc
 
 
 @pytest.fixture
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
+def http(server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 

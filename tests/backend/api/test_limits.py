@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
-from tests.utils.server import ServerProcess
 
 MAX_BODY = 1 << 20
 MAX_OBJECT = 4096
@@ -24,14 +24,14 @@ BODY_MESSAGE = f"Request body too large: the limit is {MAX_BODY} bytes (max_body
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     env = {"EMABOARD_MAX_BODY_BYTES": str(MAX_BODY), "EMABOARD_MAX_OBJECT_BYTES": str(MAX_OBJECT)}
-    with ServerProcess(tmp_path_factory.mktemp("limits") / "data", env=env) as proc:
+    with LocalServer(tmp_path_factory.mktemp("limits") / "data", env=env) as proc:
         yield proc
 
 
 @pytest.fixture
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
+def http(server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
 
@@ -123,7 +123,7 @@ def test_snapshot_metadata_over_max_object_bytes_is_422(
     assert http.get(f"/api/runs/{run_id}/snapshots").json() == []
 
 
-def test_run_list_stays_small(http: httpx.Client, server: ServerProcess) -> None:
+def test_run_list_stays_small(http: httpx.Client, server: LocalServer) -> None:
     response = http.get("/api/runs")
     assert response.status_code == 200
     assert len(response.content) < 20 * MAX_OBJECT  # every run's config and summary fit

@@ -20,19 +20,19 @@ import pytest
 from safetensors.numpy import save_file
 
 from ema_core.transport import ApiClient, RejectedError, RetryableError
+from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
-from tests.utils.server import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(tmp_path_factory.mktemp("retries") / "data") as proc:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(tmp_path_factory.mktemp("retries") / "data") as proc:
         yield proc
 
 
 @pytest.fixture
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
+def http(server: LocalServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as client:
         yield client
 
@@ -49,13 +49,13 @@ def upload(http: httpx.Client, run_id: int, content: bytes, step: int = 10) -> h
                      files={"file": ("s.safetensors", content)})
 
 
-def files_of(server: ServerProcess, run_id: int) -> list[Path]:
+def files_of(server: LocalServer, run_id: int) -> list[Path]:
     folder = server.data_dir / "snapshots" / str(run_id)
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def test_the_same_file_again_answers_the_stored_snapshot(
-    http: httpx.Client, server: ServerProcess, run_id: int
+    http: httpx.Client, server: LocalServer, run_id: int
 ) -> None:
     content = safetensors_bytes()
     first = upload(http, run_id, content)
@@ -68,7 +68,7 @@ def test_the_same_file_again_answers_the_stored_snapshot(
 
 
 def test_another_file_at_the_same_step_is_409_naming_the_stored_one(
-    http: httpx.Client, server: ServerProcess, run_id: int
+    http: httpx.Client, server: LocalServer, run_id: int
 ) -> None:
     stored = upload(http, run_id, safetensors_bytes()).json()
     response = upload(http, run_id, safetensors_bytes(scale=2.0))
@@ -85,7 +85,7 @@ def test_another_file_at_the_same_step_is_409_naming_the_stored_one(
 
 
 def test_concurrent_retries_store_one_snapshot(
-    http: httpx.Client, server: ServerProcess, run_id: int
+    http: httpx.Client, server: LocalServer, run_id: int
 ) -> None:
     content = safetensors_bytes(scale=3.0)
 
@@ -116,7 +116,7 @@ def _write_snapshot(path: Path, megabytes: int, seed: int = 0) -> Path:
 
 
 def test_the_client_does_not_send_a_stored_file_again(
-    server: ServerProcess, run_id: int, tmp_path: Path
+    server: LocalServer, run_id: int, tmp_path: Path
 ) -> None:
     path = _write_snapshot(tmp_path / "s.safetensors", 1)
     api = ApiClient(server.url)
@@ -139,7 +139,7 @@ def test_the_client_does_not_send_a_stored_file_again(
 
 
 def test_retries_after_timeouts_store_one_snapshot(
-    http: httpx.Client, server: ServerProcess, run_id: int, tmp_path: Path
+    http: httpx.Client, server: LocalServer, run_id: int, tmp_path: Path
 ) -> None:
     # The case: every answer takes longer than the client waits, so the client
     # retries (as the sender does on RetryableError) until one call succeeds.

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.utils.server import ServerProcess
+from emaboard_server.local_server import LocalServer
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
         yield server

@@ -9,8 +9,8 @@ import pytest
 from ema_core.ema import EMA
 from ema_core.integrations._common import Streamer, StreamSpec, jsonable_config
 from ema_core.swa import SWA
+from emaboard_server.local_server import free_port
 from tests.ema_core.client_utils import tiny_model
-from tests.utils.server import free_port
 
 
 def test_a_second_training_keeps_the_averagers_and_opens_a_new_monitor(tmp_path: Path) -> None:

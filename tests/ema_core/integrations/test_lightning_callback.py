@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import eval_fn, find_run, series
-from tests.utils.server import ServerProcess
 
 pl = pytest.importorskip("lightning.pytorch")
 from ema_core.integrations.lightning import EmaboardCallback  # noqa: E402
@@ -56,7 +56,7 @@ def _trainer(tmp_path: Path, callback: EmaboardCallback, **kwargs: object) -> pl
 
 
 def test_callback_streams_loss_statistics_and_dual_eval(tmp_path: Path,
-                                                        shared_server: ServerProcess) -> None:
+                                                        shared_server: LocalServer) -> None:
     torch.manual_seed(0)
     callback = EmaboardCallback("lightning", "tiny", shared_server.url, decays=(0.9,),
                                 swa_start_step=4, stats_every=4, eval_fn=eval_fn,
@@ -77,7 +77,7 @@ def test_callback_streams_loss_statistics_and_dual_eval(tmp_path: Path,
 
 
 def test_gradient_accumulation_updates_once_per_optimizer_step(
-    tmp_path: Path, shared_server: ServerProcess
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     callback = EmaboardCallback("lightning", "accumulate", shared_server.url, decays=(0.9,),
                                 run_dir=tmp_path / "run", **FAST)
@@ -90,7 +90,7 @@ def test_gradient_accumulation_updates_once_per_optimizer_step(
 
 
 def test_without_eval_fn_the_live_validation_metrics_are_streamed(
-    tmp_path: Path, shared_server: ServerProcess
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     callback = EmaboardCallback("lightning", "no-eval-fn", shared_server.url, decays=(0.9,),
                                 run_dir=tmp_path / "run", **FAST)
@@ -102,7 +102,7 @@ def test_without_eval_fn_the_live_validation_metrics_are_streamed(
 
 
 def test_an_exception_in_training_marks_the_run_crashed(tmp_path: Path,
-                                                        shared_server: ServerProcess) -> None:
+                                                        shared_server: LocalServer) -> None:
     class Exploding(TinyModule):
         def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
             if self.global_step == 3:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import find_run, series
-from tests.utils.server import ServerProcess
 from tests.utils.torchrun import torchrun
 
 pytest.importorskip("lightning.pytorch")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.distributed
 
 
 def test_lightning_ddp_every_rank_averages_and_only_rank_zero_streams(
-    tmp_path: Path, shared_server: ServerProcess
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     torchrun("tests.ema_core.integrations.lightning_ddp_worker", str(tmp_path),
              shared_server.url)

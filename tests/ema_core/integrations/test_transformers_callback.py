@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import find_run, series
-from tests.utils.server import ServerProcess
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # the Trainer needs it
@@ -65,7 +65,7 @@ def _train(tmp_path: Path, callback: EmaboardTrainerCallback) -> None:
 
 
 def test_trainer_callback_streams_logs_statistics_and_dual_eval(
-    tmp_path: Path, shared_server: ServerProcess
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     callback = EmaboardTrainerCallback("hf", "tiny", shared_server.url, decays=(0.9, 0.99),
                                        stats_every=3, track_best="loss", track_mode="min",
