@@ -122,6 +122,7 @@ class Monitor:
         wire_config = config_json(config)  # NaN/±Inf as the API strings; TypeError if not JSON
         self.rank = global_rank()
         self._watched: list[list[Any]] = []  # [averager, the last WeightStats seen]
+        self._posthoc: list[tuple[Any, Any]] = []  # (PostHocEMA, its upload listener)
         self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
         self._plain_keys: set[str] = set()  # keys already checked by log()
         self._trackers: list[BestTracker] = []
@@ -168,7 +169,9 @@ class Monitor:
 
         Sets ``averager.stats_every``; each :meth:`step` then forwards a new
         ``averager.last_stats`` (an identity check, no copy) as ``weights/…``, ``layer/…``
-        and ``decay/…`` points at that step.
+        and ``decay/…`` points at that step. A watched
+        :class:`~ema_core.posthoc_ema.PostHocEMA` also has each snapshot file it writes
+        from now on uploaded (spooled first, so a crash loses none: ``emaboard sync``).
 
         In a distributed job call it on every rank: statistics of a sharded (FSDP2) model are
         a collective, so every rank's averager needs the same ``stats_every``.
@@ -192,6 +195,10 @@ class Monitor:
                 raise TypeError(f"Cannot watch {type(averager).__name__}: expected an EMA or SWA")
             averager.stats_every = stats_every
             self._watched.append([averager, averager.last_stats])
+            if hasattr(averager, "snapshot_listeners"):
+                listener = self._upload_posthoc
+                averager.snapshot_listeners.append(listener)
+                self._posthoc.append((averager, listener))
 
     def step(self, step: int, scalars: Mapping[str, Any] | None = None) -> None:
         """Record training scalars at ``step`` and forward new weight statistics.
@@ -314,6 +321,7 @@ class Monitor:
         if self._sender is None or self.spool is None:
             return  # an inactive rank: nothing to flush
         atexit.unregister(self._finish_at_exit)
+        self._stop_posthoc_uploads()
         if not self._sender.close(timeout_s):
             logger.warning("emaboard: unsent data left in %s; upload it with `emaboard sync %s`",
                            self.spool.path, self.run_dir)
@@ -329,6 +337,22 @@ class Monitor:
         self.finish("crashed" if exc_type is not None else "finished")
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _upload_posthoc(self, record: Any) -> None:
+        """Listener of a watched PostHocEMA (its writer thread): queue the file's upload."""
+        self._sender.add_snapshot_file(record.path, averager=record.averager,
+                                       step=record.step, metadata={})
+
+    def _stop_posthoc_uploads(self) -> None:
+        """Wait for queued post-hoc files (so they are uploaded too), then stop listening."""
+        for averager, listener in self._posthoc:
+            try:
+                averager.flush()
+            except Exception as exc:  # finish() never raises for a snapshot
+                logger.warning("emaboard: a post-hoc snapshot could not be written: %s", exc)
+            if listener in averager.snapshot_listeners:
+                averager.snapshot_listeners.remove(listener)
+        self._posthoc = []
 
     def _check_step(self, step: Any) -> int:
         if self._finished:

@@ -103,6 +103,20 @@ class Sender:
             self._summary.update(entries)
         self._wake_poster.set()
 
+    def add_snapshot_file(
+        self, path: Path, *, averager: str, step: int, metadata: dict[str, str]
+    ) -> None:
+        """Queue the upload of a snapshot file written elsewhere (a post-hoc EMA snapshot).
+
+        Thread-safe: the post-hoc writer thread calls it. The row goes to the spool at once,
+        so the upload survives a crash (``emaboard sync``); the file itself is not copied.
+        """
+        self.spool.add_snapshot(path, averager=averager, step=step, metric=None, value=None,
+                                metadata=metadata)
+        with self._lock:
+            self._pending_snapshots += 1
+        self._wake_poster.set()
+
     def nudge(self) -> None:
         """Wake the collector now (the producer calls this when the inbox is large)."""
         self._wake_collector.set()

@@ -32,14 +32,16 @@ export class SnapshotsView {
     this.button.addEventListener("click", () => this.exportBest());
   }
 
-  /** Reads the run's snapshots over REST and redraws. */
+  /** Reads the run's snapshots (not the post-hoc EMA ones) over REST and redraws. */
   async load() {
-    this.snapshots = await apiJson(withQuery(`/api/runs/${this.runId}/snapshots`));
+    this.snapshots = await apiJson(
+      withQuery(`/api/runs/${this.runId}/snapshots`, { kind: "snapshot" }));
     this.render();
   }
 
-  /** Adds (or replaces) one snapshot announced on the websocket. */
+  /** Adds (or replaces) one snapshot announced on the websocket (post-hoc ones: no). */
   add(snapshot) {
+    if (snapshot.kind === "posthoc") return;
     this.snapshots = this.snapshots.filter((s) => s.id !== snapshot.id).concat([snapshot]);
     this.render();
   }

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 import emaboard_server
+from ema_core.exceptions import InvalidDecayError
 from emaboard_server.app.api.errors import DOMAIN_ERRORS, domain_error_response
-from emaboard_server.app.exceptions import RunNotFound, SnapshotNotFound
+from emaboard_server.app.exceptions import (
+    InvalidPosthocUpload,
+    NoPosthocSnapshots,
+    PosthocUnavailable,
+    RunNotFound,
+    SnapshotNotFound,
+)
 from emaboard_server.app.schemas import ObjectTooLarge
 from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge
 
@@ -90,6 +97,12 @@ def test_route_modules_do_no_sql_or_file_io_of_their_own(route: str) -> None:
         (SnapshotNotFound(), 404, "Snapshot not found"),
         (InvalidSnapshot("bad header"), 400, "File is not a valid safetensors file: bad header"),
         (SnapshotTooLarge("too big"), 413, "Upload too large: too big"),
+        (NoPosthocSnapshots(), 404, "No post-hoc EMA snapshots in this run"),
+        (PosthocUnavailable("a file is gone"), 409,
+         "Cannot rebuild from the stored snapshots: a file is gone"),
+        (InvalidPosthocUpload("Invalid post-hoc snapshot: x"), 400,
+         "Invalid post-hoc snapshot: x"),
+        (InvalidDecayError("Invalid sigma_rel 0.3: y"), 422, "Invalid sigma_rel 0.3: y"),
         (ObjectTooLarge("config", 9, 8), 422,
          "Invalid field 'config': 9 bytes of JSON, over max_object_bytes 8; keep it to "
          "hyperparameters and short results"),

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ema_core.metric_keys import default_mode, parse_key
@@ -212,15 +212,39 @@ def create_snapshot(
 
 
 def list_snapshots(
-    session: Session, *, run_id: int, averager: str | None = None, step: int | None = None
+    session: Session, *, run_id: int, averager: str | None = None, step: int | None = None,
+    kind: str | None = None,
 ) -> Sequence[Snapshot]:
-    """The run's snapshots by step, then id, optionally of one averager and/or one step."""
+    """The run's snapshots by step, then id, optionally of one averager, step and/or kind."""
     query = select(Snapshot).where(Snapshot.run_id == run_id)
     if averager is not None:
         query = query.where(Snapshot.averager == averager)
     if step is not None:
         query = query.where(Snapshot.step == step)
+    if kind is not None:
+        query = query.where(Snapshot.kind == kind)
     return session.scalars(query.order_by(Snapshot.step, Snapshot.id)).all()
+
+
+def delete_snapshots(session: Session, *, run_id: int, ids: Sequence[int]) -> list[str]:
+    """Delete these snapshot rows of ``run_id``; return their files' paths (to remove once
+    the transaction commits)."""
+    rows = session.scalars(
+        select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.id.in_(list(ids)))
+    ).all()
+    paths = [row.stored_path for row in rows]
+    for row in rows:
+        session.delete(row)
+    return paths
+
+
+def snapshot_bytes(session: Session, *, run_id: int) -> dict[str, int]:
+    """Bytes of the run's stored snapshot files by kind (``snapshot``, ``posthoc``)."""
+    rows = session.execute(
+        select(Snapshot.kind, func.sum(Snapshot.size_bytes))
+        .where(Snapshot.run_id == run_id).group_by(Snapshot.kind)
+    ).all()
+    return {str(kind): int(total or 0) for kind, total in rows}
 
 
 def require_snapshot(session: Session, *, run_id: int, snapshot_id: int) -> Snapshot:

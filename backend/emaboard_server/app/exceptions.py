@@ -7,9 +7,13 @@ Class tree (HTTP status of the answer)::
      └── NotFound                 404, the message is the API's fixed phrase
           ├── RunNotFound         "Run not found"
           │    └── RunMissing     "Run not found: resume='must' continues an existing run ..."
-          └── SnapshotNotFound    "Snapshot not found"
+          ├── SnapshotNotFound    "Snapshot not found"
+          └── NoPosthocSnapshots  "No post-hoc EMA snapshots in this run"
     SnapshotConflict              409 "Snapshot conflict: run 1 already has snapshot 7 ..."
+    PosthocUnavailable            409 "Cannot rebuild from the stored snapshots: ..."
     ValueError
+     ├── InvalidPosthocUpload              400 "Invalid post-hoc snapshot: ..."
+     ├── ema_core InvalidDecayError        422 "Invalid sigma_rel 0.3: ..." (post-hoc)
      ├── snapshot_files.InvalidSnapshot    400 "File is not a valid safetensors file: ..."
      ├── snapshot_files.SnapshotTooLarge   413 "Upload too large: ..."
      └── schemas.ObjectTooLarge            422 "Invalid field 'config': ... over max_object_bytes"
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 RUN_NOT_FOUND = "Run not found"
 SNAPSHOT_NOT_FOUND = "Snapshot not found"
+NO_POSTHOC = "No post-hoc EMA snapshots in this run"
 
 
 class NotFound(LookupError):
@@ -52,6 +57,25 @@ class SnapshotNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__(SNAPSHOT_NOT_FOUND)
+
+
+class NoPosthocSnapshots(NotFound):
+    """The run has no post-hoc EMA snapshots."""
+
+    def __init__(self) -> None:
+        super().__init__(NO_POSTHOC)
+
+
+class PosthocUnavailable(Exception):
+    """The stored post-hoc snapshots cannot be combined (two models in one run, a broken
+    file)."""
+
+    def __init__(self, reason: object) -> None:
+        super().__init__(f"Cannot rebuild from the stored snapshots: {reason}")
+
+
+class InvalidPosthocUpload(ValueError):
+    """An uploaded post-hoc snapshot whose metadata is incomplete or contradicts the form."""
 
 
 class SnapshotConflict(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from emaboard_server.app.api.hosts import AllowedHostsMiddleware, HostPolicy
 from emaboard_server.app.api.limits import BodyLimitMiddleware
 from emaboard_server.app.api.openapi import API_ERRORS, install_openapi
 from emaboard_server.app.api.options import OptionsMiddleware
-from emaboard_server.app.api.routes import health, metrics, runs, snapshots, ws
+from emaboard_server.app.api.routes import health, metrics, posthoc, runs, snapshots, ws
 from emaboard_server.app.api.routes.health import package_version
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.core.db import Database, upgrade_database
@@ -47,7 +48,7 @@ def plotly_js() -> Path:
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix="/api", responses=API_ERRORS)
-    for module in (health, runs, metrics, snapshots):
+    for module in (health, runs, metrics, snapshots, posthoc):
         api.include_router(module.router)
     return api
 
@@ -65,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     state = AppState(settings=settings, db=Database(settings.resolved_database_url()),
-                     hub=Hub(settings.ws_queue_size))
+                     hub=Hub(settings.ws_queue_size),
+                     posthoc_slots=asyncio.Semaphore(settings.posthoc_max_concurrent))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -112,12 +112,18 @@ class LatestMetric(Base):
     max_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+SNAPSHOT_KINDS = ("snapshot", "posthoc")
+"""``snapshot``: any uploaded snapshot (the best EMA, ...); ``posthoc``: a post-hoc EMA
+snapshot (its file's metadata has ``snapshot_kind = "posthoc"``), kept under a budget."""
+
+
 class Snapshot(Base):
     """A safetensors file of one averager's weights at one step, stored under ``data_dir``."""
 
     __tablename__ = "snapshot"
     __table_args__ = (
         Index("ix_snapshot_run_averager", "run_id", "averager"),
+        Index("ix_snapshot_run_kind", "run_id", "kind"),
         # (run, averager, step) identifies a snapshot: a retried upload finds the first one.
         UniqueConstraint("run_id", "averager", "step", name="uq_snapshot_run_averager_step"),
         {"sqlite_autoincrement": True},
@@ -134,5 +140,6 @@ class Snapshot(Base):
     stored_path: Mapped[str] = mapped_column(String(500))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     created_at: Mapped[float] = mapped_column(Float(precision=53))
+    kind: Mapped[str] = mapped_column(String(16), default="snapshot", server_default="snapshot")
 
     run: Mapped[Run] = relationship(back_populates="snapshots")

@@ -187,6 +187,57 @@ class SnapshotOut(BaseModel):
     metadata: dict[str, Any]
     created_at: float
     download_url: str
+    kind: Literal["snapshot", "posthoc"]
+
+
+class PosthocStep(BaseModel):
+    """A step at which post-hoc EMAs can be rebuilt (a snapshot time)."""
+
+    step: int
+    time: float
+
+
+class PosthocStorage(BaseModel):
+    """Disk used by a run's snapshot files, in bytes, and its post-hoc budget."""
+
+    posthoc_bytes: int
+    snapshot_bytes: int
+    budget_bytes: int
+    over_budget: bool
+
+
+class PosthocOut(BaseModel):
+    """A run's post-hoc EMA: its snapshots, where it can be rebuilt, the well-posed grid."""
+
+    time_unit: Literal["steps", "samples"] | None
+    sigma_rels: list[float]
+    steps: list[PosthocStep]
+    grid: list[float]
+    storage: PosthocStorage
+    snapshots: list[SnapshotOut]
+
+
+class PosthocCoefficient(BaseModel):
+    """One snapshot's coefficient in a reconstruction."""
+
+    snapshot_id: int
+    averager: str
+    step: int
+    coefficient: float
+
+
+class PosthocSolutionOut(BaseModel):
+    """How a σ_rel at a step is rebuilt, and how well (``docs/ema_core.md``)."""
+
+    sigma_rel: float
+    gamma: float
+    step: int
+    time: float
+    condition_number: float | None
+    sum_abs: float
+    residual: float
+    ill_posed: list[str]
+    coefficients: list[PosthocCoefficient]
 
 
 class Health(BaseModel):

@@ -38,6 +38,7 @@ def snapshot_dict(snapshot: Snapshot) -> dict[str, Any]:
         metric=snapshot.metric, value=snapshot.value, sha256=snapshot.sha256,
         size_bytes=snapshot.size_bytes, metadata=snapshot.meta, created_at=snapshot.created_at,
         download_url=f"/api/runs/{snapshot.run_id}/snapshots/{snapshot.id}/file",
+        kind=snapshot.kind or "snapshot",  # type: ignore[arg-type]
     )
     return out.model_dump(mode="json")
 
@@ -54,3 +55,10 @@ def download_name(run: Run, snapshot: Snapshot) -> str:
     """``<project>-<run>-<averager>-step<step>.safetensors`` with unsafe characters replaced."""
     stem = "-".join(_UNSAFE.sub("_", part) for part in (run.project, run.name, snapshot.averager))
     return f"{stem}-step{snapshot.step}.safetensors"
+
+
+def posthoc_download_name(project: str, run: str, sigma_rel: float, step: int) -> str:
+    """``<project>-<run>-posthoc_sigma_rel_<σ>-step<step>.safetensors``, unsafe characters
+    replaced."""
+    stem = "-".join(_UNSAFE.sub("_", part) for part in (project, run))
+    return f"{stem}-posthoc_sigma_rel_{sigma_rel:.6g}-step{step}.safetensors"

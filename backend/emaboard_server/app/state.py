@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from emaboard_server.app.core.config import Settings
@@ -16,9 +17,12 @@ class AppState:
     Attributes:
         touched_runs: Ids of runs that received points since the run-list ticker's last
             tick (:class:`emaboard_server.app.run_list.RunListTicker`).
+        posthoc_slots: Bounds the post-hoc syntheses computed at once
+            (``posthoc_max_concurrent``).
     """
 
     settings: Settings
     db: Database
     hub: Hub
     touched_runs: set[int] = field(default_factory=set)
+    posthoc_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from emaboard_server.app import crud, ingest
 from emaboard_server.app.exceptions import RunNotFound
+from emaboard_server.app.posthoc import POSTHOC_KIND, check_posthoc_upload, thin_posthoc
 from emaboard_server.app.schemas import MetricBatch, check_object_size
 from emaboard_server.app.serialize import runs_dicts, snapshot_dict
 from emaboard_server.app.snapshot_files import remove_files, remove_run_folder, store_upload
@@ -115,10 +116,16 @@ def store_points(
 
 
 def create_snapshot(
-    state: AppState, *, run_id: int, file: IO[bytes], fields: dict[str, Any]
+    state: AppState, *, run_id: int, file: IO[bytes], fields: dict[str, Any],
+    filename: str = "upload",
 ) -> tuple[dict[str, Any], bool]:
     """Store an uploaded safetensors file and its row, unless (run, averager, step) holds the
     same file already (a retry: the new copy is removed).
+
+    A post-hoc EMA snapshot (``snapshot_kind = "posthoc"`` in the file's metadata) is checked
+    (:func:`emaboard_server.app.posthoc.check_posthoc_upload`), keeps its file's own metadata
+    over the client's, and may make the server thin the run's older post-hoc snapshots
+    (:func:`emaboard_server.app.posthoc.thin_posthoc`), in the same transaction.
 
     Returns:
         The snapshot in API form and whether it was created.
@@ -129,6 +136,7 @@ def create_snapshot(
         file: The upload, at its start.
         fields: ``averager``, ``step``, ``metric``, ``value`` and ``meta`` (the client's
             metadata, merged over the file's own ``__metadata__``).
+        filename: The upload's name, for messages only (never a path).
 
     Raises:
         RunNotFound: No run has this id (checked before the file is received, and again
@@ -136,6 +144,7 @@ def create_snapshot(
         InvalidSnapshot: Not a safetensors file. SnapshotTooLarge: over ``max_upload_bytes``.
         ObjectTooLarge: The merged metadata is over ``max_object_bytes``.
         SnapshotConflict: (run, averager, step) holds another file.
+        InvalidPosthocUpload: A post-hoc snapshot lacks an entry or contradicts the form.
     """
     settings = state.settings
     with state.db.reading() as session:
@@ -144,30 +153,35 @@ def create_snapshot(
         file, data_dir=settings.data_dir, run_id=run_id, max_bytes=settings.max_upload_bytes
     )
     try:
-        meta = {**file_meta, **fields["meta"]}
+        kind = check_posthoc_upload(file_meta, averager=fields["averager"],
+                                    step=fields["step"], name=filename)
+        meta = ({**fields["meta"], **file_meta} if kind == POSTHOC_KIND  # the file's win
+                else {**file_meta, **fields["meta"]})
         check_object_size("metadata", meta, settings.max_object_bytes,
                           merged_with="the file's __metadata__")
         row = {**fields, "meta": meta, "sha256": sha256, "size_bytes": size,
-               "stored_path": path}
+               "stored_path": path, "kind": kind}
         try:
-            snapshot, created = _insert_snapshot(state, run_id, row)
+            snapshot, created, thinned = _insert_snapshot(state, run_id, row)
         except IntegrityError:  # another server process stored the key meanwhile
-            snapshot, created = _insert_snapshot(state, run_id, row)
+            snapshot, created, thinned = _insert_snapshot(state, run_id, row)
     except BaseException:
         remove_files(settings.data_dir, [path])
         raise
-    if not created:
-        remove_files(settings.data_dir, [path])
+    remove_files(settings.data_dir, thinned if created else [path])
     return snapshot, created
 
 
 def _insert_snapshot(
     state: AppState, run_id: int, row: dict[str, Any]
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[dict[str, Any], bool, list[str]]:
+    """(snapshot in API form, created, files of post-hoc snapshots thinned away)."""
     with state.db.writing() as session:
         run = crud.require_run(session, run_id=run_id)
         snapshot, created = crud.create_snapshot(session, run=run, fields=row)
-        return snapshot_dict(snapshot), created
+        thinned = (thin_posthoc(session, run_id, state.settings)
+                   if created and row["kind"] == POSTHOC_KIND else [])
+        return snapshot_dict(snapshot), created, thinned
 
 
 def delete_snapshot(state: AppState, *, run_id: int, snapshot_id: int) -> None:

@@ -17,7 +17,7 @@ from emaboard_server.app.api.routes import ws as ws_routes
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
 from tests.backend.conftest import HOSTS, TOKEN, assert_error
-from tests.backend.utils import safetensors_bytes
+from tests.backend.utils import posthoc_bytes, safetensors_bytes
 
 # (method, route path) -> (concrete URL, request kwargs). Ids 1/1 exist after ``seed``.
 HTTP_CASES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
@@ -45,19 +45,35 @@ HTTP_CASES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         {},
     ),
     ("DELETE", "/api/runs/{run_id}/snapshots/{snapshot_id}"): ("/api/runs/1/snapshots/1", {}),
+    ("GET", "/api/runs/{run_id}/posthoc"): ("/api/runs/1/posthoc", {}),
+    ("GET", "/api/runs/{run_id}/posthoc/solve"): (
+        "/api/runs/1/posthoc/solve", {"params": {"sigma_rel": "0.05"}}),
+    ("GET", "/api/runs/{run_id}/posthoc/file"): (
+        "/api/runs/1/posthoc/file", {"params": {"sigma_rel": "0.05"}}),
 }
 WS_CASES = {"/ws/runs/{run_id}": "/ws/runs/1", "/ws/runs": "/ws/runs"}
 OK = {200, 201, 204}
 
 
+def with_query(kwargs: dict[str, Any], **params: str) -> dict[str, Any]:
+    """Request kwargs with ``params`` added to the case's own query parameters."""
+    return {**kwargs, "params": {**kwargs.get("params", {}), **params}}
+
+
 def seed(client: TestClient, headers: dict[str, str]) -> None:
-    """Run 1 with a point and snapshot 1 (with a value, so ``best`` finds it)."""
+    """Run 1 with snapshot 1 (with a value, so ``best`` finds it) and a post-hoc snapshot."""
     client.post("/api/runs", json={"project": "p", "name": "r"}, headers=headers)
     client.post(
         "/api/runs/1/snapshots",
         headers=headers,
         data={"averager": "swa", "step": "1", "value": "1"},
         files={"file": ("f", safetensors_bytes())},
+    )
+    client.post(
+        "/api/runs/1/snapshots",
+        headers=headers,
+        data={"averager": "ema_sigma_rel_0.05", "step": "1"},
+        files={"file": ("f", posthoc_bytes(1, 0.05))},
     )
 
 
@@ -99,7 +115,7 @@ def test_every_api_route_needs_the_token(token_client: TestClient, method: str, 
             "Invalid or missing token",
         )
     assert_error(
-        token_client.request(method, url, params={"token": "wrong"}, **kwargs),
+        token_client.request(method, url, **with_query(kwargs, token="wrong")),
         401,
         "Invalid or missing token",
     )
@@ -114,7 +130,7 @@ def test_every_route_accepts_the_token(token_client: TestClient, method: str, pa
     response = token_client.request(method, url, headers=headers, **kwargs)
     assert response.status_code in OK, response.text
     if method == "GET":  # browser downloads and links carry the token in the query
-        response = token_client.request(method, url, params={"token": TOKEN}, **kwargs)
+        response = token_client.request(method, url, **with_query(kwargs, token=TOKEN))
         assert response.status_code in OK, response.text
 
 

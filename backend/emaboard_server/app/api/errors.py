@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Send
 
-from emaboard_server.app.exceptions import NotFound, SnapshotConflict
+from ema_core.exceptions import InvalidDecayError
+from emaboard_server.app.exceptions import (
+    InvalidPosthocUpload,
+    NotFound,
+    PosthocUnavailable,
+    SnapshotConflict,
+)
 from emaboard_server.app.schemas import ObjectTooLarge
 from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge
 
@@ -87,6 +93,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     NotFound: (404, "{exc}"),
     SnapshotConflict: (409, "{exc}"),
+    PosthocUnavailable: (409, "{exc}"),
+    InvalidPosthocUpload: (400, "{exc}"),
+    InvalidDecayError: (422, "{exc}"),
     InvalidSnapshot: (400, "File is not a valid safetensors file: {exc}"),
     SnapshotTooLarge: (413, "Upload too large: {exc}"),
     ObjectTooLarge: (422, "{exc}"),

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
             snapshot ``metadata``, each as compact JSON, in bytes.
         max_points_per_request: Most metric points one ``POST .../metrics`` may carry.
         ws_queue_size: Messages a websocket client may have queued before it is told to resync.
+        posthoc_budget_bytes: Disk budget of one run's post-hoc EMA snapshots, in bytes; over
+            it the server thins the oldest ones, keeping reconstructions well-posed
+            (``docs/api.md``). 0 = no budget.
+        posthoc_max_concurrent: Post-hoc syntheses (checkpoint downloads) computed at once;
+            more wait their turn.
     """
 
     model_config = SettingsConfigDict(env_prefix="EMABOARD_", extra="ignore")
@@ -53,6 +58,8 @@ class Settings(BaseSettings):
     max_object_bytes: int = Field(default=DEFAULT_MAX_OBJECT_BYTES, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
+    posthoc_budget_bytes: int = Field(default=10 << 30, ge=0)
+    posthoc_max_concurrent: int = Field(default=2, gt=0)
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

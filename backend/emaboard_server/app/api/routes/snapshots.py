@@ -75,7 +75,8 @@ async def create_snapshot(
     fields = {"averager": averager, "step": step, "metric": metric, "value": value,
               "meta": _parse_metadata(metadata, state.settings.max_object_bytes)}
     snapshot, created = await run_in_threadpool(
-        lambda: writes.create_snapshot(state, run_id=run_id, file=file.file, fields=fields))
+        lambda: writes.create_snapshot(state, run_id=run_id, file=file.file, fields=fields,
+                                       filename=file.filename or "upload"))
     if created:
         state.hub.publish(run_id, {"type": "snapshot", "snapshot": snapshot})
     else:
@@ -87,9 +88,11 @@ async def create_snapshot(
 def read_snapshots(
     run: RunDep, session: SessionDep, averager: str | None = None,
     step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
+    kind: Literal["snapshot", "posthoc"] | None = None,
 ) -> Any:
-    """List the run's snapshots (optionally of one averager and/or one step), by step."""
-    found = crud.list_snapshots(session, run_id=run.id, averager=averager, step=step)
+    """List the run's snapshots (optionally of one averager, step and/or kind), by step."""
+    found = crud.list_snapshots(session, run_id=run.id, averager=averager, step=step,
+                                kind=kind)
     return [snapshot_dict(s) for s in found]
 
 
