@@ -195,7 +195,7 @@ class Monitor:
                 raise TypeError(f"Cannot watch {type(averager).__name__}: expected an EMA or SWA")
             averager.stats_every = stats_every
             self._watched.append([averager, averager.last_stats])
-            if hasattr(averager, "snapshot_listeners"):
+            if self._sender is not None and hasattr(averager, "snapshot_listeners"):
                 listener = self._upload_posthoc
                 averager.snapshot_listeners.append(listener)
                 self._posthoc.append((averager, listener))
@@ -340,6 +340,8 @@ class Monitor:
 
     def _upload_posthoc(self, record: Any) -> None:
         """Listener of a watched PostHocEMA (its writer thread): queue the file's upload."""
+        if self._sender is None:
+            return
         self._sender.add_snapshot_file(record.path, averager=record.averager,
                                        step=record.step, metadata={})
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ema_core import schedules
+from ema_core._distributed import global_rank, is_dtensor
 from ema_core._snapshot_writer import SnapshotWriter
 from ema_core.ema import EMA, _as_list
 from ema_core.posthoc import PosthocSolution
@@ -26,7 +27,7 @@ from ema_core.posthoc_files import (
     solve_for_snapshots,
 )
 from ema_core.posthoc_synthesis import synthesis_metadata, synthesize_posthoc, write_synthesis
-from ema_core.snapshot import snapshot_metadata, write_snapshot
+from ema_core.snapshot import snapshot_metadata, snapshot_state, write_snapshot
 
 __all__ = ["TIME_UNITS", "PostHocEMA"]
 
@@ -58,6 +59,10 @@ class PostHocEMA(EMA):
     ``time_unit``), ``time_unit``, ``gamma``, ``sigma_rel``, ``update_every``,
     ``update_after_step``, ``fingerprint`` (hash of keys and shapes), ``copied_keys`` (JSON
     list) and ``wall_time`` (Unix seconds).
+
+    Distributed (DDP, FSDP2): construct and update it on every rank. Rank 0 alone writes the
+    files (a sharded shadow is gathered to it tensor by tensor, every rank joining), so
+    ``snapshots``, :meth:`reconstruct` and the Monitor's uploads are rank 0's.
 
     Args:
         model: The live model; shadows start as a copy of its weights.
@@ -124,8 +129,6 @@ class PostHocEMA(EMA):
         self.snapshot_listeners: list[Callable[[PosthocSnapshot], None]] = []
         self._writer = SnapshotWriter(max_pending_writes)
         self.copied_keys = [s.key for s in self._store.copied_specs]
-        shapes = "".join(f"{s.key}:{tuple(s.shape)};" for s in self._store.specs)
-        self.fingerprint = hashlib.sha256(shapes.encode()).hexdigest()[:16]
 
     def update(self, model: nn.Module, num_samples: int | None = None) -> None:
         """Advance ``step`` by one, update every shadow if due, snapshot if due.
@@ -200,23 +203,34 @@ class PostHocEMA(EMA):
         if self.time <= self._snapshot_time:
             return []
         self._snapshot_time = self.time
+        sharded = any(is_dtensor(t) for t in self.shadow_state_dict().values())
+        if not sharded and global_rank() != 0:
+            return []  # data parallel: every rank holds the same shadows; rank 0 writes them
         paths = []
         jobs = []
         for name in self.averager_names:
+            tensors = self._snapshot_tensors(name, sharded)  # a sharded one: every rank joins
+            if global_rank() != 0:
+                continue
             path = self.snapshot_dir / f"{name}-{self.step:010d}.safetensors"
-            tensors = self._snapshot_tensors(name)
             metadata = snapshot_metadata(self, name)
             metadata.update(
-                snapshot_kind=POSTHOC_KIND, fingerprint=self.fingerprint,
+                snapshot_kind=POSTHOC_KIND, fingerprint=_fingerprint(tensors),
                 copied_keys=json.dumps(self.copied_keys), wall_time=repr(time.time()),
             )
             jobs.append((tensors, metadata, path))
             paths.append(path)
-        self._writer.submit(lambda: self._write(jobs))
+        if jobs:
+            self._writer.submit(lambda: self._write(jobs))
         return paths
 
-    def _snapshot_tensors(self, name: str) -> dict[str, Tensor]:
+    def _snapshot_tensors(self, name: str, sharded: bool) -> dict[str, Tensor]:
+        """CPU copies in ``snapshot_dtype`` (copied tensors keep theirs); a sharded shadow is
+        gathered to rank 0 (``{}`` elsewhere)."""
         copied = set(self.copied_keys)
+        if sharded:
+            return {key: t if key in copied else t.to(self.snapshot_dtype)
+                    for key, t in snapshot_state(self, name).items()}
         return {
             key: t.detach().to(
                 "cpu", dtype=self.snapshot_dtype if key not in copied else t.dtype,
@@ -332,3 +346,9 @@ class PostHocEMA(EMA):
         self._snapshots = [
             parse_posthoc_metadata(s["metadata"], Path(s["path"])) for s in extra["snapshots"]
         ]
+
+
+def _fingerprint(tensors: dict[str, Tensor]) -> str:
+    """16 hex digits of SHA-256 over the keys and (full) shapes: equal for one model."""
+    text = "".join(f"{key}:{tuple(t.shape)};" for key, t in sorted(tensors.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

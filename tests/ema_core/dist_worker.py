@@ -269,8 +269,28 @@ def assert_metrics_close(got: dict[str, float], want: dict[str, float], what: st
     assert not bad, f"{what}: {len(bad)} values differ: {dict(list(bad.items())[:5])}"
 
 
+def posthoc(out: Path, server: str | None) -> None:
+    """PostHocEMA one process, under DDP and under FSDP2: only rank 0 writes snapshot files."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from ema_core.posthoc_ema import PostHocEMA
+
+    for tag, model in (("single", make_net()), ("ddp", DDP(make_net())),
+                       ("fsdp", shard(make_net()))):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        averager = PostHocEMA(model, out / f"posthoc-{tag}-rank{rank()}", snapshot_every=5)
+        for step in range(1, STEPS + 1):
+            x, y = batch(step)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            averager.update(model)
+        averager.close()
+
+
 SCENARIOS: dict[str, Callable[[Path, str | None], None]] = {
-    "ddp": ddp, "fsdp": fsdp, "fsdp_bf16": fsdp_bf16,
+    "ddp": ddp, "fsdp": fsdp, "fsdp_bf16": fsdp_bf16, "posthoc": posthoc,
 }
 
 
