@@ -15,15 +15,15 @@ from safetensors.numpy import load
 from ema_core.client import Monitor
 from ema_core.posthoc_ema import PostHocEMA
 from ema_core.spool import Spool, sync_spool
+from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import find_run, tiny_model, train_step
-from tests.utils.server import ServerProcess, free_port
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with ServerProcess(data_dir=tmp_path_factory.mktemp("server-data")) as server:
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
         yield server
 
 
@@ -33,7 +33,7 @@ def stored_posthoc(server_url: str, run_id: int) -> list[tuple[str, int]]:
 
 
 def test_watched_posthoc_snapshots_are_uploaded_and_synthesised_alike(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -59,7 +59,7 @@ def test_watched_posthoc_snapshots_are_uploaded_and_synthesised_alike(
 
 
 def test_snapshots_made_while_the_server_is_down_are_synced_once(
-    tmp_path: Path, live_server: ServerProcess
+    tmp_path: Path, live_server: LocalServer
 ) -> None:
     model = tiny_model(1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
