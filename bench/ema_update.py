@@ -17,13 +17,17 @@ shadow and live, writes shadow: 12 bytes per parameter). Compared, per model:
 * ``binding check alone``: the per-update test that the model still holds the tensors the
   EMA reads (``ema_core._binding.Binding.unchanged``), already inside every update above;
 * ``ema_core, lerp only``: the same update without the step bookkeeping and the binding check
-  (``ShadowStore.update_``), so that ``no stats`` minus this row is their cost, side by side.
+  (``ShadowStore.update_``), so that ``no stats`` minus this row is their cost, side by side;
+* ``timm ModelEmaV3`` (when timm is installed): ``update(model)``.
+
+``--device cuda`` runs everything on the GPU; every clock read then synchronizes the device,
+so the times are GPU times.
 
 Usage: ``python bench/ema_update.py [--quick] [--threads N] [--repeats R] [--clock wall|cpu]
-[--only MODEL,...] [--out FILE]``. The thread count is fixed with ``torch.set_num_threads``
-(default 1: the machine is shared and a single memory-bound thread gives the steadiest
-ratios). Each timing is paired with a floor timing taken just before it; the table shows the
-median ms and the median of the paired ratios.
+[--device cpu|cuda] [--only MODEL,...] [--out FILE]``. The thread count is fixed with
+``torch.set_num_threads`` (default 1: the machine is shared and a single memory-bound thread
+gives the steadiest ratios). Each timing is paired with a floor timing taken just before it;
+the table shows the median ms and the median of the paired ratios.
 """
 
 from __future__ import annotations
@@ -142,7 +146,8 @@ def bench_model(
 ) -> list[tuple[str, float, float]]:
     """(method, ms per update, ratio to the floor) rows for one model."""
     n = sum(p.numel() for p in model.parameters())
-    flat_s, flat_l = torch.randn(n), torch.randn(n)
+    device = next(model.parameters()).device
+    flat_s, flat_l = torch.randn(n, device=device), torch.randn(n, device=device)
 
     def floor() -> None:
         flat_s.lerp_(flat_l, 1.0 - DECAY)
@@ -185,6 +190,12 @@ def bench_model(
         posthoc = PostHocEMA(model, folder, snapshot_every=10**9)
         row("PostHocEMA σ_rel 0.05 + 0.10, no snapshot (ratio to 2× floor)",
             lambda: posthoc.update(model), floors=2)
+    try:
+        from timm.utils.model_ema import ModelEmaV3
+    except ImportError:
+        return rows
+    timm_ema = ModelEmaV3(model, decay=DECAY)
+    row("timm ModelEmaV3", lambda: timm_ema.update(model))
     return rows
 
 
@@ -198,6 +209,7 @@ def main() -> None:
         help="wall (perf_counter) or cpu (thread_time: ignores time the thread is descheduled)",
     )
     parser.add_argument("--only", default="", help="comma-separated model names to run")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default="", help="also write the markdown table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -211,8 +223,14 @@ def main() -> None:
                   "transformer-many-small": lambda: transformer(256, 24)}
         repeats = args.repeats
     wanted = set(filter(None, args.only.split(",")))
+    clock = CLOCKS[args.clock]
+    if args.device == "cuda":
+        def clock() -> float:  # GPU time: every read waits for the queued kernels
+            torch.cuda.synchronize()
+            return time.perf_counter()
     lines = [
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, "
+        f"{torch.cuda.get_device_name() if args.device == 'cuda' else platform.machine()}, "
         f"torch.set_num_threads({args.threads}), {args.clock} clock, median of {repeats} "
         "repeats, each paired with a floor measurement",
         "",
@@ -224,10 +242,10 @@ def main() -> None:
         if wanted and name not in wanted:
             continue
         with torch.no_grad():
-            model = build()
+            model = build().to(args.device)
         n = sum(p.numel() for p in model.parameters())
         tensors = len(model.state_dict())
-        for label, ms, ratio in bench_model(name, model, repeats, CLOCKS[args.clock]):
+        for label, ms, ratio in bench_model(name, model, repeats, clock):
             line = f"| {name} | {n / 1e6:.1f} M | {tensors} | {label} | {ms:.3f} | {ratio:.3f} |"
             lines.append(line)
             print(line, flush=True)

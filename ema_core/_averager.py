@@ -51,6 +51,18 @@ class Averager:
         """Stable averager names, one per shadow (e.g. ``("ema_0.999", "ema_0.9999")``)."""
         return self._names
 
+    def synchronize(self) -> None:
+        """Wait until shadows kept in host memory for a GPU model (``device="cpu"``) are
+        updated; re-raise an error of that background update.
+
+        Updates of such shadows run on a side stream and a worker thread. Every method that
+        reads or writes the shadows waits by itself, and a ``torch.optim`` optimizer step waits
+        (on the GPU, without blocking the host) for the copy of the live weights; call this
+        only before changing the live weights some other way (``load_state_dict``, in-place
+        edits). A no-op otherwise.
+        """
+        self._store.join()
+
     @property
     def sharded(self) -> bool:
         """Whether the model's parameters are DTensors (FSDP2): each rank's shadows hold its

@@ -99,7 +99,7 @@ class Group:
 
     def __init__(
         self, specs: list[Spec], live: list[Tensor], n_shadows: int,
-        dtype: torch.dtype, device: torch.device,
+        dtype: torch.dtype, device: torch.device, pin_memory: bool = False,
     ) -> None:
         self.specs = specs
         real = [as_real(local_tensor(t)) for t in live]
@@ -108,7 +108,8 @@ class Group:
         for n in self.numels:
             self.offsets.append(self.offsets[-1] + n)
         self.n_params = sum(s.is_param for s in specs)
-        self.flat = torch.empty((n_shadows, self.offsets[-1]), dtype=dtype, device=device)
+        self.flat = torch.empty((n_shadows, self.offsets[-1]), dtype=dtype, device=device,
+                                pin_memory=pin_memory)
         self.views = [
             [self.flat[k, o : o + n].view(t.shape)
              for t, o, n in zip(real, self.offsets[:-1], self.numels, strict=True)]
@@ -139,7 +140,7 @@ class Group:
             )
         self.sources = live
         self.detached = local  # as the model holds them (maybe complex)
-        self.live = [as_real(t) for t in self.detached]  # real views: what is averaged
+        self.live = self._readable([as_real(t) for t in self.detached])  # what is averaged
         self.all_live = self.live * len(self.views)
         self.cast = any(
             t.dtype != self.flat.dtype or t.device != self.flat.device for t in self.live
@@ -150,6 +151,14 @@ class Group:
             self.scratch = torch.empty(need, dtype=self.flat.dtype, device=self.flat.device)
         for block in self.blocks:
             self._attach_views(block)
+
+    def _readable(self, real: list[Tensor]) -> list[Tensor]:
+        """The tensors the kernels read: the live (real views) themselves here; an offloaded
+        group reads a host copy (:mod:`ema_core._offload`)."""
+        return real
+
+    def join(self) -> None:
+        """Wait for background work on this group's shadows (none here)."""
 
     def _attach_views(self, block: Block) -> None:
         block.scratch_flat = self.scratch[: block.stop - block.start]

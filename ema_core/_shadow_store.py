@@ -16,6 +16,7 @@ from ema_core._distributed import (
     shard_layout,
     wrap,
 )
+from ema_core._offload import OffloadedGroup, Offloader, wants_offload
 from ema_core._shadow_groups import (
     Group,
     Slot,
@@ -67,21 +68,38 @@ class ShadowStore:
             t = as_real(local_tensor(live[spec.key]))
             by_kind.setdefault((t.device, t.dtype), []).append(spec)
         dev = None if device is None else torch.device(device)
+        self.offloader: Offloader | None = None
         with torch.no_grad():
             self.groups = [
-                Group(specs, [live[s.key] for s in specs], n_shadows,
-                      shadow_dtype or default_shadow_dtype(dtype), dev or live_dev)
+                self._group(specs, [live[s.key] for s in specs], n_shadows,
+                            shadow_dtype or default_shadow_dtype(dtype), live_dev, dev)
                 for (live_dev, dtype), specs in by_kind.items()
             ]
             self.copied_specs = [s for s in self.specs if not s.averaged]
+            pin = self.offloader is not None and self.offloader.cuda
             self.copied = [
                 [local_tensor(live[s.key]).to(device=dev, copy=True) for s in self.copied_specs]
                 for _ in range(n_shadows)
             ]
+            if pin:  # filled by non-blocking copies: page-locked
+                self.copied = [[t.pin_memory() for t in ts] for ts in self.copied]
         self.model: nn.Module = model
         self._bind_copied(model, live)
         self.swap_spare: list[Tensor] | None = None
         self.swap_active = False  # set by swap_in while swap_spare holds the live weights
+
+    def _group(self, specs: list[Spec], live: list[Tensor], n_shadows: int, dtype: torch.dtype,
+               live_dev: torch.device, dev: torch.device | None) -> Group:
+        if dev is None or not wants_offload(live_dev, dev):
+            return Group(specs, live, n_shadows, dtype, dev or live_dev)
+        if self.offloader is None:
+            self.offloader = Offloader(live_dev)
+        return OffloadedGroup(specs, live, n_shadows, dtype, self.offloader)
+
+    def join(self) -> None:
+        """Wait for background updates of offloaded shadows (re-raising their errors)."""
+        if self.offloader is not None:
+            self.offloader.join()
 
     def _bind_copied(self, model: nn.Module, live: dict[str, Tensor]) -> None:
         self.copied_sources = [live[s.key] for s in self.copied_specs]
@@ -102,6 +120,7 @@ class ShadowStore:
         """
         if model is self.model and self.binding.unchanged():
             return
+        self.join()
         live = gather_live(model)
         check_match(self.specs, live)
         for g in self.groups:
@@ -117,14 +136,18 @@ class ShadowStore:
         return by_key
 
     def live_tensors(self) -> list[Tensor]:
-        """The bound live tensors in state-dict order (detached, sharing storage)."""
+        """The bound live tensors in state-dict order (detached, sharing storage); offloaded
+        copies of them are complete (the caller may overwrite them)."""
+        self.join()
         by_key = {s.key: t for g in self.groups
                   for s, t in zip(g.specs, g.detached, strict=True)}
         by_key.update(zip((s.key for s in self.copied_specs), self.copied_live, strict=True))
         return [by_key[s.key] for s in self.specs]
 
     def shadow_tensors(self, k: int) -> dict[str, Tensor]:
-        """Shadow ``k`` keyed like the model's state dict (the stored tensors, no copy)."""
+        """Shadow ``k`` keyed like the model's state dict (the stored tensors, no copy; any
+        background update of them finished)."""
+        self.join()
         by_key = {s.key: v for g in self.groups
                   for s, v in zip(g.specs, g.shadow_tensors(k), strict=True)}
         by_key.update(zip((s.key for s in self.copied_specs), self.copied[k], strict=True))
@@ -138,20 +161,27 @@ class ShadowStore:
     def update_(self, weights: Sequence[float], *, foreach: bool = True) -> None:
         """shadow_k ← lerp(shadow_k, live, weights[k]); copied tensors are copied."""
         with torch.no_grad():
+            self.join()  # a previous offloaded update no longer reads the staging buffers
             for g in self.groups:
                 g.lerp_(weights, foreach)
             self.copy_buffers_()
 
     def copy_buffers_(self) -> None:
         """Copy the live copied tensors (e.g. ``num_batches_tracked``) into every shadow."""
-        if self.all_copied:
+        if not self.all_copied:
+            return
+        if self.offloader is not None and self.copied_live[0].device.type != "cpu":
+            self.offloader.copy(self.all_copied, self.copied_live * self.n_shadows)
+        else:
             torch._foreach_copy_(self.all_copied, self.copied_live * self.n_shadows)
 
     def capture_buffers_(self, k: int) -> None:
         """Copy the bound model's buffers (averaged and copied) into shadow ``k``."""
+        self.join()
         with torch.no_grad():
-            pairs = [(s, t) for g in self.groups
-                     for s, t in zip(g.views[k][g.n_params :], g.live[g.n_params :], strict=True)]
+            pairs = [(s, as_real(t)) for g in self.groups
+                     for s, t in zip(g.views[k][g.n_params :], g.detached[g.n_params :],
+                                     strict=True)]
             pairs += list(zip(self.copied[k], self.copied_live, strict=True))
             for shadow, live in pairs:
                 shadow.copy_(live)

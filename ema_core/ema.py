@@ -55,7 +55,9 @@ class EMA(Averager):
             (Adam §3); the first update then copies the live weights.
         average_buffers: Average float buffers (BatchNorm running stats); if False copy them.
         shadow_dtype: Shadow dtype; default fp32 for fp16/bf16 models, else the model's.
-        device: Shadow device (e.g. ``"cpu"`` for a GPU model); default the model's.
+        device: Shadow device; default the model's. ``"cpu"`` for a CUDA model keeps the
+            shadows in pinned host memory, updated asynchronously (a side-stream copy and a
+            worker thread overlapped with the next step; see :meth:`synchronize`).
         foreach: Use foreach kernels; False runs the plain per-tensor reference loop.
         stats_every: Compute :class:`~ema_core.stats.WeightStats` into ``last_stats`` on
             steps divisible by this (0 = never).

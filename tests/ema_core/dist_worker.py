@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,6 +31,7 @@ from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
 
 STEPS, STATS_EVERY, SAVE_AT = 10, 5, 6
+DEVICE = torch.device("cpu")  # $DIST_DEVICE=cuda: NCCL, one GPU per rank (scripts/gpu-check)
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
 
@@ -50,13 +52,14 @@ class Net(nn.Module):
 
 def make_net(dtype: torch.dtype = torch.float32) -> Net:
     torch.manual_seed(0)
-    return Net().to(dtype)
+    return Net().to(device=DEVICE, dtype=dtype)
 
 
 def batch(step: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1000 + step)
     x = torch.randn(16, 6, generator=gen)  # (B, 6)
-    return x.to(dtype), (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # (B,) in {0, 1, 2}
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # (B,) in {0, 1, 2}
+    return x.to(DEVICE, dtype), y.to(DEVICE)
 
 
 def eval_fn(model: nn.Module) -> dict[str, float]:
@@ -136,7 +139,7 @@ def ddp(out: Path, server: str | None) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     single(out)
-    run = Run(DDP(make_net()))
+    run = Run(DDP(make_net(), device_ids=[DEVICE.index] if DEVICE.type == "cuda" else None))
     monitor = Monitor("dist", "ddp", server, run_dir=out / f"run-ddp-rank{rank()}",
                       **FAST) if server else None
     if monitor is not None:
@@ -156,7 +159,7 @@ def shard(model: nn.Module) -> nn.Module:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    mesh = init_device_mesh(DEVICE.type, (dist.get_world_size(),))
     for child in (model.inp, model.mid, model.out, model.gate):  # type: ignore[union-attr]
         fully_shard(child, mesh=mesh)
     fully_shard(model, mesh=mesh)  # the root holds bn and norm
@@ -230,7 +233,7 @@ def set_weights(model: nn.Module, step: int) -> None:
         for i, p in enumerate(model.parameters()):
             base = torch.randn(p.shape, generator=torch.Generator().manual_seed(i))
             noise = torch.randn(p.shape, generator=torch.Generator().manual_seed(100 * step + i))
-            full = (base + 0.02 * step * base.flip(-1) + 0.01 * noise).to(p.dtype)  # drifting
+            full = (base + 0.02 * step * base.flip(-1) + 0.01 * noise).to(p.device, p.dtype)
             if isinstance(p, DTensor):
                 full = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=None)
             p.copy_(full)
@@ -297,7 +300,12 @@ SCENARIOS: dict[str, Callable[[Path, str | None], None]] = {
 def main() -> None:
     names, out = sys.argv[1].split(","), Path(sys.argv[2])
     server = sys.argv[3] if len(sys.argv) > 3 else None
-    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    global DEVICE
+    if os.environ.get("DIST_DEVICE") == "cuda":
+        DEVICE = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(DEVICE)
+    backend = "nccl" if DEVICE.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(seconds=60))
     try:
         for name in names:
             SCENARIOS[name](out, server)

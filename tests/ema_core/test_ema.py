@@ -271,6 +271,7 @@ def test_unknown_averager_is_a_key_error_with_names(make_mlp) -> None:
     assert str(info.value) == "Unknown averager 'ema_0.5': expected one of ['ema_0.9', 'ema_0.99']"
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_model_with_cpu_shadow_matches_cpu_reference(make_mlp) -> None:
     model = make_mlp().cuda()
