@@ -7,12 +7,14 @@ every run list. The memory and latency figures are measured by ``bench/server_li
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
@@ -128,3 +130,22 @@ def test_run_list_stays_small(http: httpx.Client, server: LocalServer) -> None:
     assert response.status_code == 200
     assert len(response.content) < 20 * MAX_OBJECT  # every run's config and summary fit
     assert not list((server.data_dir / "snapshots").glob("*/*.part"))
+
+
+def test_runs_hello_fits_a_standard_websocket_client(server: ServerProcess) -> None:
+    # Before: a 100 MB config was stored, and the /ws/runs hello then exceeded the
+    # websockets client's default 1 MiB message limit (close 1009).
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for n in range(5):
+            http.post("/api/runs", json={"project": "hello", "name": f"full{n}",
+                                         "config": {"x": "c" * (MAX_OBJECT - 16)}})
+            assert http.post("/api/runs", json={"project": "hello", "name": f"huge{n}",
+                                                "config": {"x": "c" * (1 << 20)}}
+                             ).status_code in (413, 422)
+
+    async def hello() -> dict[str, Any]:
+        async with websockets.connect(f"{server.ws_url}/ws/runs?project=hello") as ws:
+            return json.loads(await ws.recv())  # type: ignore[no-any-return]
+
+    runs = asyncio.run(hello())["runs"]
+    assert sorted(run["name"] for run in runs) == [f"full{n}" for n in range(5)]
