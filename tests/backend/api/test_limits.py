@@ -132,7 +132,7 @@ def test_run_list_stays_small(http: httpx.Client, server: LocalServer) -> None:
     assert not list((server.data_dir / "snapshots").glob("*/*.part"))
 
 
-def test_runs_hello_fits_a_standard_websocket_client(server: ServerProcess) -> None:
+def test_runs_hello_fits_a_standard_websocket_client(server: LocalServer) -> None:
     # Before: a 100 MB config was stored, and the /ws/runs hello then exceeded the
     # websockets client's default 1 MiB message limit (close 1009).
     with httpx.Client(base_url=server.url, timeout=30) as http:
