@@ -50,6 +50,7 @@ class SenderStats:
     """Counters for tests and diagnostics (written by the sender threads only)."""
 
     points_posted: int = 0
+    points_conflicting: int = 0  # posted at a stored (key, step) with another value: not stored
     points_spooled: int = 0
     snapshots_uploaded: int = 0
     max_buffer_points: int = 0

@@ -21,24 +21,24 @@ import json
 import logging
 import operator
 import os
-import re
 import sys
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from time import time
+from time import sleep, time
 from types import TracebackType
 from typing import Any
 
 from ema_core._best_tracker import BestTracker
 from ema_core._distributed import global_rank, rank_zero_decides
-from ema_core._run_dir import config_json, open_spool
+from ema_core._run_dir import config_json, dir_name, new_run_dir, open_spool
 from ema_core._sender_config import SenderConfig, SenderStats, SnapshotJob, check_positive
 from ema_core.metric_keys import MAX_KEY_LENGTH, default_mode, eval_key, train_key
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.spool import Spool
-from ema_core.transport import ApiClient, TransportError
+from ema_core.transport import ApiClient, RetryableError, TransportError
+from ema_core.wire import RESUME_MODES
 
 __all__ = ["Monitor", "default_run_dir"]
 
@@ -46,16 +46,15 @@ logger = logging.getLogger(__name__)
 
 _STEP_LIMIT = 1 << 63  # the server stores steps as signed 64-bit integers
 _STATUSES = ("finished", "crashed")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 def default_run_dir(project: str, run: str) -> Path:
-    """``$EMABOARD_DIR/runs/<project>/<run>`` (``EMABOARD_DIR`` defaults to ``.emaboard``).
-
-    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``.
-    """
+    """``$EMABOARD_DIR/runs/<project>/<run>`` (``EMABOARD_DIR`` defaults to ``.emaboard``),
+    each name encoded by :func:`ema_core._run_dir.dir_name`: one path component, never
+    ``.``/``..``, two names never the same directory (``实验`` → ``%E5%AE%9E%E9%AA%8C``)."""
     root = Path(os.environ.get("EMABOARD_DIR", ".emaboard"))
-    return root / "runs" / _UNSAFE.sub("_", project) / _UNSAFE.sub("_", run)
+    return root / "runs" / dir_name(project) / dir_name(run)
 
 
 class Monitor:
@@ -65,14 +64,26 @@ class Monitor:
     background sender, and points queue meanwhile. Points the server cannot take go to
     the run's spool and are replayed in order later (or by ``emaboard sync``).
 
+    One training is one run, as in W&B: by default (``resume="never"``) a Monitor never
+    writes into a run that exists already. When (project, run) is taken, the server creates
+    ``run-2`` (``run-3``, …) and the sender logs the name (:attr:`run_name`); each new
+    training also gets its own local directory. ``resume="allow"`` continues the run (and
+    creates it when missing), ``resume="must"`` continues it and logs an error, keeping every
+    point in the spool, when it does not exist. Resume exactly when the training itself
+    resumes from a checkpoint (the Lightning and Hugging Face callbacks do that for you).
+
     Args:
         project: project name (non-empty).
-        run: run name, unique within the project; the same name resumes the run.
-        server: base URL of the emaboard server.
+        run: run name, unique within the project.
+        server: base URL of the emaboard server (default ``$EMABOARD_SERVER``, else
+            ``http://127.0.0.1:8000``); an explicit value wins over the environment.
         config: JSON-serializable hyperparameters stored with the run.
-        token: bearer token, when the server has one (``EMABOARD_TOKEN``).
-        run_dir: local directory for the spool and snapshot files (default
-            :func:`default_run_dir`).
+        resume: ``"never"`` (default), ``"allow"`` or ``"must"``, as above.
+        token: bearer token, when the server has one (default ``$EMABOARD_TOKEN``).
+        run_dir: local directory for the spool and snapshot files (default: the first of
+            ``default_run_dir(project, run)``, ``…+2``, ``…+3``, … not used yet; with
+            ``resume`` ``"allow"``/``"must"``, ``default_run_dir(project, run)`` itself, whose
+            spool is continued).
         flush_interval_ms: send queued points this often, in milliseconds.
         max_batch_points: points per request.
         max_queue_points: points held in memory for the server; beyond, the spool.
@@ -89,14 +100,16 @@ class Monitor:
     joins the gather of each snapshot that rank 0 takes (rank 0 decides, by one broadcast).
 
     Raises:
-        ValueError: an empty name, a bad URL or bound, ``run_dir`` holding another run, or a
-            ``config`` over 64 KiB as JSON or nested deeper than 32 levels (the server's limits).
+        ValueError: an empty name, a bad URL, bound or ``resume``; ``run_dir`` holding another
+            run (or, with ``resume="never"``, an earlier training of this one); a ``config``
+            over 64 KiB as JSON or nested deeper than 32 levels (the server's limits).
         TypeError: ``config`` is not JSON-serializable.
     """
 
     def __init__(
-        self, project: str, run: str, server: str = "http://127.0.0.1:8000",
-        config: Mapping[str, Any] | None = None, *, token: str | None = None,
+        self, project: str, run: str, server: str | None = None,
+        config: Mapping[str, Any] | None = None, *, resume: str = "never",
+        token: str | None = None,
         run_dir: str | Path | None = None, flush_interval_ms: float = 500.0,
         max_batch_points: int = 5000, max_queue_points: int = 100_000,
         initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
@@ -108,13 +121,18 @@ class Monitor:
                     f"Invalid {what} {value!r}: expected a non-empty string of at most 200 "
                     "characters"
                 )
+        if resume not in RESUME_MODES:
+            raise ValueError(f"Invalid resume {resume!r}: expected one of {list(RESUME_MODES)}")
         check_positive("finish_timeout_s", finish_timeout_s)
+        server = server if server is not None else (
+            os.environ.get("EMABOARD_SERVER") or DEFAULT_SERVER)
+        token = token if token is not None else (os.environ.get("EMABOARD_TOKEN") or None)
         sender_config = SenderConfig(
             flush_interval_ms=flush_interval_ms, max_batch_points=max_batch_points,
             max_queue_points=max_queue_points, initial_backoff_s=initial_backoff_s,
             max_backoff_s=max_backoff_s, request_timeout_s=request_timeout_s,
         )
-        self.project, self.run, self.server = project, run, server
+        self.project, self.run, self.server, self.resume = project, run, server, resume
         self.finish_timeout_s = finish_timeout_s
         self.run_dir = (Path(run_dir) if run_dir is not None
                         else default_run_dir(project, run)).resolve()
@@ -126,6 +144,7 @@ class Monitor:
         self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
         self._plain_keys: set[str] = set()  # keys already checked by log()
         self._trackers: list[BestTracker] = []
+        self._unaveraged_warned: set[str] = set()
         self._finished = False
         self._nudge_at = max_batch_points
         self.spool: Spool | None = None
@@ -135,7 +154,9 @@ class Monitor:
             self._inbox: deque[Any] = deque(maxlen=0)
             self._append = self._inbox.append
             return
-        self.spool = open_spool(self.run_dir, project, run, wire_config)
+        if run_dir is None and resume == "never":  # a directory of its own, made on rank 0
+            self.run_dir = new_run_dir(default_run_dir(project, run)).resolve()
+        self.spool = open_spool(self.run_dir, project, run, wire_config, resume)
         self._sender = Sender(self._api, self.spool, (project, run, json.loads(wire_config)),
                               self.run_dir / "snapshots", sender_config)
         self._inbox = self._sender.inbox
@@ -147,6 +168,12 @@ class Monitor:
     def active(self) -> bool:
         """Whether this Monitor streams: True on rank 0 (or outside a distributed job)."""
         return self._sender is not None
+
+    @property
+    def run_name(self) -> str | None:
+        """The run's name on the server once the sender created or resumed it (else None):
+        ``run``, or ``run-2``, … when ``resume="never"`` found ``run`` taken."""
+        return None if self._sender is None else self._sender.run_name
 
     @property
     def run_id(self) -> int | None:
@@ -253,6 +280,7 @@ class Monitor:
             RuntimeError, ValueError, TypeError: as :meth:`step`.
         """
         step = self._check_step(step)
+        results = self._averaged_only(results)
         flat = {eval_key(model, metric): value for model, metrics in results.items()
                 for metric, value in metrics.items()}
         self._put(step, flat, time(), train=False)
@@ -260,6 +288,20 @@ class Monitor:
             self._maybe_snapshot(tracker, step, results.get(tracker.name, {}))
         if self._sender is not None:
             self._sender.nudge()
+
+    def _averaged_only(
+        self, results: Mapping[str, Mapping[str, Any]]
+    ) -> Mapping[str, Mapping[str, Any]]:
+        """``results`` without watched averagers that hold no average yet (warned once)."""
+        empty = {name for entry in self._watched if not getattr(entry[0], "has_averaged", True)
+                 for name in entry[0].averager_names} & set(results)
+        if not empty:
+            return results
+        for name in sorted(empty - self._unaveraged_warned):
+            logger.warning("emaboard: not logging eval of %s: it holds no average yet (an SWA "
+                           "before its first averaged step)", name)
+        self._unaveraged_warned |= empty
+        return {model: metrics for model, metrics in results.items() if model not in empty}
 
     def track_best(
         self, metric: str, mode: str | None = None, averager: str | None = None
@@ -423,14 +465,19 @@ class Monitor:
         if sender is None or spool is None:
             return
         spool.set_meta(status=status, status_sent="0")
-        remaining_s = sender.remaining_s()
-        run_id = sender.run_id
-        if run_id is not None and remaining_s > 0.05:
+        delay_s = sender.config.initial_backoff_s
+        while sender.run_id is not None and (remaining_s := sender.remaining_s()) > 0.05:
             try:
-                self._api.set_status(run_id, status, timeout_s=remaining_s)
+                self._api.set_status(sender.run_id, status, timeout_s=remaining_s)
                 spool.set_meta(status_sent="1")
+                break
+            except RetryableError:  # restarting: try again while finish() has time
+                sleep(min(delay_s, max(0.0, sender.remaining_s() - 0.05)))
+                delay_s *= 2
             except TransportError as exc:
-                logger.warning("emaboard: could not mark run %s %s: %s", run_id, status, exc)
+                logger.warning("emaboard: could not mark run %s %s: %s", sender.run_id, status,
+                               exc)
+                break
         if not sender.alive():
             self._api.close()
             spool.close()

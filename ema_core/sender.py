@@ -7,10 +7,11 @@ Two daemon threads, so that neither the network nor the disk ever runs on the tr
   (``seq``), expands weight statistics into points, writes snapshot files, and puts the
   points into a bounded in-memory ``buffer``, or into the spool when the buffer is full,
   the server is unreachable, or the spool already holds older points;
-- the **poster** creates-or-resumes the run, then posts batches: the buffer first (always
-  older than anything spooled), then the spool in ``seq`` order, then pending snapshots.
-  Failures back off exponentially with jitter (capped at ``max_backoff_s``); a failed batch
-  and the buffer go to the spool, so they survive a crash of the training process.
+- the **poster** creates (or resumes, as the spool's ``resume`` says) the run, then posts
+  batches: the buffer first (always older than anything spooled), then the spool in ``seq``
+  order, then pending snapshots. Failures back off exponentially with jitter (capped at
+  ``max_backoff_s``, and during :meth:`Sender.close` at the time left); a failed batch and the
+  buffer go to the spool, so they survive a crash of the training process.
 
 The buffer, the batch in flight and the spool form one :class:`ema_core._outbox.Outbox`,
 which keeps every point in memory older than every spooled point, so points reach the
@@ -79,7 +80,9 @@ class Sender:
         self._wake_collector, self._wake_poster = threading.Event(), threading.Event()
         self._closing, self._collector_done = threading.Event(), threading.Event()
         self._abandoned = False
+        self._stop = threading.Event()  # set when close() gives up: cuts a back-off short
         self._deadline = float("inf")
+        self.run_name: str | None = spool.meta().get("server_name")
         self._threads = [
             threading.Thread(target=self._collector_loop, name="emaboard-collector", daemon=True),
             threading.Thread(target=self._poster_loop, name="emaboard-poster", daemon=True),
@@ -135,6 +138,7 @@ class Sender:
         self._threads[1].join(self._remaining())
         with self._lock:
             self._abandoned = True
+            self._stop.set()
         self._outbox.abandon()  # memory to the spool; so goes every later point
         if not self._threads[0].is_alive():
             self._outbox.put(self._drain_inbox())  # queued after the collector's last pass
@@ -225,10 +229,13 @@ class Sender:
                 self._wake_poster.wait(self.config.flush_interval_ms / 1000)
                 self._wake_poster.clear()
                 continue
-            if self._closing.is_set():
-                return  # give up: close() spools the rest
             delay_s = backoff_s * (0.5 + random.random() / 2)
-            self._closing.wait(delay_s)
+            if self._closing.is_set():  # finish(): keep trying until its deadline
+                if self._remaining() <= 0:
+                    return  # close() spools the rest
+                self._stop.wait(min(delay_s, self._remaining()))
+            else:
+                self._closing.wait(delay_s)
             backoff_s = min(2 * backoff_s, self.config.max_backoff_s)
 
     def _on_failure(self, exc: BaseException, level: int) -> None:
@@ -241,8 +248,7 @@ class Sender:
     def _post_once(self) -> bool:
         """Send one batch or snapshot; False when there was nothing to send."""
         if self.run_id is None:
-            project, name, config = self._run
-            self.run_id = self.api.create_run(project, name, config)
+            self.run_id = self._create_run()
         run_id = self.run_id
         self._outbox.server_answered()
         if self._summary:
@@ -252,6 +258,27 @@ class Sender:
             self._post_batch(run_id, batch, from_spool)
             return True
         return self._upload_one_snapshot(run_id)
+
+    def _create_run(self) -> int:
+        """Create or resume the run; the name it got is kept in the spool (``server_name``).
+
+        Once the run has a server name, this training always continues that run (also after
+        a ``RunGone``, and from a resumed spool); before, the spool's ``resume`` decides.
+        """
+        project, name, config = self._run
+        if self.run_name is not None:
+            return self.api.create_run(project, self.run_name, config, "allow").id
+        resume = self.spool.meta().get("resume", "allow")
+        created = self.api.create_run(project, name, config, resume)
+        self.spool.set_meta(server_name=created.name)
+        self.run_name = created.name
+        if created.name != name:
+            logger.warning(
+                "emaboard: run %s/%s already exists; this training streams to %s/%s (pass "
+                "resume='allow' to continue %s/%s instead)", project, name, project,
+                created.name, project, name,
+            )
+        return created.id
 
     def _send_summary(self, run_id: int) -> bool:
         with self._lock:
@@ -271,7 +298,7 @@ class Sender:
 
     def _post_batch(self, run_id: int, batch: list[SpooledPoint], from_spool: bool) -> None:
         try:
-            self.api.post_points(run_id, [(k, s, v, t) for _, k, s, v, t in batch])
+            answer = self.api.post_points(run_id, [(k, s, v, t) for _, k, s, v, t in batch])
         except (PayloadTooLarge, RunGone) as exc:
             self._batch_points = max(1, self._batch_points // 2)
             if isinstance(exc, RunGone):
@@ -281,6 +308,14 @@ class Sender:
         except RejectedError as exc:
             self._log.log(logging.ERROR, "rejected", "emaboard dropped %d points: %s",
                           len(batch), exc)
+        else:
+            if answer.conflicts:
+                self.stats.points_conflicting += answer.conflicts
+                self._log.log(
+                    logging.WARNING, "conflicts", "emaboard: the server already held other "
+                    "values for %d of %d points (same key and step) and kept them: is another "
+                    "training writing into run %s?", answer.conflicts, len(batch), self.run_name,
+                )
         self._done(batch, from_spool)
 
     def _done(self, batch: list[SpooledPoint], from_spool: bool) -> None:

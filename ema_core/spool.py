@@ -166,6 +166,7 @@ class SyncResult:
     run_id: int | None = None
     points_sent: int = 0
     points_inserted: int = 0
+    points_conflicting: int = 0
     snapshots_sent: int = 0
     snapshots_missing: int = 0
     status: str | None = None
@@ -232,7 +233,7 @@ def _sync_one(api: ApiClient, path: Path, max_batch_points: int) -> SyncResult:
         pending = spool.count_points() or spool.pending_snapshots()
         if not pending and meta.get("status_sent", "1") == "1":
             return result
-        run_id = api.create_run(meta["project"], meta["name"], json.loads(meta["config"]))
+        run_id = _create_run(api, spool, meta)
         result.run_id = run_id
         if "summary" in meta:
             api.update_summary(run_id, json.loads(meta["summary"]))
@@ -247,12 +248,26 @@ def _sync_one(api: ApiClient, path: Path, max_batch_points: int) -> SyncResult:
         spool.close()
 
 
+def _create_run(api: ApiClient, spool: Spool, meta: dict[str, str]) -> int:
+    """The run this spool streams to: its recorded server name (continued), or a new or
+    resumed run as the spool's ``resume`` says (``allow`` for spools from before it existed)."""
+    config = json.loads(meta["config"])
+    if "server_name" in meta:
+        return api.create_run(meta["project"], meta["server_name"], config, "allow").id
+    created = api.create_run(meta["project"], meta["name"], config, meta.get("resume", "allow"))
+    spool.set_meta(server_name=created.name)
+    if created.name != meta["name"]:
+        logger.warning("Run %s/%s exists: %s goes to %s/%s", meta["project"], meta["name"],
+                       spool.path, meta["project"], created.name)
+    return created.id
+
+
 def _sync_points(
     api: ApiClient, spool: Spool, run_id: int, result: SyncResult, batch: int
 ) -> None:
     while rows := spool.head_points(batch):
         try:
-            result.points_inserted += api.post_points(run_id, _strip_seq(rows))
+            answer = api.post_points(run_id, _strip_seq(rows))
         except PayloadTooLarge:
             if batch == 1:
                 raise
@@ -260,6 +275,8 @@ def _sync_points(
             continue
         spool.delete_points_through(rows[-1][0])
         result.points_sent += len(rows)
+        result.points_inserted += answer.inserted
+        result.points_conflicting += answer.conflicts
 
 
 def _sync_snapshots(api: ApiClient, spool: Spool, run_id: int, result: SyncResult) -> None:

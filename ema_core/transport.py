@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -28,6 +28,8 @@ from ema_core.wire import points_json
 
 __all__ = [
     "ApiClient",
+    "CreatedRun",
+    "Ingested",
     "PayloadTooLarge",
     "RejectedError",
     "RetryableError",
@@ -36,6 +38,20 @@ __all__ = [
 ]
 
 Point = tuple[str, int, float, float]  # (key, step, value, wall_time)
+
+
+class CreatedRun(NamedTuple):
+    """The server's answer to ``POST /api/runs``: the run's id and the name it got."""
+
+    id: int
+    name: str
+
+
+class Ingested(NamedTuple):
+    """The server's answer to a batch of points (``IngestResult`` in docs/api.md)."""
+
+    inserted: int  # new points
+    conflicts: int  # points at a stored (key, step) with another value; not stored
 
 _RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
 _JSON = {"Content-Type": "application/json"}
@@ -88,17 +104,29 @@ class ApiClient:
         """Close the underlying connection pool."""
         self._http.close()
 
-    def create_run(self, project: str, name: str, config: Mapping[str, Any]) -> int:
-        """Create or resume the run (project, name); returns its server id."""
-        body = {"project": project, "name": name, "config": dict(config)}
-        return int(self._request("POST", "/api/runs", json=body)["id"])
+    def create_run(
+        self, project: str, name: str, config: Mapping[str, Any], resume: str = "allow"
+    ) -> CreatedRun:
+        """Create or resume the run (project, name) as ``resume`` says (docs/api.md).
 
-    def post_points(self, run_id: int, points: Iterable[Point]) -> int:
-        """Post points (key, step, value, wall_time); returns how many were newly inserted."""
+        Returns:
+            The run's server id and its name (another one than ``name`` when ``resume`` is
+            ``"never"`` and ``name`` was taken).
+
+        Raises:
+            RejectedError: ``resume="must"`` and no such run (404), or an invalid request.
+        """
+        body = {"project": project, "name": name, "config": dict(config), "resume": resume}
+        answer = self._request("POST", "/api/runs", json=body)
+        return CreatedRun(int(answer["id"]), str(answer.get("name", name)))
+
+    def post_points(self, run_id: int, points: Iterable[Point]) -> Ingested:
+        """Post points (key, step, value, wall_time); returns how many were new, and how many
+        were conflicts (another value at a stored (key, step); the server kept its own)."""
         body = '{"points":[' + points_json(points) + "]}"
         answer = self._request("POST", f"/api/runs/{run_id}/metrics", content=body.encode(),
                                headers=_JSON)
-        return int(answer.get("inserted", 0))
+        return Ingested(int(answer.get("inserted", 0)), int(answer.get("conflicts", 0)))
 
     def upload_snapshot(
         self,

@@ -49,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for result in results:
         logger.info(
-            "%s: run %s, %d points sent (%d new), %d snapshots sent, %d missing, status %s",
+            "%s: run %s, %d points sent (%d new, %d conflicting with stored values), %d "
+            "snapshots sent, %d missing, status %s",
             result.spool, result.run_id, result.points_sent, result.points_inserted,
+            result.points_conflicting,
             result.snapshots_sent, result.snapshots_missing, result.status or "unchanged",
         )
     return 0

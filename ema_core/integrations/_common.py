@@ -70,8 +70,15 @@ class Streamer:
         if spec.swa_start_step is not None and not any(isinstance(a, SWA)
                                                        for a in self.averagers):
             self.averagers.append(SWA(model, start_step=spec.swa_start_step))
-        self.monitor = Monitor(spec.project, spec.run, spec.server, config=config,
-                               **spec.monitor_kwargs)
+        previous = self.monitor  # a second fit() of the same training continues its run
+        if previous is not None:
+            self.monitor = Monitor(
+                spec.project, previous.run, spec.server, config=config, resume="allow",
+                **{**spec.monitor_kwargs, "run_dir": previous.run_dir},
+            )
+        else:
+            self.monitor = Monitor(spec.project, spec.run, spec.server, config=config,
+                                   **spec.monitor_kwargs)
         self.monitor.watch(*self.averagers, stats_every=spec.stats_every)
         if spec.track_best is not None:
             self.monitor.track_best(spec.track_best, spec.track_mode, spec.track_averager)

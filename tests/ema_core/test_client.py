@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import torch
 from ema_core.client import Monitor, default_run_dir
 from ema_core.ema import EMA
 from ema_core.snapshot import load_snapshot
+from ema_core.spool import SPOOL_FILENAME, spool_summary
+from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
 from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import eval_fn, find_run, series, tiny_model, train_step
@@ -175,7 +178,7 @@ def test_values_may_be_tensors_and_numpy_like_steps(tmp_path: Path,
 def test_default_run_dir_is_under_emaboard_dir(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: Path) -> None:
     monkeypatch.setenv("EMABOARD_DIR", str(tmp_path))
-    assert default_run_dir("my proj", "a/b") == tmp_path / "runs" / "my_proj" / "a_b"
+    assert default_run_dir("my proj", "a/b") == tmp_path / "runs" / "my%20proj" / "a%2Fb"
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
@@ -255,7 +258,9 @@ def test_track_best_takes_tensor_and_numpy_eval_values_like_log_eval(tmp_path: P
     from ema_core.snapshot import read_snapshot_metadata, snapshot_metrics
 
     mon = _offline(tmp_path)
-    ema = EMA(tiny_model(), decays=(0.9,))
+    model = tiny_model()
+    ema = EMA(model, decays=(0.9,))
+    ema.update(model)
     mon.watch(ema)
     mon.track_best("acc", averager="ema_0.9")
     mon.log_eval(3, {"ema_0.9": {"acc": torch.tensor(0.5), "n": np.float32(2.0)}})
@@ -263,3 +268,118 @@ def test_track_best_takes_tensor_and_numpy_eval_values_like_log_eval(tmp_path: P
     (path,) = (tmp_path / "run" / "snapshots").glob("*.safetensors")
     assert path.name == "ema_0.9-step3.safetensors"
     assert snapshot_metrics(read_snapshot_metadata(path)) == {"acc": 0.5, "n": 2.0}
+
+
+def _wait_for_name(mon: Monitor, timeout_s: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while mon.run_name is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mon.run_name is not None
+    return mon.run_name
+
+
+def test_a_second_training_never_writes_into_the_first_one_s_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, live_server: ServerProcess,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("EMABOARD_DIR", str(tmp_path))
+    runs = []
+    for value in (1.0, 2.0):  # the same script, run twice
+        mon = Monitor("twice", "resnet", live_server.url, **FAST)
+        for step in range(5):
+            mon.step(step, {"loss": value})
+        _wait_for_name(mon)
+        mon.finish()
+        runs.append(mon)
+
+    first, second = runs
+    assert (first.run_name, second.run_name) == ("resnet", "resnet-2")
+    assert first.run_dir != second.run_dir
+    assert "run twice/resnet already exists; this training streams to twice/resnet-2" in (
+        caplog.text)
+    for mon, value in ((first, 1.0), (second, 2.0)):  # before: one run, first value won
+        got = series(live_server.url, mon.run_id)["train/loss"]
+        assert (got["steps"], set(got["values"])) == (list(range(5)), {value})
+    assert first.sender_stats.points_conflicting == second.sender_stats.points_conflicting == 0
+
+
+def test_resume_allow_continues_and_counts_conflicting_values(
+    tmp_path: Path, live_server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = Monitor("allow", "r", live_server.url, run_dir=tmp_path / "a", **FAST)
+    for step in range(4):
+        first.step(step, {"loss": 1.0})
+    first.finish()
+    resumed = Monitor("allow", "r", live_server.url, run_dir=tmp_path / "b", resume="allow",
+                      **FAST)
+    for step in range(2, 6):  # steps 2, 3 again: with other values
+        resumed.step(step, {"loss": 2.0})
+    resumed.finish()
+
+    assert resumed.run_id == first.run_id and resumed.run_name == "r"
+    got = series(live_server.url, first.run_id)["train/loss"]
+    assert (got["steps"], got["values"]) == (list(range(6)), [1.0] * 4 + [2.0] * 2)
+    assert resumed.sender_stats.points_conflicting == 2
+    assert "the server already held other values for 2 of 4 points" in caplog.text
+
+
+def test_resume_must_keeps_everything_in_the_spool_when_the_run_is_missing(
+    tmp_path: Path, live_server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    mon = Monitor("must", "missing", live_server.url, run_dir=tmp_path, resume="must", **FAST)
+    mon.step(0, {"loss": 1.0})
+    mon.finish(timeout_s=1)
+    runs = httpx.get(f"{live_server.url}/api/runs", params={"project": "must"}).json()
+    assert mon.run_id is None and runs == []
+    assert "resume='must' continues an existing run and must/missing does not exist" in (
+        caplog.text)
+    assert spool_summary(tmp_path / SPOOL_FILENAME)["points"] == 1
+
+
+def test_server_and_token_come_from_the_environment_explicit_arguments_win(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with ServerProcess(data_dir=tmp_path / "data", token="s3cret") as server:
+        monkeypatch.setenv("EMABOARD_SERVER", server.url)
+        monkeypatch.setenv("EMABOARD_TOKEN", "s3cret")
+        mon = Monitor("p", "env", run_dir=tmp_path / "a", **FAST)
+        mon.step(0, {"loss": 1.0})
+        mon.finish()
+        assert mon.server == server.url and mon.sender_stats.points_posted == 1
+        wrong = Monitor("p", "explicit", server.url, run_dir=tmp_path / "b", token="wrong",
+                        **FAST)
+        wrong.step(0, {"loss": 1.0})
+        wrong.finish(timeout_s=0.5)  # 401: the explicit token was used
+        assert wrong.sender_stats.points_posted == 0 and wrong.run_id is None
+        monkeypatch.setenv("EMABOARD_SERVER", "http://127.0.0.1:9")
+        other = Monitor("p", "explicit-server", server.url, run_dir=tmp_path / "c", **FAST)
+        assert other.server == server.url
+        other.finish()
+
+
+def test_eval_of_an_averager_with_nothing_averaged_is_not_logged(
+    tmp_path: Path, live_server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = tiny_model()
+    swa = SWA(model, start_step=2)
+    mon = Monitor("p", "swa-early", live_server.url, run_dir=tmp_path, **FAST)
+    mon.watch(swa)
+    results = {"live": {"acc": 0.0982}, "swa": {"acc": 0.1058}}  # as a hand-made eval loop
+    mon.log_eval(0, results)
+    for _ in range(3):
+        swa.update(model)
+    mon.log_eval(3, results)
+    mon.finish()
+
+    got = series(live_server.url, mon.run_id, prefix="eval/")
+    assert got["eval/live/acc"]["steps"] == [0, 3]
+    assert got["eval/swa/acc"]["steps"] == [3]  # was [0, 3]: "ahead of live" at step 0
+    assert caplog.text.count("not logging eval of swa: it holds no average yet") == 1
+
+
+@pytest.mark.parametrize("resume", ["sometimes", None])
+def test_resume_must_be_one_of_the_three_modes(tmp_path: Path, resume: object) -> None:
+    with pytest.raises(ValueError, match=r"Invalid resume .*: expected one of \['never', "
+                                         r"'allow', 'must'\]"):
+        Monitor("p", "r", "http://127.0.0.1:9", run_dir=tmp_path,
+                resume=resume)  # type: ignore[arg-type]

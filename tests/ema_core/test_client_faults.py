@@ -55,7 +55,7 @@ def test_server_down_at_start_then_up_and_a_resumed_run_replays_its_spool(
     first = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", **FAST)
     _log_steps(first, range(0, 40))
     first.finish(timeout_s=0.5)  # server never seen: everything stays in the spool
-    mon = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", **FAST)
+    mon = Monitor("faults", "late", server.url, run_dir=tmp_path / "r", resume="allow", **FAST)
     _log_steps(mon, range(40, 150))
     server.start()
     _log_steps(mon, range(150, 300))
@@ -238,3 +238,27 @@ def test_points_arrive_in_step_order_per_key_across_a_server_restart(
     for key in KEYS:
         steps = [step for k, step in proxy.accepted if k == f"train/{key}"]
         assert steps == sorted(steps) and set(steps) == set(range(300))
+
+
+def test_finish_keeps_retrying_within_its_timeout_while_the_server_restarts(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    server.start()
+    mon = Monitor("faults", "restart-at-finish", server.url, run_dir=tmp_path / "r", **FAST)
+    _log_steps(mon, range(0, 50))
+    deadline = time.monotonic() + 10
+    while mon.sender_stats.points_posted < 50 * len(KEYS) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.kill()  # the server restarts just as training ends
+    _log_steps(mon, range(50, 100))
+    restarter = threading.Timer(1.5, server.start)
+    restarter.start()
+    started = time.monotonic()
+    mon.finish(timeout_s=30)  # returned after the first failed attempt (~12 ms) before
+    took_s = time.monotonic() - started
+    restarter.join()
+
+    run = _assert_all_steps_once(server, "restart-at-finish", 100)
+    assert run["status"] == "finished"
+    assert 1.0 < took_s < 30 and mon.sender_stats.closed_cleanly
+    assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["points"] == 0

@@ -135,7 +135,8 @@ def test_cli_sync_exit_codes(tmp_path: Path, live_server: LocalServer,
     assert cli_main(["sync", str(tmp_path / "nothing-here"), "--server", live_server.url]) == 1
     assert "sync failed: Spool directory" in caplog.text
     assert cli_main(["sync", str(tmp_path / "run"), "--server", live_server.url]) == 0
-    assert "4 points sent (4 new), 1 snapshots sent, 1 missing, status crashed" in caplog.text
+    assert ("4 points sent (4 new, 0 conflicting with stored values), 1 snapshots sent, 1 "
+            "missing, status crashed") in caplog.text
 
 
 def test_sync_finds_snapshots_of_a_moved_run_dir_next_to_the_spool(

@@ -29,7 +29,7 @@ def test_a_2xx_answer_that_is_not_json_is_a_retryable_error() -> None:
 
 def test_json_answers_and_empty_bodies_are_returned() -> None:
     api = _client(lambda request: httpx.Response(200, json={"id": 7}))
-    assert api.create_run("p", "r", {}) == 7
+    assert api.create_run("p", "r", {}) == (7, "r")
     api.close()
     empty = _client(lambda request: httpx.Response(204))
     empty.update_summary(7, {"primary_metric": "loss"})  # no body: no error
