@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ema_core._run_dir import default_run_dir, dir_name, new_run_dir, open_spool
-from ema_core.client import Monitor
+from ema_core._run_dir import dir_name, new_run_dir, open_spool
+from ema_core.client import Monitor, default_run_dir
 from tests.utils.server import free_port
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
@@ -67,8 +67,8 @@ def test_each_new_training_gets_its_own_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("EMABOARD_DIR", str(tmp_path))
-    dirs = [new_run_dir("p", "r") for _ in range(3)]
     base = default_run_dir("p", "r")
+    dirs = [new_run_dir(base) for _ in range(3)]
     assert dirs == [base, base.with_name("r+2"), base.with_name("r+3")]
     assert all(d.is_dir() for d in dirs)
 
