@@ -279,7 +279,7 @@ def _wait_for_name(mon: Monitor, timeout_s: float = 10.0) -> str:
 
 
 def test_a_second_training_never_writes_into_the_first_one_s_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, live_server: ServerProcess,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, live_server: LocalServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("EMABOARD_DIR", str(tmp_path))
@@ -304,7 +304,7 @@ def test_a_second_training_never_writes_into_the_first_one_s_run(
 
 
 def test_resume_allow_continues_and_counts_conflicting_values(
-    tmp_path: Path, live_server: ServerProcess, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = Monitor("allow", "r", live_server.url, run_dir=tmp_path / "a", **FAST)
     for step in range(4):
@@ -324,7 +324,7 @@ def test_resume_allow_continues_and_counts_conflicting_values(
 
 
 def test_resume_must_keeps_everything_in_the_spool_when_the_run_is_missing(
-    tmp_path: Path, live_server: ServerProcess, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     mon = Monitor("must", "missing", live_server.url, run_dir=tmp_path, resume="must", **FAST)
     mon.step(0, {"loss": 1.0})
@@ -339,7 +339,7 @@ def test_resume_must_keeps_everything_in_the_spool_when_the_run_is_missing(
 def test_server_and_token_come_from_the_environment_explicit_arguments_win(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with ServerProcess(data_dir=tmp_path / "data", token="s3cret") as server:
+    with LocalServer(data_dir=tmp_path / "data", token="s3cret") as server:
         monkeypatch.setenv("EMABOARD_SERVER", server.url)
         monkeypatch.setenv("EMABOARD_TOKEN", "s3cret")
         mon = Monitor("p", "env", run_dir=tmp_path / "a", **FAST)
@@ -358,7 +358,7 @@ def test_server_and_token_come_from_the_environment_explicit_arguments_win(
 
 
 def test_eval_of_an_averager_with_nothing_averaged_is_not_logged(
-    tmp_path: Path, live_server: ServerProcess, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = tiny_model()
     swa = SWA(model, start_step=2)

@@ -241,7 +241,7 @@ def test_points_arrive_in_step_order_per_key_across_a_server_restart(
 
 
 def test_finish_keeps_retrying_within_its_timeout_while_the_server_restarts(
-    tmp_path: Path, server: ServerProcess
+    tmp_path: Path, server: LocalServer
 ) -> None:
     server.start()
     mon = Monitor("faults", "restart-at-finish", server.url, run_dir=tmp_path / "r", **FAST)

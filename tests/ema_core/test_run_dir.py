@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ema_core._run_dir import dir_name, new_run_dir, open_spool
 from ema_core.client import Monitor, default_run_dir
-from tests.utils.server import free_port
+from emaboard_server.local_server import free_port
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
