@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from emaboard_server.local_server import LocalServer
+from tests.utils.postgres import PostgresCluster
 
 
 @pytest.fixture
@@ -13,3 +14,33 @@ def live_server(tmp_path: Path) -> Iterator[LocalServer]:
     """A real emaboard server (uvicorn subprocess) on a free loopback port, its own data_dir."""
     with LocalServer(data_dir=tmp_path / "server-data") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL cluster for the whole session, started on first use."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database, emptied again after the test."""
+    url = postgres_cluster.create_database()
+    yield url
+    postgres_cluster.recycle_database(url)
+
+
+@pytest.fixture
+def database() -> str:
+    """The database a test runs against: ``"sqlite"`` unless parametrised (both_databases)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def database_url(database: str, request: pytest.FixtureRequest) -> str:
+    """``""`` for SQLite (the default file inside ``data_dir``), else a new PostgreSQL
+    database's URL."""
+    if database == "sqlite":
+        return ""
+    return str(request.getfixturevalue("postgres_url"))

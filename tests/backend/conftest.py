@@ -18,9 +18,11 @@ HOSTS = ["localhost", "testserver"]  # TestClient sends Host: testserver
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings with a fresh data_dir (and SQLite file) under ``tmp_path``, no token."""
-    return Settings(data_dir=tmp_path / "data", database_url="", token=None, allowed_hosts=HOSTS)
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings with a fresh data_dir under ``tmp_path`` (holding the SQLite file, unless
+    the test is parametrised over PostgreSQL: then a new database of the cluster), no token."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, token=None,
+                    allowed_hosts=HOSTS)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""read_downsampled against a real SQLite database: bounded, ordered, spikes and NaN kept."""
+"""read_downsampled against real SQLite and PostgreSQL databases: bounded, ordered, spikes
+and NaN kept."""
 
 from __future__ import annotations
 
@@ -12,19 +13,26 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, create_engine, insert
 
 from emaboard_server.app.downsample import read_downsampled
-from emaboard_server.app.ingest import POINTS
+from emaboard_server.app.ingest import POINTS, RUNS
 from emaboard_server.app.models import Base
+from tests.utils.databases import DATABASES
 
 values = st.lists(
     st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=0, max_size=600
 )
 
 
-@pytest.fixture(scope="module")
-def connection() -> Iterator[Connection]:
-    engine = create_engine("sqlite://")
+@pytest.fixture(scope="module", params=DATABASES)
+def connection(request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """A connection to a schema holding run 1, in memory (SQLite) or a new PostgreSQL database."""
+    url = "sqlite://"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_cluster").create_database()
+    engine = create_engine(url)
     Base.metadata.create_all(engine)
     with engine.connect() as conn:
+        conn.execute(insert(RUNS).values(id=1, project="p", name="r", config={}, status="running",
+                                         created_at=0.0, last_seen_at=0.0, summary={}))
         yield conn
     engine.dispose()
 

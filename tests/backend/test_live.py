@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ import websockets
 
 from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import points
+from tests.utils.databases import both_databases, server_env
 
 pytestmark = pytest.mark.e2e
 WS_QUEUE_SIZE = 8
@@ -123,8 +125,13 @@ def test_serve_stops_cleanly_on_ctrl_c_and_points_survive_a_restart(tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_every_acknowledged_point_survives_kill_9_during_a_burst(tmp_path: Path) -> None:
-    with LocalServer(data_dir=tmp_path / "d") as server:
+@both_databases
+def test_every_acknowledged_point_survives_kill_9_during_a_burst(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    with server_env(request, database) as env, LocalServer(
+        data_dir=tmp_path / "d", env=env
+    ) as server:
         run_id = new_run(server)
         acknowledged: list[int] = []  # batch numbers the server answered 200 to
         started = threading.Event()
@@ -214,3 +221,48 @@ def test_token_on_a_real_server(tmp_path: Path) -> None:
             return info.value.rcvd.code, info.value.rcvd.reason
 
         assert asyncio.run(scenario()) == (1008, "Invalid or missing token")
+
+
+@both_databases
+def test_concurrent_writers_store_each_point_once_and_count_every_conflict(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    # Eight writers post the same 30 batches (same (key, step) pairs, each writer its own
+    # values) in different orders, at once. Each batch is stored whole by exactly one writer;
+    # every other copy is answered as conflicts, none stored twice.
+    writers, batches, per_batch = 8, 30, 40
+    with server_env(request, database) as env, LocalServer(
+        data_dir=tmp_path / "d", env=env
+    ) as server:
+        run_id = new_run(server, "writers")
+        answers: list[dict[str, int]] = []
+
+        def write(writer: int) -> None:
+            order = list(range(batches))
+            random.Random(writer).shuffle(order)
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                for b in order:
+                    body = {"points": [{"key": f"k{i % 2}", "step": b * per_batch + i,
+                                        "value": writer + b / 1000} for i in range(per_batch)]}
+                    response = client.post(f"/api/runs/{run_id}/metrics", json=body)
+                    response.raise_for_status()
+                    answers.append(response.json())
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        series = httpx.get(f"{server.url}/api/runs/{run_id}/metrics",
+                           params={"max_points": 1_000_000}).json()["series"]
+    total = batches * per_batch
+    assert len(answers) == writers * batches
+    assert sum(a["inserted"] for a in answers) == total
+    assert sum(a["conflicts"] for a in answers) == (writers - 1) * total
+    steps = sorted(series["k0"]["steps"] + series["k1"]["steps"])
+    assert steps == list(range(total))
+    by_step = dict(zip(series["k0"]["steps"] + series["k1"]["steps"],
+                       series["k0"]["values"] + series["k1"]["values"], strict=True))
+    for b in range(batches):  # one writer's copy of each batch, whole
+        values = {by_step[s] for s in range(b * per_batch, (b + 1) * per_batch)}
+        assert len(values) == 1 and round(values.pop() % 1 * 1000) == b

@@ -22,6 +22,7 @@ from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
 from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import eval_fn, find_run, series, tiny_model, train_step
+from tests.utils.databases import DATABASES, server_env
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
@@ -33,6 +34,24 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServe
         yield server
 
 
+@pytest.fixture(scope="module")
+def postgres_server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalServer]:
+    """Like ``live_server``, storing into a PostgreSQL database."""
+    with server_env(request, "postgres") as env, LocalServer(
+        data_dir=tmp_path_factory.mktemp("server-data"), env=env
+    ) as server:
+        yield server
+
+
+@pytest.fixture(params=DATABASES)
+def any_server(request: pytest.FixtureRequest) -> LocalServer:
+    """``live_server`` (SQLite), then ``postgres_server``."""
+    name = "live_server" if request.param == "sqlite" else "postgres_server"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
 def _offline(tmp_path: Path, **kwargs: object) -> Monitor:
     """A Monitor whose server is not there (for input checks)."""
     return Monitor("p", "r", f"http://127.0.0.1:{free_port()}", run_dir=tmp_path / "run",
@@ -40,12 +59,12 @@ def _offline(tmp_path: Path, **kwargs: object) -> Monitor:
 
 
 def test_plain_loop_streams_scalars_statistics_eval_and_status(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, any_server: LocalServer
 ) -> None:
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     ema = EMA(model, decays=(0.9, 0.99))
-    mon = Monitor("proj", "plain", live_server.url, config={"lr": 0.1}, run_dir=tmp_path / "r",
+    mon = Monitor("proj", "plain", any_server.url, config={"lr": 0.1}, run_dir=tmp_path / "r",
                   **FAST)
     mon.watch(ema, stats_every=5)
     losses, stats_by_step, evals, seen = [], {}, {}, None
@@ -62,8 +81,8 @@ def test_plain_loop_streams_scalars_statistics_eval_and_status(
     mon.log(29, {"lr": 0.1})
     mon.finish()
 
-    run = find_run(live_server.url, "proj", "plain")
-    got = series(live_server.url, run["id"])
+    run = find_run(any_server.url, "proj", "plain")
+    got = series(any_server.url, run["id"])
     assert (run["status"], run["config"], run["id"]) == ("finished", {"lr": 0.1}, mon.run_id)
     assert got["train/loss"]["steps"] == list(range(30))
     assert got["train/loss"]["values"] == losses
@@ -80,13 +99,13 @@ def test_plain_loop_streams_scalars_statistics_eval_and_status(
 
 
 def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, any_server: LocalServer
 ) -> None:
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     ema = EMA(model, decays=(0.9,))
     losses: dict[int, float] = {}
-    with Monitor("proj", "best", live_server.url, run_dir=tmp_path / "r", **FAST) as mon:
+    with Monitor("proj", "best", any_server.url, run_dir=tmp_path / "r", **FAST) as mon:
         mon.watch(ema, stats_every=100)
         mon.track_best("loss", mode="min", averager="ema_0.9")
         for step in range(40):
@@ -99,7 +118,7 @@ def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
                 mon.log_eval(step, results)
 
     best_step = min(losses, key=losses.__getitem__)
-    answer = httpx.get(f"{live_server.url}/api/runs/{mon.run_id}/snapshots/best",
+    answer = httpx.get(f"{any_server.url}/api/runs/{mon.run_id}/snapshots/best",
                        params={"averager": "ema_0.9", "metric": "loss", "mode": "min"})
     assert answer.status_code == 200
     (tmp_path / "best.safetensors").write_bytes(answer.content)
@@ -107,11 +126,11 @@ def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
     metadata = load_snapshot(fresh, tmp_path / "best.safetensors")
     assert eval_fn(fresh)["loss"] == losses[best_step]
     assert metadata["averager"] == "ema_0.9"
-    snaps = httpx.get(f"{live_server.url}/api/runs/{mon.run_id}/snapshots").json()
+    snaps = httpx.get(f"{any_server.url}/api/runs/{mon.run_id}/snapshots").json()
     improving = [s for s in losses if losses[s] == min(v for t, v in losses.items() if t <= s)]
     assert sorted(s["step"] for s in snaps) == improving
     assert sorted((tmp_path / "r" / "snapshots").iterdir())  # local copies kept
-    run = httpx.get(f"{live_server.url}/api/runs/{mon.run_id}").json()
+    run = httpx.get(f"{any_server.url}/api/runs/{mon.run_id}").json()
     assert (run["summary"]["primary_metric"], run["summary"]["primary_mode"]) == ("loss", "min")
     assert run["best"]["ema_0.9"] == {"metric": "loss", "value": losses[best_step],
                                       "step": best_step}

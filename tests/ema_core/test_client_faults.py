@@ -22,6 +22,7 @@ from ema_core.spool import SPOOL_FILENAME, spool_summary
 from emaboard_server.cli import main as cli_main
 from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import find_run, series
+from tests.utils.databases import both_databases, server_env
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}
 KEYS = ("loss", "acc", "lr")
@@ -42,11 +43,14 @@ def _assert_all_steps_once(server: LocalServer, name: str, n_steps: int) -> dict
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LocalServer]:
-    """A server that is NOT started yet (tests start, kill and restart it)."""
-    proc = LocalServer(data_dir=tmp_path / "server-data", port=free_port())
-    yield proc
-    proc.stop()
+def server(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> Iterator[LocalServer]:
+    """A server that is NOT started yet (tests start, kill and restart it), on ``database``."""
+    with server_env(request, database) as env:
+        proc = LocalServer(data_dir=tmp_path / "server-data", port=free_port(), env=env)
+        yield proc
+        proc.stop()
 
 
 def test_server_down_at_start_then_up_and_a_resumed_run_replays_its_spool(
@@ -68,6 +72,7 @@ def test_server_down_at_start_then_up_and_a_resumed_run_replays_its_spool(
     assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["points"] == 0
 
 
+@both_databases
 def test_sigkill_mid_run_and_restart_on_the_same_data_dir(tmp_path: Path,
                                                           server: LocalServer) -> None:
     server.start()

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
 from tests.backend.conftest import HOSTS, assert_error, points
+from tests.utils.databases import both_databases
 
 VALUE_MESSAGE = "Input should be a number or one of 'NaN', 'Infinity', '-Infinity'"
 
@@ -23,6 +24,7 @@ def series(client: TestClient, run_id: int, **params: Any) -> dict[str, Any]:
     return response.json()["series"]
 
 
+@both_databases
 def test_post_then_read_back(client: TestClient, run: dict[str, Any]) -> None:
     body = {
         "points": [
@@ -45,6 +47,7 @@ def test_wall_time_defaults_to_receive_time(client: TestClient, run: dict[str, A
     assert abs(wall_time - client.get(f"/api/runs/{run['id']}").json()["last_seen_at"]) < 1e-6
 
 
+@both_databases
 def test_non_finite_values_round_trip_as_strings(client: TestClient, run: dict[str, Any]) -> None:
     body = {
         "points": [
@@ -64,6 +67,7 @@ def test_non_finite_values_round_trip_as_strings(client: TestClient, run: dict[s
     assert client.get(f"/api/runs/{run['id']}/keys").json()[0]["value"] == 2.0
 
 
+@both_databases
 def test_nan_is_the_latest_value_when_it_is_last(client: TestClient, run: dict[str, Any]) -> None:
     post(client, run["id"], {"points": [{"key": "x", "step": 9, "value": "NaN"}]})
     assert client.get(f"/api/runs/{run['id']}/keys").json() == [
@@ -76,6 +80,7 @@ def test_nan_is_the_latest_value_when_it_is_last(client: TestClient, run: dict[s
     ]
 
 
+@both_databases
 def test_retry_stores_nothing_twice_and_first_value_wins(
     client: TestClient, run: dict[str, Any]
 ) -> None:
@@ -90,12 +95,14 @@ def test_retry_stores_nothing_twice_and_first_value_wins(
     assert got["values"] == [1.0] * 10 + [2.0] * 5
 
 
+@both_databases
 def test_repeat_inside_one_batch_keeps_the_first(client: TestClient, run: dict[str, Any]) -> None:
     body = {"points": [{"key": "a", "step": 1, "value": 1}, {"key": "a", "step": 1, "value": 2}]}
     assert post(client, run["id"], body).json() == {"accepted": 2, "inserted": 1, "conflicts": 1}
     assert series(client, run["id"], keys="a")["a"]["values"] == [1.0]
 
 
+@both_databases
 def test_a_different_value_at_a_stored_step_is_a_counted_and_logged_conflict(
     client: TestClient, run: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -117,6 +124,7 @@ def test_a_different_value_at_a_stored_step_is_a_counted_and_logged_conflict(
     assert series(client, run["id"], keys="a")["a"]["values"] == [1.0, "NaN", 3.0]
 
 
+@both_databases
 def test_out_of_order_steps_are_stored_and_read_sorted(
     client: TestClient, run: dict[str, Any]
 ) -> None:
@@ -254,6 +262,7 @@ def test_body_over_max_body_bytes_is_413(tmp_path: Any) -> None:
         assert client.get(f"/api/runs/{run_id}/keys").json() == []
 
 
+@both_databases
 def test_read_keys_prefix_and_step_range(client: TestClient, run: dict[str, Any]) -> None:
     batch = points("layer/a/rel_drift/ema", range(10)) + points("layer/b/rel_drift/ema", range(10))
     batch += points("train/loss", range(10)) + points("layer_x", range(3))
@@ -279,12 +288,14 @@ def test_read_keys_prefix_and_step_range(client: TestClient, run: dict[str, Any]
     }
 
 
+@both_databases
 def test_prefix_is_literal_not_a_wildcard(client: TestClient, run: dict[str, Any]) -> None:
     post(client, run["id"], {"points": points("a_b", range(1)) + points("axb", range(1))})
     assert list(series(client, run["id"], prefix="a_")) == ["a_b"]
     assert series(client, run["id"], prefix="%") == {}
 
 
+@both_databases
 def test_read_downsamples_keeping_spikes_and_last(client: TestClient, run: dict[str, Any]) -> None:
     batch = [{"key": "a", "step": s, "value": 0.0} for s in range(5000)]
     batch[1234]["value"] = 99.0
@@ -318,6 +329,7 @@ def test_read_metrics_of_missing_run_is_404(client: TestClient) -> None:
     assert_error(client.get("/api/runs/3/metrics"), 404, "Run not found")
 
 
+@both_databases
 def test_keys_lists_latest_point_per_key(client: TestClient, run: dict[str, Any]) -> None:
     post(
         client,
@@ -378,6 +390,7 @@ def test_validation_stops_at_the_first_bad_point(client: TestClient, run: dict[s
     ]
 
 
+@both_databases
 def test_batches_over_1000_points_are_stored_whole(client: TestClient, run: dict[str, Any]) -> None:
     body = {"points": points("a", range(2345), 0.5) + [{"key": "b", "step": 0, "value": "NaN"}]}
     assert post(client, run["id"], body).json() == {"accepted": 2346, "inserted": 2346,

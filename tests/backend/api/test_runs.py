@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 
 from emaboard_server.app.core.config import Settings
 from tests.backend.conftest import assert_error, points
+from tests.utils.databases import both_databases
 
 
 def test_create_run_returns_201_and_the_run(client: TestClient) -> None:
@@ -22,6 +23,7 @@ def test_create_run_returns_201_and_the_run(client: TestClient) -> None:
     assert run["created_at"] == run["last_seen_at"]
 
 
+@both_databases
 def test_create_again_resumes_same_id_sets_running_and_merges_config(client: TestClient) -> None:
     first = client.post("/api/runs", json={"project": "p", "name": "r", "config": {"a": 1}}).json()
     client.patch(f"/api/runs/{first['id']}", json={"status": "crashed"})
@@ -32,6 +34,7 @@ def test_create_again_resumes_same_id_sets_running_and_merges_config(client: Tes
     assert again.json()["config"] == {"a": 1, "b": 2}
 
 
+@both_databases
 def test_resume_never_creates_a_new_run_under_the_first_free_name(client: TestClient) -> None:
     first = client.post("/api/runs", json={"project": "p", "name": "r"}).json()
     names = []
@@ -100,6 +103,7 @@ def test_read_missing_run_is_404(client: TestClient) -> None:
     assert_error(client.get("/api/runs/999"), 404, "Run not found")
 
 
+@both_databases
 def test_patch_status_and_merge_summary(client: TestClient, run: dict[str, Any]) -> None:
     url = f"/api/runs/{run['id']}"
     assert client.patch(url, json={"summary": {"a": 1}}).json()["summary"] == {"a": 1}
@@ -136,6 +140,7 @@ def test_create_run_rejects_unknown_fields(client: TestClient) -> None:
     )
 
 
+@both_databases
 def test_delete_run_removes_it_and_its_points(client: TestClient, run: dict[str, Any]) -> None:
     url = f"/api/runs/{run['id']}"
     client.post(url + "/metrics", json={"points": points("a", range(5))})
@@ -153,6 +158,7 @@ def test_delete_missing_run_is_404(client: TestClient) -> None:
     assert_error(client.delete("/api/runs/77"), 404, "Run not found")
 
 
+@both_databases
 def test_last_step_and_last_seen_follow_ingest(client: TestClient, run: dict[str, Any]) -> None:
     url = f"/api/runs/{run['id']}"
     client.post(url + "/metrics", json={"points": points("a", range(10, 20))})
@@ -162,6 +168,7 @@ def test_last_step_and_last_seen_follow_ingest(client: TestClient, run: dict[str
     assert updated["last_seen_at"] >= run["last_seen_at"]
 
 
+@both_databases
 def test_best_per_averager_from_eval_series(client: TestClient, run: dict[str, Any]) -> None:
     url = f"/api/runs/{run['id']}"
     batch = [
@@ -260,6 +267,7 @@ def _no_bare_nan(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
+@both_databases
 def test_non_finite_floats_in_config_and_summary_travel_as_strings(
     client: TestClient, settings: Settings
 ) -> None:
@@ -276,7 +284,8 @@ def test_non_finite_floats_in_config_and_summary_travel_as_strings(
     assert patched.json()["summary"] == {"best": "NaN"}
     engine = create_engine(settings.resolved_database_url())
     with engine.connect() as connection:
-        config, summary = connection.exec_driver_sql("SELECT config, summary FROM run").one()
+        config, summary = connection.exec_driver_sql(
+            "SELECT CAST(config AS TEXT), CAST(summary AS TEXT) FROM run").one()
     engine.dispose()
     assert _no_bare_nan(config) == {"clip": "Infinity", "x": ["NaN", "-Infinity"]}
     assert _no_bare_nan(summary) == {"best": "NaN"}

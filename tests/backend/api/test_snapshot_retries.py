@@ -9,6 +9,7 @@ stored one (200), another file is a 409 naming it, and the client asks before it
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,11 +24,16 @@ from ema_core.transport import ApiClient, RejectedError, RetryableError
 from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
 from tests.backend.utils import safetensors_bytes
+from tests.utils.databases import DATABASES, server_env
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(tmp_path_factory.mktemp("retries") / "data") as proc:
+@pytest.fixture(scope="module", params=DATABASES)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalServer]:
+    with server_env(request, request.param) as env, LocalServer(
+        tmp_path_factory.mktemp("retries") / "data", env=env
+    ) as proc:
         yield proc
 
 
@@ -157,4 +163,10 @@ def test_retries_after_timeouts_store_one_snapshot(
     assert 1 < tries < 300, tries  # it did time out, and then it got through
     stored = http.get(f"/api/runs/{run_id}/snapshots").json()
     assert len(stored) == 1 and stored[0]["size_bytes"] == path.stat().st_size
+    # Uploads the client gave up on may still be arriving (a ``.part`` file): each one ends
+    # by removing its copy.
+    deadline = time.monotonic() + 30
+    while any(f.suffix == ".part" for f in files_of(server, run_id)):
+        assert time.monotonic() < deadline, files_of(server, run_id)
+        time.sleep(0.05)
     assert len(files_of(server, run_id)) == 1

@@ -13,6 +13,7 @@ from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
 from tests.backend.conftest import HOSTS, assert_error
 from tests.backend.utils import safetensors_bytes
+from tests.utils.databases import both_databases
 
 
 def upload(
@@ -37,6 +38,7 @@ def stored_files(settings: Settings) -> list[Path]:
     return sorted(p for p in (settings.data_dir / "snapshots").rglob("*") if p.is_file())
 
 
+@both_databases
 def test_upload_validates_hashes_and_stores_under_a_generated_name(
     client: TestClient, run: dict[str, Any], settings: Settings
 ) -> None:
@@ -68,6 +70,7 @@ def test_upload_validates_hashes_and_stores_under_a_generated_name(
     assert path.read_bytes() == payload
 
 
+@both_databases
 def test_list_read_download_delete(
     client: TestClient, run: dict[str, Any], settings: Settings
 ) -> None:
@@ -93,6 +96,7 @@ def test_list_read_download_delete(
     assert len(stored_files(settings)) == 1
 
 
+@both_databases
 def test_best_snapshot_by_metric_and_mode(client: TestClient, run: dict[str, Any]) -> None:
     base = f"/api/runs/{run['id']}/snapshots"
     ids = {}
@@ -236,6 +240,7 @@ def test_missing_run_on_snapshot_routes_is_404(client: TestClient) -> None:
         assert_error(client.get(url), 404, "Run not found")
 
 
+@both_databases
 def test_deleting_the_run_removes_its_snapshot_files(
     client: TestClient, run: dict[str, Any], settings: Settings
 ) -> None:
@@ -259,6 +264,7 @@ def test_row_whose_file_vanished_is_404(
     assert client.get(f"/api/runs/{run['id']}/snapshots/{snap['id']}").status_code == 200
 
 
+@both_databases
 def test_non_finite_floats_in_metadata_travel_as_strings(
     client: TestClient, run: dict[str, Any]
 ) -> None:

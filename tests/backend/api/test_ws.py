@@ -10,8 +10,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from tests.backend.conftest import points
 from tests.backend.utils import safetensors_bytes
+from tests.utils.databases import both_databases
 
 
+@both_databases
 def test_hello_has_run_and_latest_values(client: TestClient, run: dict[str, Any]) -> None:
     client.post(
         f"/api/runs/{run['id']}/metrics",
@@ -27,6 +29,7 @@ def test_hello_has_run_and_latest_values(client: TestClient, run: dict[str, Any]
     ]
 
 
+@both_databases
 def test_new_points_status_and_snapshots_are_pushed(
     client: TestClient, run: dict[str, Any]
 ) -> None:

@@ -11,10 +11,18 @@ from sqlalchemy import inspect, text
 
 from emaboard_server.app.core.db import Database, alembic_config, upgrade_database
 from emaboard_server.app.models import Base, MetricPoint, Run
+from tests.utils.databases import both_databases
 
 
-def test_migrated_schema_matches_the_orm_metadata(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+@pytest.fixture
+def url(database_url: str, tmp_path: Path) -> str:
+    """A SQLite file under ``tmp_path``, or a new PostgreSQL database."""
+    return database_url or f"sqlite:///{tmp_path / 'x.db'}"
+
+
+@both_databases
+def test_migrated_schema_matches_the_orm_metadata(url: str, tmp_path: Path) -> None:
+    db = Database(url)
     upgrade_database(db.engine)
     with db.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -22,8 +30,9 @@ def test_migrated_schema_matches_the_orm_metadata(tmp_path: Path) -> None:
     db.dispose()
 
 
-def test_upgrade_is_idempotent_and_at_head(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+@both_databases
+def test_upgrade_is_idempotent_and_at_head(url: str, tmp_path: Path) -> None:
+    db = Database(url)
     upgrade_database(db.engine)
     upgrade_database(db.engine)
     head = ScriptDirectory.from_config(alembic_config(db.engine)).get_current_head()
@@ -50,8 +59,9 @@ def test_sqlite_pragmas_are_set(tmp_path: Path) -> None:
     db.dispose()
 
 
-def test_nan_round_trips_through_the_orm(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+@both_databases
+def test_nan_round_trips_through_the_orm(url: str, tmp_path: Path) -> None:
+    db = Database(url)
     upgrade_database(db.engine)
     with db.writing() as session:
         run = Run(
@@ -95,13 +105,14 @@ def test_one_alembic_head() -> None:
     assert len(script.get_heads()) == 1, script.get_heads()
 
 
+@both_databases
 def test_0002_keeps_the_first_of_duplicate_snapshots_and_removes_the_rest(
-    tmp_path: Path,
+    url: str, tmp_path: Path
 ) -> None:
     from alembic import command
     from sqlalchemy.exc import IntegrityError
 
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    db = Database(url)
     command.upgrade(alembic_config(db.engine), "0001")  # as stored before issue 14
     data_dir = tmp_path / "data"
     (data_dir / "snapshots" / "1").mkdir(parents=True)
