@@ -11,6 +11,7 @@ Every public name lives in a small single-purpose module and is re-exported here
 - :mod:`ema_core.snapshot` — safetensors snapshots of one averager;
 - :mod:`ema_core.posthoc_ema` / :mod:`ema_core.posthoc` / :mod:`ema_core.posthoc_files` — post-hoc
   EMA (EDM2): the snapshotting averager, the NumPy solver, file synthesis (no torch);
+- :mod:`ema_core.whatif` — what-if decay: evaluate EMAs of many σ_rels rebuilt after the fact;
 - :mod:`ema_core.client` / :mod:`ema_core.spool` — the streaming ``Monitor`` and its disk spool;
 - :mod:`ema_core.exceptions` — the error classes.
 
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from ema_core.stats import AveragerStats, NormStats, WeightStats
     from ema_core.swa import SWA
     from ema_core.swap import evaluate_all, swap_in, training_flags_kept
+    from ema_core.whatif import evaluate_posthoc, swap_in_weights, sweep_posthoc
 
 __version__ = "0.1.0"
 
@@ -106,6 +108,7 @@ _EXPORTS = {
     "decay_half_life": "ema_core.effective_length",
     "decay_to_sigma_rel": "ema_core.effective_length",
     "evaluate_all": "ema_core.swap",
+    "evaluate_posthoc": "ema_core.whatif",
     "gamma_to_sigma_rel": "ema_core.schedules",
     "list_posthoc_snapshots": "ema_core.posthoc_files",
     "load_snapshot": "ema_core.snapshot",
@@ -123,9 +126,11 @@ _EXPORTS = {
     "solve_for_snapshots": "ema_core.posthoc_files",
     "solve_posthoc_coefficients": "ema_core.posthoc",
     "swap_in": "ema_core.swap",
-    "training_flags_kept": "ema_core.swap",
+    "swap_in_weights": "ema_core.whatif",
+    "sweep_posthoc": "ema_core.whatif",
     "sync_spool": "ema_core.spool",
     "synthesize_posthoc": "ema_core.posthoc_synthesis",
+    "training_flags_kept": "ema_core.swap",
     "warmup_decay": "ema_core.schedules",
     "write_snapshot": "ema_core.snapshot",
     "write_synthesis": "ema_core.posthoc_synthesis",
@@ -156,6 +161,7 @@ __all__ = [
     "decay_half_life",
     "decay_to_sigma_rel",
     "evaluate_all",
+    "evaluate_posthoc",
     "gamma_to_sigma_rel",
     "list_posthoc_snapshots",
     "load_snapshot",
@@ -173,6 +179,8 @@ __all__ = [
     "solve_for_snapshots",
     "solve_posthoc_coefficients",
     "swap_in",
+    "swap_in_weights",
+    "sweep_posthoc",
     "sync_spool",
     "synthesize_posthoc",
     "training_flags_kept",

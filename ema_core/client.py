@@ -33,7 +33,7 @@ from ema_core._best_tracker import BestTracker
 from ema_core._distributed import global_rank, rank_zero_decides
 from ema_core._run_dir import config_json, dir_name, new_run_dir, open_spool
 from ema_core._sender_config import SenderConfig, SenderStats, SnapshotJob, check_positive
-from ema_core.metric_keys import MAX_KEY_LENGTH, default_mode, eval_key, train_key
+from ema_core.metric_keys import MAX_KEY_LENGTH, default_mode, eval_key, posthoc_key, train_key
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.spool import Spool
@@ -141,6 +141,7 @@ class Monitor:
         self.rank = global_rank()
         self._watched: list[list[Any]] = []  # [averager, the last WeightStats seen]
         self._posthoc: list[tuple[Any, Any]] = []  # (PostHocEMA, its upload listener)
+        self._summary: dict[str, Any] = {}  # summary entries set so far
         self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
         self._plain_keys: set[str] = set()  # keys already checked by log()
         self._trackers: list[BestTracker] = []
@@ -191,26 +192,37 @@ class Monitor:
         all zero on an inactive rank."""
         return SenderStats() if self._sender is None else self._sender.stats
 
-    def watch(self, *averagers: Any, stats_every: int = 50) -> None:
+    def watch(
+        self, *averagers: Any, stats_every: int = 50, batch_size: int | None = None
+    ) -> None:
         """Stream the weight statistics of EMA/SWA averagers every ``stats_every`` steps.
 
         Sets ``averager.stats_every``; each :meth:`step` then forwards a new
         ``averager.last_stats`` (an identity check, no copy) as ``weights/…``, ``layer/…``
         and ``decay/…`` points at that step. A watched
-        :class:`~ema_core.posthoc_ema.PostHocEMA` also has each snapshot file it writes
-        from now on uploaded (spooled first, so a crash loses none: ``emaboard sync``).
+        :class:`~ema_core.posthoc_ema.PostHocEMA` also has each snapshot file it wrote or
+        writes uploaded (spooled first, so a crash loses none: ``emaboard sync``; the server
+        keeps each once).
 
         In a distributed job call it on every rank: statistics of a sharded (FSDP2) model are
         a collective, so every rank's averager needs the same ``stats_every``.
 
+        Each averager's kind, ``update_every`` and σ_rels (post-hoc EMA) go into the run's
+        summary (``averagers``), with ``batch_size`` (samples per optimizer step, global under
+        data parallelism) when given: the dashboard shows every averager's effective length
+        (half-life in steps and samples, σ_rel equivalent) from them.
+
         Raises:
-            ValueError: ``stats_every`` is not an int ≥ 1.
+            ValueError: ``stats_every`` is not an int ≥ 1, or ``batch_size`` not an int ≥ 1.
             TypeError: an object without ``averager_names``/``last_stats``.
             RuntimeError: this Monitor streams, but this process is not rank 0 (it was
                 created before ``init_process_group`` by a launcher that sets no ``RANK``).
         """
         if not isinstance(stats_every, int) or stats_every < 1:
             raise ValueError(f"Invalid stats_every {stats_every!r}: expected an int >= 1")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"Invalid batch_size {batch_size!r}: expected an int >= 1 (samples "
+                             "per optimizer step) or None")
         if self._sender is not None and global_rank() != 0:
             raise RuntimeError(
                 f"Monitor streams on rank {global_rank()}: it was created before "
@@ -224,8 +236,14 @@ class Monitor:
             self._watched.append([averager, averager.last_stats])
             if self._sender is not None and hasattr(averager, "snapshot_listeners"):
                 listener = self._upload_posthoc
+                for record in averager.snapshots:  # written before: uploaded too (once)
+                    listener(record)
                 averager.snapshot_listeners.append(listener)
                 self._posthoc.append((averager, listener))
+        described = {name: _describe_averager(a) for a in averagers for name in a.averager_names}
+        known = dict(self._summary.get("averagers", {}))
+        self._set_summary(averagers={**known, **described},
+                          **({} if batch_size is None else {"batch_size": batch_size}))
 
     def step(self, step: int, scalars: Mapping[str, Any] | None = None) -> None:
         """Record training scalars at ``step`` and forward new weight statistics.
@@ -335,9 +353,34 @@ class Monitor:
         self._trackers.append(BestTracker(metric, mode, names[name], name))
         if self._sender is None or self.spool is None:
             return
-        summary = {"primary_metric": metric, "primary_mode": mode}
-        self._sender.update_summary(**summary)
-        self.spool.set_meta(summary=json.dumps(summary))  # for `emaboard sync`
+        self._set_summary(primary_metric=metric, primary_mode=mode)
+
+    def log_posthoc(self, step: int, results: Mapping[float, Mapping[str, Any]]) -> None:
+        """Record what-if decay results as ``posthoc/<σ_rel>/<metric>`` points.
+
+        Args:
+            step: the global step of the snapshot the EMAs were rebuilt at.
+            results: σ_rel → metric → value, as returned by
+                :func:`ema_core.whatif.evaluate_posthoc`.
+
+        Raises:
+            RuntimeError, ValueError, TypeError: as :meth:`step`.
+        """
+        step = self._check_step(step)
+        flat = {posthoc_key(float(sigma), metric): value for sigma, metrics in results.items()
+                for metric, value in metrics.items()}
+        self._put(step, flat, time(), train=False)
+        if self._sender is not None:
+            self._sender.nudge()
+
+    def _set_summary(self, **entries: Any) -> None:
+        """Merge ``entries`` into the run summary: PATCHed by the sender, kept in the spool
+        (for ``emaboard sync``)."""
+        self._summary.update(entries)
+        if self._sender is None or self.spool is None:
+            return
+        self._sender.update_summary(**entries)
+        self.spool.set_meta(summary=json.dumps(self._summary))
 
     def finish(self, status: str | None = None, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, mark the run ``finished`` (or ``crashed``), stop.
@@ -486,3 +529,12 @@ class Monitor:
         crashed = getattr(sys, "last_value", None) is not None
         self.finish("crashed" if crashed else "finished")
 
+
+def _describe_averager(averager: Any) -> dict[str, Any]:
+    """What the dashboard needs for an averager's effective length (JSON-ready)."""
+    out: dict[str, Any] = {"kind": str(getattr(averager, "kind", "averager")),
+                           "update_every": int(getattr(averager, "update_every", 1))}
+    if getattr(averager, "sigma_rels", None) is not None:
+        out["sigma_rels"] = [float(s) for s in averager.sigma_rels]
+        out["time_unit"] = str(getattr(averager, "time_unit", "steps"))
+    return out

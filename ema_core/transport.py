@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import httpx
 
@@ -193,6 +193,31 @@ class ApiClient:
         extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
         self._request("PATCH", f"/api/runs/{run_id}", json={"status": status}, **extra)
 
+    def get_json(self, url: str) -> dict[str, Any]:
+        """GET a JSON object from the API (``url`` relative to the server)."""
+        return self._request("GET", url)
+
+    def download(self, url: str, path: Path) -> Path:
+        """Stream a file (e.g. a snapshot's ``download_url``) to ``path`` atomically.
+
+        Raises:
+            RetryableError, RejectedError, RunGone: as the other requests.
+        """
+        tmp = path.with_name(f".{path.name}.part")
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.status_code >= 300:
+                    response.read()
+                    self._raise_for(response, "GET", url)
+                with open(tmp, "wb") as file:
+                    for chunk in response.iter_bytes(1 << 20):
+                        file.write(chunk)
+        except httpx.HTTPError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RetryableError(f"GET {url} failed: {type(exc).__name__}: {exc}") from exc
+        tmp.replace(path)
+        return path
+
     def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, url, **kwargs)
@@ -207,6 +232,11 @@ class ApiClient:
                     f"JSON ({response.text[:80]!r}): check that the server URL points at emaboard"
                 ) from None
             return answer if isinstance(answer, dict) else {"items": answer}
+        self._raise_for(response, method, url)
+
+    @staticmethod
+    def _raise_for(response: httpx.Response, method: str, url: str) -> NoReturn:
+        """The error a non-2xx answer maps to."""
         message = f"{method} {url} answered {response.status_code}: {_error_message(response)}"
         if response.status_code >= 500 or response.status_code in _RETRYABLE_STATUS:
             raise RetryableError(message)

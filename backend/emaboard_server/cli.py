@@ -1,4 +1,4 @@
-"""The ``emaboard`` command line: ``serve``, ``demo`` and ``sync``.
+"""The ``emaboard`` command line: ``serve``, ``demo``, ``sync`` and ``posthoc``.
 
 Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``
 (registers its arguments and sets ``func``); heavy imports (torch, the server) happen
@@ -16,13 +16,15 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-SUBCOMMAND_MODULES = ("emaboard_server.serve", "emaboard_server.demo", "emaboard_server.sync")
+SUBCOMMAND_MODULES = ("emaboard_server.serve", "emaboard_server.demo", "emaboard_server.sync",
+                      "emaboard_server.whatif")
 
 # What each extra of the ``emaboard`` distribution brings (pyproject.toml), by import name.
 _SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic_settings", "plotly")
 EXTRA_MODULES = {
     "server": _SERVER_MODULES,
     "demo": ("torch", "sklearn", "rich", *_SERVER_MODULES),
+    "posthoc": ("torch", "rich"),
 }
 
 
