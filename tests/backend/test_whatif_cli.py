@@ -65,7 +65,7 @@ def emaboard(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def new_run(server: LocalServer, name: str) -> int:
     api = ApiClient(server.url)
     try:
-        return api.create_run("proj", name, {})
+        return api.create_run("proj", name, {}).id
     finally:
         api.close()
 
