@@ -6,6 +6,7 @@ Every public name lives in a small single-purpose module and is re-exported here
 - :mod:`ema_core.schedules` — decay schedules (step → decay);
 - :mod:`ema_core.stats` — weight statistics (norms, drift, cosine; per tensor, layer, model);
 - :mod:`ema_core.swap` — swap-in evaluation of live and shadow models;
+- :mod:`ema_core.averager_state` — averager state as safetensors + JSON files (no pickle);
 - :mod:`ema_core.compat` — ``ClassicEMA``, the blog-post ``register/update/apply_shadow/restore``
   class, on ``EMA``;
 - :mod:`ema_core.snapshot` — safetensors snapshots of one averager;
@@ -25,6 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ema_core.averager_state import load_averager_state, save_averager_state
     from ema_core.client import Monitor
     from ema_core.compat import ClassicEMA
     from ema_core.effective_length import (
@@ -111,6 +113,7 @@ _EXPORTS = {
     "evaluate_posthoc": "ema_core.whatif",
     "gamma_to_sigma_rel": "ema_core.schedules",
     "list_posthoc_snapshots": "ema_core.posthoc_files",
+    "load_averager_state": "ema_core.averager_state",
     "load_snapshot": "ema_core.snapshot",
     "posthoc_sigma_rel_grid": "ema_core.posthoc",
     "power_decay": "ema_core.schedules",
@@ -118,6 +121,7 @@ _EXPORTS = {
     "ramp_decay": "ema_core.schedules",
     "read_posthoc_snapshot": "ema_core.posthoc_files",
     "read_snapshot_metadata": "ema_core.snapshot",
+    "save_averager_state": "ema_core.averager_state",
     "save_snapshot": "ema_core.snapshot",
     "sigma_rel_to_decay": "ema_core.effective_length",
     "sigma_rel_to_gamma": "ema_core.schedules",
@@ -164,6 +168,7 @@ __all__ = [
     "evaluate_posthoc",
     "gamma_to_sigma_rel",
     "list_posthoc_snapshots",
+    "load_averager_state",
     "load_snapshot",
     "posthoc_sigma_rel_grid",
     "power_decay",
@@ -171,6 +176,7 @@ __all__ = [
     "ramp_decay",
     "read_posthoc_snapshot",
     "read_snapshot_metadata",
+    "save_averager_state",
     "save_snapshot",
     "sigma_rel_to_decay",
     "sigma_rel_to_gamma",

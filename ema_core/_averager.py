@@ -227,15 +227,12 @@ class Averager:
             "shadows": {n: self._store.global_shadow(k) for k, n in enumerate(self._names)},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict` (copies into the existing storage).
-
-        On a sharded model each rank copies its own piece: from a DTensor (as
-        ``torch.distributed.checkpoint`` loads it) or from a full tensor that every rank
-        holds (a state saved without sharding), cut locally without communication.
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raise what :meth:`load_state_dict` would raise for ``state``, copying nothing.
 
         Raises:
-            StateDictError: wrong format/kind, different averager names, keys or shapes.
+            StateDictError: wrong format/kind, different averager names, schedules, keys or
+                shapes.
         """
         if state.get("format") != STATE_FORMAT or state.get("kind") != self.kind:
             raise StateDictError(
@@ -249,8 +246,21 @@ class Averager:
                 f"{list(self._names)}: construct it with the same decays/schedule"
             )
         self._check_extra_state(state["extra"])
-        for k, name in enumerate(self._names):  # all checks before any copy
-            _check_shadow(self._store.global_shadow(k), state["shadows"][name], name)
+        for k, name in enumerate(self._names):
+            _check_shadow(self._store.global_shadow(k), state["shadows"].get(name, {}), name)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (copies into the existing storage).
+
+        On a sharded model each rank copies its own piece: from a DTensor (as
+        ``torch.distributed.checkpoint`` loads it) or from a full tensor that every rank
+        holds (a state saved without sharding), cut locally without communication.
+
+        Raises:
+            StateDictError: wrong format/kind, different averager names, keys or shapes
+                (checked before anything is copied).
+        """
+        self.check_state_dict(state)
         layouts = self._store.layouts
         with torch.no_grad():
             for k, name in enumerate(self._names):

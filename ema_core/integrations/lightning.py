@@ -3,12 +3,25 @@
 ::
 
     trainer = Trainer(callbacks=[EmaboardCallback("cifar", "run-1", decays=(0.999,),
-                                                  eval_fn=accuracy_on_val)])
+                                                  eval_fn=accuracy_on_val,
+                                                  ema_kwargs={"use_warmup": True})])
 
-- **Averaging**: on ``setup("fit")`` the callback creates an :class:`~ema_core.ema.EMA`
-  (one shadow per decay) and optionally an :class:`~ema_core.swa.SWA` on the LightningModule;
-  ``on_train_batch_end`` updates them after each *optimizer* step (batches that only
+- **Averaging**: on ``on_train_start`` — after the strategy has moved the module to its
+  device and converted it to its precision (``precision="bf16-true"``, ``"64-true"``), after
+  ``configure_model`` built its layers, and after a checkpoint was restored — the callback
+  creates an :class:`~ema_core.ema.EMA` (one shadow per decay) and optionally an
+  :class:`~ema_core.swa.SWA` on the LightningModule, so the shadows live where the weights
+  train; ``on_train_batch_end`` updates them after each *optimizer* step (batches that only
   accumulate gradients leave ``trainer.global_step`` unchanged and are skipped).
+- **Options**: ``ema_kwargs``, ``swa_kwargs`` and ``monitor_kwargs`` go to the EMA, the SWA and
+  the Monitor, checked when the callback is built (a bad key is named with where it belongs).
+- **Checkpoints**: the averagers' ``state_dict()`` (shadows, step counters, decays, SWA's
+  ``n_averaged``) and the server run's identity are this callback's state in every Lightning
+  checkpoint. ``trainer.fit(model, ckpt_path=...)`` restores them: training resumed mid-epoch
+  is bit-identical to an uninterrupted one (with a resumable dataloader, as Lightning itself
+  needs), and the stream continues the same server run — the checkpoint's, whatever its
+  name — with no duplicate points and no gap, status back to running. A fit without a
+  checkpoint of ours starts a new run (``resume="never"``: the name is printed when taken).
 - **Streaming**: the training loss (``outputs["loss"]``) every ``trainer.log_every_n_steps``
   steps and weight statistics every ``stats_every`` steps, at ``trainer.global_step``.
 - **Dual evaluation**: ``on_validation_end`` (not during the sanity check) runs ``eval_fn``
@@ -33,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ema_core.integrations._common import EvalFn, Streamer, StreamSpec, jsonable_config
+from ema_core.integrations._options import check_unknown
 from ema_core.metric_keys import eval_key
 
 try:
@@ -53,8 +67,9 @@ class EmaboardCallback(Callback):
 
     Args:
         project: emaboard project name.
-        run: run name (the same name resumes the run).
-        server: emaboard server URL.
+        run: run name of a new training (``run-2``, ... when taken); a training resumed from
+            a checkpoint continues the checkpoint's run.
+        server: emaboard server URL (default ``$EMABOARD_SERVER``, else local).
         decays: EMA decays (empty: no EMA).
         swa_start_step: optimizer steps before SWA starts (None: no SWA).
         stats_every: weight statistics every this many optimizer steps.
@@ -63,37 +78,55 @@ class EmaboardCallback(Callback):
         track_mode: ``"max"`` or ``"min"``; None: by the metric's name, ``"min"`` for a
             loss or an error.
         track_averager: averager to snapshot (default: the first).
-        **monitor_kwargs: passed to :class:`ema_core.client.Monitor` (``token``, ``run_dir``,
-            ``flush_interval_ms``, …).
+        ema_kwargs: further :class:`~ema_core.ema.EMA` options (``use_warmup``,
+            ``update_after_step``, ``update_every``, ``schedule``, ...).
+        swa_kwargs: further :class:`~ema_core.swa.SWA` options (``update_every``, ...).
+        monitor_kwargs: further :class:`~ema_core.client.Monitor` options (``token``,
+            ``run_dir``, ``flush_interval_ms``, ...).
 
     Raises:
-        ValueError: neither ``decays`` nor ``swa_start_step`` given.
+        ValueError: neither ``decays`` nor ``swa_start_step`` given, or an option value the
+            EMA, SWA or Monitor refuses.
+        TypeError: an unknown option, or one given outside its dict (the message names the
+            key and the dict it belongs in).
     """
 
     def __init__(
-        self, project: str, run: str, server: str = "http://127.0.0.1:8000", *,
+        self, project: str, run: str, server: str | None = None, *,
         decays: Sequence[float] = (0.999,), swa_start_step: int | None = None,
         stats_every: int = 50, eval_fn: EvalFn | None = None, track_best: str | None = None,
-        track_mode: str | None = None, track_averager: str | None = None, **monitor_kwargs: Any,
+        track_mode: str | None = None, track_averager: str | None = None,
+        ema_kwargs: Mapping[str, Any] | None = None, swa_kwargs: Mapping[str, Any] | None = None,
+        monitor_kwargs: Mapping[str, Any] | None = None, **unknown: Any,
     ) -> None:
         super().__init__()
+        check_unknown(type(self).__name__, unknown)
         self.streamer = Streamer(StreamSpec(
             project, run, server, decays, swa_start_step, stats_every, eval_fn, track_best,
-            track_mode, track_averager, monitor_kwargs,
+            track_mode, track_averager, ema_kwargs or {}, swa_kwargs or {}, monitor_kwargs or {},
         ))
         self._last_step = -1
 
     @property
     def averagers(self) -> list[Any]:
-        """The EMA and/or SWA objects (empty before ``setup``; on every rank)."""
+        """The EMA and/or SWA objects (empty before ``on_train_start``; on every rank)."""
         return self.streamer.averagers
-
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if stage == "fit":
-            self.streamer.start(pl_module, jsonable_config(dict(pl_module.hparams)))
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_step = int(trainer.global_step)  # 0, or the resumed step
+        self.streamer.start(pl_module, jsonable_config(dict(pl_module.hparams)))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The averagers' state and the server run's identity (in every checkpoint)."""
+        return self.streamer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` from a checkpoint (applied on ``on_train_start``).
+
+        Raises:
+            StateDictError: a state of other averagers or of another callback.
+        """
+        self.streamer.load_state_dict(state_dict)
 
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int

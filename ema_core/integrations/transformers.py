@@ -5,8 +5,20 @@
     trainer = Trainer(model, args, train_dataset=..., eval_dataset=...,
                       callbacks=[EmaboardTrainerCallback("glue", "bert-lr2e-5")])
 
-- **Averaging**: ``on_train_begin`` creates the EMA (one shadow per decay) and optionally
-  the SWA on the trained model; ``on_step_end`` (called once per optimizer step) updates them.
+- **Averaging**: ``on_train_begin`` (the model is on its device, a checkpoint's weights are
+  loaded) creates the EMA (one shadow per decay) and optionally the SWA on the trained model;
+  ``on_step_end`` (called once per optimizer step) updates them. ``ema_kwargs``,
+  ``swa_kwargs`` and ``monitor_kwargs`` go to the EMA, the SWA and the Monitor, checked when
+  the callback is built.
+- **Checkpoints**: ``on_save`` writes the averagers' state into the Trainer's
+  ``checkpoint-N/`` folder as ``emaboard_averagers.safetensors`` (every shadow) and
+  ``emaboard_state.json`` (step counters, decays, schedules, SWA's ``n_averaged``, the server
+  run's identity) — never a pickle. ``trainer.train(resume_from_checkpoint=...)`` restores
+  them (from ``checkpoint-<global_step>`` in ``output_dir``, or from
+  ``TrainingArguments.resume_from_checkpoint`` when it names the folder): resumed
+  mid-epoch, the shadows are bit-identical to an uninterrupted run, and the stream continues
+  the same server run with no duplicate points and no gap. Resumed from a checkpoint without
+  these files, the averagers start from the resumed weights (a warning says so).
 - **Streaming**: ``on_log`` forwards the Trainer's training logs (``loss``,
   ``learning_rate``, ``grad_norm``, …) as ``train/<name>``, and its evaluation and summary
   logs (``eval_*``, ``train_*``) as ``hf/<name>``; weight statistics every ``stats_every``
@@ -23,13 +35,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ema_core.averager_state import STATE_FILE
 from ema_core.integrations._common import EvalFn, Streamer, StreamSpec, jsonable_config
+from ema_core.integrations._options import check_unknown
 
 try:
     from transformers import TrainerCallback
@@ -39,6 +56,8 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
     ) from exc
 
 __all__ = ["EmaboardTrainerCallback", "mean_loss_fn"]
+
+logger = logging.getLogger(__name__)
 
 
 def mean_loss_fn(dataloader: Iterable[Mapping[str, Any]]) -> EvalFn:
@@ -87,8 +106,9 @@ class EmaboardTrainerCallback(TrainerCallback):
 
     Args:
         project: emaboard project name.
-        run: run name (the same name resumes the run).
-        server: emaboard server URL.
+        run: run name of a new training (``run-2``, ... when taken); a training resumed from
+            a checkpoint continues the checkpoint's run.
+        server: emaboard server URL (default ``$EMABOARD_SERVER``, else local).
         decays: EMA decays (empty: no EMA).
         swa_start_step: optimizer steps before SWA starts (None: no SWA).
         stats_every: weight statistics every this many optimizer steps.
@@ -98,21 +118,28 @@ class EmaboardTrainerCallback(TrainerCallback):
         track_mode: ``"max"`` or ``"min"``; None: by the metric's name, ``"min"`` for a
             loss or an error.
         track_averager: averager to snapshot (default: the first).
-        **monitor_kwargs: passed to :class:`ema_core.client.Monitor`.
+        ema_kwargs: further :class:`~ema_core.ema.EMA` options (``use_warmup``, ...).
+        swa_kwargs: further :class:`~ema_core.swa.SWA` options (``update_every``, ...).
+        monitor_kwargs: further :class:`~ema_core.client.Monitor` options (``token``, ...).
 
     Raises:
-        ValueError: neither ``decays`` nor ``swa_start_step`` given.
+        ValueError: neither ``decays`` nor ``swa_start_step`` given, or an option value the
+            EMA, SWA or Monitor refuses.
+        TypeError: an unknown option, or one given outside its dict (named, with its dict).
     """
 
     def __init__(
-        self, project: str, run: str, server: str = "http://127.0.0.1:8000", *,
+        self, project: str, run: str, server: str | None = None, *,
         decays: Sequence[float] = (0.999,), swa_start_step: int | None = None,
         stats_every: int = 50, eval_fn: EvalFn | None = None, track_best: str | None = None,
-        track_mode: str | None = None, track_averager: str | None = None, **monitor_kwargs: Any,
+        track_mode: str | None = None, track_averager: str | None = None,
+        ema_kwargs: Mapping[str, Any] | None = None, swa_kwargs: Mapping[str, Any] | None = None,
+        monitor_kwargs: Mapping[str, Any] | None = None, **unknown: Any,
     ) -> None:
+        check_unknown(type(self).__name__, unknown)
         self.streamer = Streamer(StreamSpec(
             project, run, server, decays, swa_start_step, stats_every, eval_fn, track_best,
-            track_mode, track_averager, monitor_kwargs,
+            track_mode, track_averager, ema_kwargs or {}, swa_kwargs or {}, monitor_kwargs or {},
         ))
 
     @property
@@ -123,7 +150,13 @@ class EmaboardTrainerCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
                        **kwargs: Any) -> None:
         if model is not None:
-            self.streamer.start(model, jsonable_config(args.to_sanitized_dict()))
+            self.streamer.start(model, jsonable_config(args.to_sanitized_dict()),
+                                checkpoint=_resumed_folder(args, state))
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and self.averagers and folder.is_dir():
+            self.streamer.save_files(folder, global_step=int(state.global_step))
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: nn.Module | None = None,
                     **kwargs: Any) -> None:
@@ -152,3 +185,35 @@ class EmaboardTrainerCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.streamer.finish("finished")
+
+
+def _resumed_folder(args: Any, state: Any) -> Path | None:
+    """The checkpoint folder the Trainer resumed from, when it holds our files (else None).
+
+    The Trainer does not tell callbacks which folder it resumed from; its ``global_step``
+    does: ``<output_dir>/checkpoint-<global_step>``, or ``args.resume_from_checkpoint`` when
+    it names a folder whose state has that step.
+    """
+    step = int(state.global_step)
+    if step == 0:
+        return None
+    candidates = [Path(args.output_dir) / f"checkpoint-{step}"]
+    if isinstance(args.resume_from_checkpoint, str):
+        candidates.insert(0, Path(args.resume_from_checkpoint))
+    for folder in candidates:
+        if (folder / STATE_FILE).is_file() and _saved_step(folder) == step:
+            return folder
+    logger.warning(
+        "emaboard: training resumed at step %d, but no emaboard state (%s) with that step is "
+        "in %s: the averagers start from the resumed weights and the stream goes to a new "
+        "run. Pass TrainingArguments(resume_from_checkpoint=<folder>) when the checkpoint is "
+        "elsewhere", step, STATE_FILE, " or ".join(str(f) for f in candidates))
+    return None
+
+
+def _saved_step(folder: Path) -> int | None:
+    try:
+        saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        return int(saved["extra"]["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

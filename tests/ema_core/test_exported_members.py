@@ -11,7 +11,7 @@ import ema_core
 PUBLIC_MODULES = (
     "ema", "swa", "swap", "stats", "snapshot", "client", "exceptions", "posthoc", "posthoc_ema",
     "posthoc_files", "posthoc_synthesis",
-    "effective_length", "compat", "whatif",
+    "effective_length", "compat", "whatif", "averager_state",
 )
 
 

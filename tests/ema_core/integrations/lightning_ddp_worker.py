@@ -59,7 +59,8 @@ def main() -> None:
     rank = int(os.environ["RANK"])  # set by torchrun; Lightning's DDP strategy reuses it
     callback = EmaboardCallback("lightning", "ddp", server, decays=(0.9,), swa_start_step=2,
                                 stats_every=2, eval_fn=eval_fn, track_best="accuracy",
-                                run_dir=out / f"run-rank{rank}", flush_interval_ms=20)
+                                monitor_kwargs={"run_dir": out / f"run-rank{rank}",
+                                                "flush_interval_ms": 20})
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp",
                          callbacks=[callback], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
