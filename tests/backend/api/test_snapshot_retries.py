@@ -163,10 +163,11 @@ def test_retries_after_timeouts_store_one_snapshot(
     assert 1 < tries < 300, tries  # it did time out, and then it got through
     stored = http.get(f"/api/runs/{run_id}/snapshots").json()
     assert len(stored) == 1 and stored[0]["size_bytes"] == path.stat().st_size
-    # Uploads the client gave up on may still be arriving (a ``.part`` file): each one ends
-    # by removing its copy.
+    # Uploads the client gave up on may still be being processed (a ``.part`` file, or a
+    # validated file about to meet the stored row): each one ends by removing its copy.
     deadline = time.monotonic() + 30
-    while any(f.suffix == ".part" for f in files_of(server, run_id)):
+    while len(files_of(server, run_id)) != 1 or any(
+            f.suffix == ".part" for f in files_of(server, run_id)):
         assert time.monotonic() < deadline, files_of(server, run_id)
         time.sleep(0.05)
-    assert len(files_of(server, run_id)) == 1
+    assert [f.suffix for f in files_of(server, run_id)] == [".safetensors"]
