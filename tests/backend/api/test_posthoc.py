@@ -20,6 +20,7 @@ from emaboard_server.app.posthoc import StoredPosthoc, plan_thinning
 from emaboard_server.app.posthoc import _well_posed as well_posed
 from tests.backend.conftest import HOSTS, assert_error
 from tests.backend.utils import posthoc_bytes, safetensors_bytes
+from tests.utils.databases import both_databases
 
 
 def make_posthoc(folder: Path, steps: int = 200, every: int = 10) -> PostHocEMA:
@@ -52,6 +53,7 @@ def upload_all(client: TestClient, run_id: int, posthoc: PostHocEMA) -> list[dic
     return out
 
 
+@both_databases
 def test_upload_list_solve_and_download_match_the_client(
     client: TestClient, run: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -194,8 +196,12 @@ def test_thinning_stops_where_a_reconstruction_would_become_ill_posed() -> None:
     assert kept[0] == 100.0 and kept[-1] == 1000.0 and len(kept) >= 4
 
 
-def test_uploads_over_the_budget_are_thinned_on_the_server(tmp_path: Path) -> None:
+@both_databases
+def test_uploads_over_the_budget_are_thinned_on_the_server(
+    tmp_path: Path, database_url: str
+) -> None:
     settings = Settings(data_dir=tmp_path / "data", allowed_hosts=HOSTS,
+                        database_url=database_url,
                         posthoc_budget_bytes=20 * len(posthoc_bytes(1, 0.05)))
     with TestClient(create_app(settings)) as client:
         run = client.post("/api/runs", json={"project": "p", "name": "r"}).json()
