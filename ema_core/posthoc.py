@@ -24,6 +24,7 @@ The constant-β EMA equivalent to a σ_rel at a step is in :mod:`ema_core.effect
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -228,12 +229,23 @@ def solve_posthoc_coefficients(
     )
 
 
-def _solve(u: Floats, g: Floats, g_out: float) -> tuple[Floats, float, float]:
-    """(coefficients summing to 1, condition number, relative residual); times scaled to 1."""
+@functools.lru_cache(maxsize=8)
+def _gram(u_bytes: bytes, g_bytes: bytes) -> tuple[Floats, Floats, Floats, float]:
+    """(Gram matrix, unit-diagonal Gram matrix, diagonal scale, condition number) of the
+    profiles with scaled times ``u`` and exponents ``g`` (float64 bytes), cached: a sweep
+    over many targets at one time solves the same system again and again."""
+    u, g = np.frombuffer(u_bytes), np.frombuffer(g_bytes)
     gram = profile_inner_product(u[:, None], g[:, None], u[None, :], g[None, :])  # (n, n)
-    rhs = profile_inner_product(u, g, 1.0, g_out)  # (n,)
     scale = np.sqrt(np.diag(gram))
     unit = gram / scale[:, None] / scale[None, :]
+    return gram, unit, scale, float(np.linalg.cond(unit))
+
+
+def _solve(u: Floats, g: Floats, g_out: float) -> tuple[Floats, float, float]:
+    """(coefficients summing to 1, condition number, relative residual); times scaled to 1."""
+    gram, unit, scale, cond = _gram(np.ascontiguousarray(u).tobytes(),
+                                    np.ascontiguousarray(g).tobytes())
+    rhs = profile_inner_product(u, g, 1.0, g_out)  # (n,)
     try:
         x = np.linalg.solve(unit, rhs / scale) / scale
     except np.linalg.LinAlgError as error:
@@ -250,7 +262,7 @@ def _solve(u: Floats, g: Floats, g_out: float) -> tuple[Floats, float, float]:
     x = x / total
     target_sq = float(profile_inner_product(1.0, g_out, 1.0, g_out))
     err_sq = float(x @ gram @ x - 2.0 * x @ rhs) + target_sq
-    return x, float(np.linalg.cond(unit)), math.sqrt(max(err_sq, 0.0) / target_sq)
+    return x, cond, math.sqrt(max(err_sq, 0.0) / target_sq)
 
 
 def _ill_posed(

@@ -33,8 +33,20 @@ _OUTPUT_DTYPES: dict[str, type[np.floating[Any]]] = {
 }
 
 
-def _open_mapped(snapshots: Sequence[PosthocSnapshot]) -> list[MappedTensors]:
-    mapped = [MappedTensors(s.path) for s in snapshots]
+NEGLIGIBLE = 1e-12
+"""Snapshots whose |coefficient| is below this share of Σ|c| are not read: they would change
+the result by less than float64 rounding of the accumulation."""
+
+
+def _open_mapped(
+    snapshots: Sequence[PosthocSnapshot], cache: dict[Path, MappedTensors] | None
+) -> list[MappedTensors]:
+    cache = {} if cache is None else cache
+    mapped = []
+    for snap in snapshots:
+        if snap.path not in cache:
+            cache[snap.path] = MappedTensors(snap.path)
+        mapped.append(cache[snap.path])
     first = mapped[0]
     shapes = {k: first.shape(k) for k in first.keys}
     for other in mapped[1:]:
@@ -50,7 +62,7 @@ def _open_mapped(snapshots: Sequence[PosthocSnapshot]) -> list[MappedTensors]:
 
 def synthesize_posthoc(
     snapshots: Sequence[PosthocSnapshot], solution: PosthocSolution, *,
-    dtype: str = "float32",
+    dtype: str = "float32", cache: dict[Path, MappedTensors] | None = None,
 ) -> dict[str, np.ndarray]:
     """Σ c_i·snapshot_i, tensor by tensor, streaming over the files.
 
@@ -58,13 +70,16 @@ def synthesize_posthoc(
     accumulator block stays in cache while the matching block of every file is read from
     the memory-mapped files, so memory holds the output and two blocks, and each input byte
     is read once. The result is cast to ``dtype``. Copied tensors (integer buffers,
-    ``copied_keys``) are taken from the latest snapshot used.
+    ``copied_keys``) are taken from the latest snapshot used. Snapshots whose coefficient is
+    below :data:`NEGLIGIBLE` of Σ|c| (long-past ones, for a narrow σ_rel) are not read.
 
     Args:
         snapshots: The snapshots ``solution`` was solved for, in the same order.
         solution: From :func:`solve_for_snapshots`.
         dtype: Output dtype of the averaged tensors: ``"float32"`` (default), ``"float16"``
             or ``"float64"``.
+        cache: Opened files by path, filled and reused across calls (a sweep over many
+            σ_rels maps each file once); None opens them for this call only.
 
     Returns:
         Key → array, keyed like the model's state dict.
@@ -81,11 +96,14 @@ def synthesize_posthoc(
         )
     if dtype not in _OUTPUT_DTYPES:
         raise ValueError(f"Invalid dtype {dtype!r}: expected one of {sorted(_OUTPUT_DTYPES)}")
-    chosen = [(s, float(c)) for s, c, u in zip(
+    floor = NEGLIGIBLE * solution.sum_abs
+    used = [(s, float(c)) for s, c, u in zip(
         snapshots, solution.coefficients, solution.used, strict=True) if u]
-    latest = max(range(len(chosen)), key=lambda i: (chosen[i][0].time, chosen[i][0].step))
-    copied = set(chosen[latest][0].copied_keys)
-    mapped = _open_mapped([s for s, _ in chosen])
+    last = max(used, key=lambda pair: (pair[0].time, pair[0].step))
+    chosen = [pair for pair in used if abs(pair[1]) >= floor or pair is last]
+    latest = chosen.index(last)
+    copied = set(last[0].copied_keys)
+    mapped = _open_mapped([s for s, _ in chosen], cache)
     coefs = [c for _, c in chosen]
     out: dict[str, np.ndarray] = {}
     for key in mapped[0].keys:

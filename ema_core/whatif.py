@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ema_core._distributed import is_dtensor
+from ema_core._safetensors_mmap import MappedTensors
 from ema_core._shadow_groups import gather_live
 from ema_core.exceptions import InvalidDecayError, ModelMismatchError
 from ema_core.posthoc import posthoc_sigma_rel_grid
@@ -92,11 +94,12 @@ def sweep_posthoc(
     grid = list(sigma_rels) if sigma_rels is not None else posthoc_grid(
         snapshots, step=step, count=count)[1]
     results: dict[float, Metrics] = {}
+    opened: dict[Path, MappedTensors] = {}  # each file mapped once for the whole sweep
     for sigma in sorted(float(s) for s in grid):
         solution = solve_for_snapshots(snapshots, sigma_rel=sigma, step=step,
                                        warn=sigma_rels is not None)
         metrics = {str(k): float(v) for k, v in evaluate(synthesize_posthoc(
-            snapshots, solution)).items()}
+            snapshots, solution, cache=opened)).items()}
         results[sigma] = metrics
         if on_result is not None:
             on_result(sigma, metrics)

@@ -148,18 +148,15 @@ def _sweep(
     return target, results
 
 
-def _report(step: int, results: dict[float, dict[str, float]]) -> None:
-    from rich.console import Console
+def whatif_table(step: int, results: Mapping[float, Mapping[str, float]]) -> Any:
+    """A rich Table of a sweep: σ_rel, the constant β with its width at ``step``, each metric
+    (the best one starred: lowest for a loss/error, else highest)."""
     from rich.table import Table
 
     from ema_core.effective_length import sigma_rel_to_decay
-    from ema_core.metric_keys import default_mode
 
     metrics = sorted({m for values in results.values() for m in values})
-    best = {}
-    for metric in metrics:
-        pick = min if default_mode(metric) == "min" else max
-        best[metric] = pick((v[metric], s) for s, v in results.items() if metric in v)[1]
+    best = best_sigma_rels(results)
     table = Table(title=f"What-if decay at step {step}")
     for header in ("sigma_rel", "beta at this step", *metrics):
         table.add_column(header, justify="right")
@@ -167,10 +164,30 @@ def _report(step: int, results: dict[float, dict[str, float]]) -> None:
         cells = [f"{values[m]:.4f}{' *' if best[m] == sigma else ''}" if m in values else ""
                  for m in metrics]
         table.add_row(f"{sigma:g}", f"{sigma_rel_to_decay(sigma, step):.6f}", *cells)
-    Console().print(table)
-    for metric, sigma in best.items():
-        Console().print(f"best {metric}: sigma_rel {sigma:g} "
-                        f"(constant beta {sigma_rel_to_decay(sigma, step):.6f} at step {step})")
+    return table
+
+
+def best_sigma_rels(results: Mapping[float, Mapping[str, float]]) -> dict[str, float]:
+    """Per metric, the σ_rel with the best value (the smallest σ_rel wins a tie)."""
+    from ema_core.metric_keys import default_mode
+
+    best: dict[str, float] = {}
+    for metric in sorted({m for values in results.values() for m in values}):
+        sign = 1.0 if default_mode(metric) == "min" else -1.0
+        best[metric] = min((sign * v[metric], s) for s, v in results.items() if metric in v)[1]
+    return best
+
+
+def _report(step: int, results: dict[float, dict[str, float]]) -> None:
+    from rich.console import Console
+
+    from ema_core.effective_length import sigma_rel_to_decay
+
+    console = Console()
+    console.print(whatif_table(step, results))
+    for metric, sigma in best_sigma_rels(results).items():
+        console.print(f"best {metric}: sigma_rel {sigma:g} "
+                      f"(constant beta {sigma_rel_to_decay(sigma, step):.6f} at step {step})")
 
 
 def _download(args: argparse.Namespace) -> Path:

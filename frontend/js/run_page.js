@@ -6,7 +6,9 @@ import { apiJson } from "./api.js";
 import { ChartGroup } from "./charts/chartgroup.js";
 import { EvalView } from "./charts/evalview.js";
 import { LayerHeatmap } from "./charts/heatmap.js";
+import { LengthsView } from "./charts/lengthsview.js";
 import { LineChart } from "./charts/linechart.js";
+import { WhatIfView } from "./charts/whatifview.js";
 import { keysByView, parseKey, summarizeKeys } from "./keys.js";
 import { LiveSocket } from "./live.js";
 import { renderRunHeader } from "./runheader.js";
@@ -28,7 +30,7 @@ function byKind(kind) {
   };
 }
 
-function buildViews(runId) {
+function buildViews(runId, page) {
   // [container, id, title, key kind]; drift and relative drift (indices 1, 2) follow the log toggle.
   const specs = [
     ["#norms", "chart-norms", "‖live‖ and ‖shadow‖ (global L2 norm)", "norm"],
@@ -51,18 +53,29 @@ function buildViews(runId) {
     table: $("#snapshots-table"), averager: $("#export-averager"), metric: $("#export-metric"),
     button: $("#export-best"), note: $("#export-note"),
   }, runId);
-  return { lines, train, evalView, heatmap, snapshots };
+  const whatif = new WhatIfView({
+    chart: $("#chart-whatif"), bestChart: $("#chart-whatif-best"), metric: $("#whatif-metric"),
+    step: $("#whatif-step"), storage: $("#whatif-storage"), note: $("#whatif-note"),
+    button: $("#whatif-export"), empty: $("#whatif-empty"),
+  }, runId, {
+    evalSeries: () => evalView.series,
+    decays: () => page.decays,
+    averagers: () => page.run?.summary?.averagers || {},
+  });
+  const lengths = new LengthsView($("#lengths-table"));
+  return { lines, train, evalView, heatmap, snapshots, whatif, lengths };
 }
 
 class RunPage {
   constructor(runId) {
     this.runId = runId;
-    this.views = buildViews(runId);
+    this.decays = {};  // averager -> latest decay/<averager> value
+    this.run = null;
+    this.views = buildViews(runId, this);
     this.lastStep = {};
     this.pending = [];
     this.flushTimer = null;
     this.ready = false;
-    this.run = null;
     this.loading = null;
     this.loadAgain = false;
     this.loadFailed = false;  // the last load failed (server down): the next hello retries
@@ -116,6 +129,7 @@ class RunPage {
       apiJson(`/api/runs/${this.runId}`), apiJson(`/api/runs/${this.runId}/keys`)]);
     this.setRun(run);
     this.lastStep = Object.fromEntries(keyRows.map((row) => [row.key, row.step]));
+    this.noteDecays(keyRows.map((row) => ({ key: row.key, value: row.value })));
     const keys = keyRows.map((row) => row.key);
     const groups = keysByView(keys);
     this.views.train.prepare(groups.map(([view]) => view)
@@ -133,8 +147,10 @@ class RunPage {
     document.body.dataset.firstPaintMs = elapsed();
     this.ready = true;
     this.flushSoon();
-    const { heatmap, snapshots } = this.views;
-    await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load()]);
+    const { heatmap, snapshots, whatif } = this.views;
+    this.renderLengths();
+    await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load(),
+      whatif.load()]);
     $("#error").hidden = true;  // an earlier failure (server down) is over
     document.body.dataset.state = "ready";
   }
@@ -179,6 +195,7 @@ class RunPage {
       this.setRun(message.run);
     } else if (message.type === "snapshot") {
       this.views.snapshots.add(message.snapshot);
+      this.views.whatif.onSnapshot(message.snapshot);
     } else if (message.type === "resync") {
       this.load().catch(showError);
     } else if (message.type === "run_deleted") {
@@ -210,6 +227,7 @@ class RunPage {
   flush() {
     this.flushTimer = null;
     if (!this.ready || !this.pending.length) return;
+    this.noteDecays(this.pending);
     const raw = groupNewPoints(this.pending, this.lastStep);
     this.pending = [];
     const plot = plotSeries(raw);
@@ -217,11 +235,28 @@ class RunPage {
     for (const chart of lines) chart.append(plot);
     train.append(plot);
     evalView.append(plot, raw);
+    this.views.whatif.append(raw);
+    this.renderLengths();
     heatmap.notify(Object.keys(raw));
     const step = $("#last-step");
     if (step) step.textContent = String(Math.max(...Object.values(this.lastStep), -1));
     const tooBig = [...lines, ...train.all(), ...evalView.charts()].some((chart) => chart.tooBig);
     if (tooBig) this.load().catch(showError);
+  }
+
+  /** Keeps the latest value of every decay/<averager> key among `points` ({key, value}). */
+  noteDecays(points) {
+    for (const point of points) {
+      const info = parseKey(point.key);
+      if (info.kind === "decay") this.decays[info.averager] = Number(point.value);
+    }
+  }
+
+  renderLengths() {
+    const described = Object.keys(this.run?.summary?.averagers || {});
+    const names = [...new Set([...Object.keys(this.decays), ...described])].sort();
+    this.views.lengths.render({ names, decays: this.decays, run: this.run,
+      step: Math.max(...Object.values(this.lastStep), -1) });
   }
 
   setRun(run) {
@@ -230,8 +265,8 @@ class RunPage {
   }
 
   charts() {
-    const { lines, train, evalView, heatmap } = this.views;
-    return [...lines, ...train.all(), ...evalView.charts(), heatmap];
+    const { lines, train, evalView, heatmap, whatif } = this.views;
+    return [...lines, ...train.all(), ...evalView.charts(), heatmap, whatif];
   }
 }
 

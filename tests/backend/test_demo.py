@@ -94,12 +94,26 @@ def test_training_is_reproducible_and_reports_every_model(two_epochs: DemoResult
     again = train(DemoConfig(epochs=2), progress=progress)
     assert again.history == two_epochs.history  # same seed, same numbers
     first, last = two_epochs.history
-    assert set(first.results) == {"live", "ema_0.99", "ema_0.999"}  # SWA has not started
-    assert set(last.results) == {"live", "ema_0.99", "ema_0.999", "swa"}
+    tracked = {"ema_sigma_rel_0.05", "ema_sigma_rel_0.1"}  # the post-hoc EMA's two shadows
+    assert set(first.results) == {"live", "ema_0.99", "ema_0.999", *tracked}  # no SWA yet
+    assert set(last.results) == {"live", "ema_0.99", "ema_0.999", "swa", *tracked}
     assert progress.total == 2 * 89 and progress.steps == list(range(1, 179))
     assert [epoch for epoch, _ in progress.epochs] == [0, 1]
     assert progress.epochs[-1][1] == two_epochs.best_ema.accuracy
     assert not torch.are_deterministic_algorithms_enabled()  # restored
+
+
+def test_the_whatif_sweep_runs_after_every_epoch(two_epochs: DemoResult) -> None:
+    first, last = two_epochs.history
+    assert len(first.whatif) >= 5 and len(last.whatif) == 10  # the grid grows with snapshots
+    assert min(last.whatif) == 0.05 and all(set(m) == {"accuracy", "loss"}
+                                            for m in last.whatif.values())
+    # σ_rel 0.05 is snapshotted itself: its rebuilt EMA evaluates as the tracked shadow
+    assert last.whatif[0.05]["accuracy"] == last.results["ema_sigma_rel_0.05"]["accuracy"]
+    assert DemoConfig().to_dict()["posthoc_sigma_rels"] == [0.05, 0.1]
+    plain = train(DemoConfig(epochs=1, posthoc_sigma_rels=()))
+    assert plain.history[0].whatif == {} and "ema_sigma_rel_0.05" not in plain.history[0].results
+    assert plain.history[0].results["live"] == first.results["live"]  # no effect on training
 
 
 def test_other_seed_other_numbers(two_epochs: DemoResult) -> None:
@@ -152,6 +166,8 @@ def test_cli_offline_run_saves_the_best_snapshot(
     accuracy = snapshot_metrics(load_snapshot(model, path))["accuracy"]
     assert f"accuracy {accuracy:.4f}" in out
     assert re.search(r"│ live +│ 0\.\d{4} │", out)
+    assert "What-if decay at step 89" in out and "Best sigma_rel for accuracy after" in out
+    assert len(list((tmp_path / "r1-posthoc").glob("*.safetensors"))) == 2  # kept offline
 
 
 def test_cli_rejects_a_bad_config(capsys: pytest.CaptureFixture[str]) -> None:

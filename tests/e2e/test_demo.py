@@ -54,8 +54,15 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             url = re.search(r"curl .* '(http://\S+)'", proc.stdout)
             assert url is not None, proc.stdout
             best_file = client.get(url.group(1))
+            urls = re.findall(r"curl .* '(http://\S+/posthoc/file\S+)'", proc.stdout)
+            posthoc_file = client.get(urls[0]) if urls else None
+            whatif = client.get(f"/api/runs/{run['id']}/metrics",
+                                params={"prefix": "posthoc/"}).json()["series"]
+            listing = client.get(f"/api/runs/{run['id']}/posthoc").json()
     return {"run": run, "keys": keys, "series": series, "snapshots": snapshots,
-            "best_file": best_file, "stdout": proc.stdout, "tmp_path": tmp_path}  # fmt: skip
+            "best_file": best_file, "stdout": proc.stdout, "tmp_path": tmp_path,
+            "posthoc_url": urls[0] if urls else None, "posthoc_file": posthoc_file,
+            "whatif": whatif, "listing": listing}  # fmt: skip
 
 
 def test_run_finished_with_the_terminal_summary(demo_run: dict) -> None:
@@ -99,6 +106,29 @@ def test_best_ema_snapshot_reproduces_the_reported_accuracy(demo_run: dict) -> N
     with deterministic(config.threads):  # the demo's numerics: same kernels, same threads
         assert evaluate(model, split)["accuracy"] == best["value"]
     assert snapshot_metrics(metadata)["accuracy"] == best["value"]
+
+
+def test_whatif_sweep_arrived_and_the_servers_ema_reproduces_it(demo_run: dict) -> None:
+    listing = demo_run["listing"]
+    assert [s["step"] for s in listing["steps"]] == [89, 178]  # one snapshot per epoch
+    assert listing["sigma_rels"] == [0.05, 0.1] and len(listing["snapshots"]) == 4
+    whatif = demo_run["whatif"]
+    assert "posthoc/0.05/accuracy" in whatif and all(
+        entry["steps"][-1] == 178 for entry in whatif.values())
+    assert "What-if decay at step 178" in demo_run["stdout"]
+    sigma = re.search(r"sigma_rel=([0-9.]+)&step=178", demo_run["posthoc_url"]).group(1)
+    response = demo_run["posthoc_file"]
+    assert response.status_code == 200, response.text
+    path = demo_run["tmp_path"] / "posthoc.safetensors"
+    path.write_bytes(response.content)
+    model = build_model(seed=12345)
+    load_snapshot(model, path)
+    config = DemoConfig(epochs=2)
+    split = load_split(config.seed, val_fraction=config.val_fraction,
+                       label_noise=config.label_noise)
+    with deterministic(config.threads):  # the server's synthesis = the client's sweep
+        accuracy = evaluate(model, split)["accuracy"]
+    assert accuracy == whatif[f"posthoc/{sigma}/accuracy"]["values"][-1]
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from tests.frontend.node import call
 
 
@@ -212,3 +214,47 @@ def test_keys_by_view_groups_what_each_view_draws() -> None:
         ["train/loss", ["train/loss"]],
         ["train/lr", ["train/lr"]],
     ]
+
+
+def test_effective_length_of_averagers() -> None:
+    got = call(
+        "effective_length.js",
+        "[m.effectiveLength({name: 'ema_0.999', decay: 0.999, updateEvery: 1, batchSize: 256,"
+        " t: 10000}), m.effectiveLength({name: 'ema_sigma_rel_0.1', decay: 0.9993,"
+        " updateEvery: 1, batchSize: null, t: 10000}), m.effectiveLength({name: 'swa',"
+        " decay: 0.99, updateEvery: 1, batchSize: 8, t: 100, kind: 'swa'})]",
+    )
+    assert got[0]["halfLifeSteps"] == pytest.approx(692.8, abs=0.1)
+    assert got[0]["halfLifeSamples"] == pytest.approx(692.8 * 256, abs=30)
+    assert got[0]["sigmaRel"] == pytest.approx(0.09995, abs=1e-5) and got[0]["power"] is False
+    assert got[1]["sigmaRel"] == 0.1 and got[1]["power"] is True
+    assert got[1]["decay"] == pytest.approx(0.999, abs=1e-5)  # the width of σ_rel 0.1 at 10k
+    assert got[1]["halfLifeSamples"] is None
+    assert got[2] == {"sigmaRel": None, "decay": None, "halfLifeSteps": None,
+                      "halfLifeSamples": None, "power": False}
+
+
+def test_whatif_tables_best_sigma_and_marks() -> None:
+    series = {
+        "posthoc/0.05/accuracy": {"steps": [100, 200], "values": [0.90, 0.91]},
+        "posthoc/0.1/accuracy": {"steps": [100, 200], "values": [0.92, 0.90]},
+        "posthoc/0.2/accuracy": {"steps": [100], "values": ["NaN"]},
+        "posthoc/0.1/loss": {"steps": [100], "values": [0.3]},
+        "eval/live/accuracy": {"steps": [100], "values": [0.8]},
+    }
+    got = call(
+        "whatif.js",
+        "(() => { const t = {}; m.absorbPosthoc(t, arg);"
+        " return {steps: m.whatifSteps(t, 'accuracy'), curve: m.curveAt(t, 'accuracy', 100),"
+        " best: m.bestOverTime(t, 'accuracy'),"
+        " marks: m.trackedMarks({evalByModel: {live: {steps: [100], values: [0.8]},"
+        "   'ema_sigma_rel_0.05': {steps: [100], values: [0.9]},"
+        "   'ema_0.999': {steps: [100], values: [0.95]}, swa: {steps: [100], values: [0.9]}},"
+        "   step: 100, decays: {'ema_0.999': 0.999}, averagers: {}})}; })()",
+        series,
+    )
+    assert got["steps"] == [100, 200]
+    assert got["curve"] == [{"sigma": 0.05, "value": 0.9}, {"sigma": 0.1, "value": 0.92}]
+    assert got["best"] == {"steps": [100, 200], "sigmas": [0.1, 0.05], "values": [0.92, 0.91]}
+    # ema_0.999 at step 100 is wider than any power profile (σ_rel 10): left out
+    assert got["marks"] == [{"name": "ema_sigma_rel_0.05", "sigma": 0.05, "value": 0.9}]

@@ -145,7 +145,26 @@ def test_monitor_track_best_defaults_to_the_same_rule(tmp_path: Any) -> None:
         mon.watch(ema)
         for metric, mode in (("Val_Loss", "min"), ("accuracy", "max")):
             mon.track_best(metric)
-            summary = {"primary_metric": metric, "primary_mode": mode}
+            summary = {"primary_metric": metric, "primary_mode": mode,
+                       "averagers": {"ema_0.9": {"kind": "ema", "update_every": 1}}}
             assert json.loads(mon.spool.meta()["summary"]) == summary
     finally:
         mon.finish(timeout_s=0.2)
+
+
+def test_effective_length_formulas_agree_with_ema_core() -> None:
+    from ema_core.effective_length import decay_half_life, decay_to_sigma_rel, sigma_rel_to_decay
+    from ema_core.schedules import gamma_to_sigma_rel
+
+    cases = [(0.05, 100, 1), (0.1, 10_000, 1), (0.07, 20_000, 10), (0.28, 3, 1)]
+    got = call("effective_length.js",
+               "JSON.parse(arg).map(([s, t, k]) => [m.sigmaRelToDecay(s, t, k),"
+               " m.decayToSigmaRel(m.sigmaRelToDecay(s, t, k), t, k),"
+               " m.decayHalfLife(m.sigmaRelToDecay(s, t, k), k)])", json.dumps(cases))
+    for (sigma, t, k), (beta, back, half) in zip(cases, got, strict=True):
+        assert beta == pytest.approx(sigma_rel_to_decay(sigma, t, k), rel=1e-14)
+        assert back == pytest.approx(decay_to_sigma_rel(beta, t, k), rel=1e-12)
+        assert back == pytest.approx(sigma, rel=1e-9)
+        assert half == pytest.approx(decay_half_life(beta, k), rel=1e-12)
+    assert call("effective_length.js", "m.gammaToSigmaRel(6.94)") == pytest.approx(
+        gamma_to_sigma_rel(6.94), rel=1e-14)

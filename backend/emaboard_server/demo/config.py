@@ -14,6 +14,10 @@ class DemoConfig:
     the live weights wander and the averaged ones visibly evaluate better. ``threads`` is the
     number of torch CPU threads while training: one is the fastest for this tiny model and
     leaves the other cores to the server and the sender.
+
+    ``posthoc_sigma_rels`` are the power EMAs of the post-hoc EMA (EDM2), snapshotted once per
+    epoch; after every epoch the EMAs of 10 σ_rels are rebuilt from the snapshots and
+    evaluated (the "what-if decay" sweep). Empty: no post-hoc EMA.
     """
 
     epochs: int = 20
@@ -29,6 +33,7 @@ class DemoConfig:
     swa_lr: float = 0.05
     stats_every: int = 10
     threads: int = 1
+    posthoc_sigma_rels: tuple[float, ...] = (0.05, 0.10)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -54,4 +59,5 @@ class DemoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready config (sent to the server as the run's config)."""
-        return {**asdict(self), "decays": list(self.decays), "model": "DigitsCNN"}
+        return {**asdict(self), "decays": list(self.decays),
+                "posthoc_sigma_rels": list(self.posthoc_sigma_rels), "model": "DigitsCNN"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -73,6 +74,24 @@ def results_table(result: DemoResult) -> Table:
         last = final.get(name, {}).get("accuracy")
         table.add_row(name, f"{accuracy:.4f}", str(epoch), "-" if last is None else f"{last:.4f}")
     return table
+
+
+def whatif_report(result: DemoResult) -> list[Any]:
+    """The last epoch's what-if decay sweep as a table, and how the best σ_rel moved."""
+    from emaboard_server.whatif import best_sigma_rels, whatif_table
+
+    last = result.history[-1]
+    if not last.whatif:
+        return []
+    moves = [f"{best_sigma_rels(e.whatif)['accuracy']:g}" for e in result.history if e.whatif]
+    return [whatif_table(last.step, last.whatif),
+            f"Best sigma_rel for accuracy after each epoch: {' '.join(moves)}"]
+
+
+def posthoc_file_url(server: str, run_id: int, sigma_rel: float, step: int) -> str:
+    """The REST URL that answers the EMA of ``sigma_rel`` at ``step`` rebuilt by the server."""
+    return (f"{server.rstrip('/')}/api/runs/{run_id}/posthoc/file"
+            f"?sigma_rel={sigma_rel:g}&step={step}")
 
 
 def best_snapshot_url(server: str, run_id: int, averager: str) -> str:

@@ -11,7 +11,14 @@ from rich.console import Console
 
 from ema_core.snapshot import write_snapshot
 from emaboard_server.demo.config import DemoConfig
-from emaboard_server.demo.report import ProgressBar, best_snapshot_url, curl_command, results_table
+from emaboard_server.demo.report import (
+    ProgressBar,
+    best_snapshot_url,
+    curl_command,
+    posthoc_file_url,
+    results_table,
+    whatif_report,
+)
 from emaboard_server.demo.train import DemoResult, train
 
 logger = logging.getLogger(__name__)
@@ -59,6 +66,8 @@ class DemoSession:
             self.console.print("[yellow]Interrupted: training stopped[/yellow]")
             return 130
         self.console.print(results_table(result))
+        for part in whatif_report(result):
+            self.console.print(part, soft_wrap=True)
         if server is None:
             self._print_saved_snapshot(result)
         else:
@@ -71,7 +80,8 @@ class DemoSession:
     def _train_offline(self) -> DemoResult:
         self.console.print("No server: training offline (nothing is streamed)")
         with self._progress() as progress:
-            result = train(self.config, progress=progress)
+            result = train(self.config, progress=progress,
+                           posthoc_dir=self.data_dir / f"{self.run_name}-posthoc")
         return result
 
     def _print_saved_snapshot(self, result: DemoResult) -> None:
@@ -94,7 +104,8 @@ class DemoSession:
         with monitor:
             self._print_dashboard_url(server, monitor)
             with self._progress() as progress:
-                result = train(self.config, monitor=monitor, progress=progress)
+                result = train(self.config, monitor=monitor, progress=progress,
+                               posthoc_dir=monitor.run_dir / "posthoc")
             monitor.finish(timeout_s=FINISH_TIMEOUT_S)
         return result, monitor.run_id, monitor.run_dir
 
@@ -130,3 +141,13 @@ class DemoSession:
             "Download it with:"
         )
         self.console.print(curl_command(url, best.averager, self.token), soft_wrap=True)
+        last = result.history[-1]
+        if last.whatif:
+            from emaboard_server.whatif import best_sigma_rels
+
+            sigma = best_sigma_rels(last.whatif)["accuracy"]
+            url = posthoc_file_url(server, run_id, sigma, last.step)
+            self.console.print(f"The EMA of the best sigma_rel ({sigma:g}), rebuilt by the "
+                               "server from the post-hoc snapshots:")
+            self.console.print(curl_command(url, f"posthoc-{sigma:g}", self.token),
+                               soft_wrap=True)

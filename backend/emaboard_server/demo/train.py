@@ -1,4 +1,5 @@
-"""The demo's training loop: SGD on the digits with two EMAs and SWA, evaluated every epoch.
+"""The demo's training loop: SGD on the digits with two EMAs, SWA and a post-hoc EMA,
+evaluated every epoch, with the what-if decay sweep.
 
 Importable and testable without a server: ``train(DemoConfig(epochs=2))`` runs offline;
 pass a ``Monitor`` to stream, and a :class:`Progress` to draw a progress bar.
@@ -7,10 +8,12 @@ pass a ``Monitor`` to stream, and a :class:`Progress` to draw a progress bar.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -19,9 +22,11 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR
 
 from ema_core.ema import EMA
+from ema_core.posthoc_ema import PostHocEMA
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
+from ema_core.whatif import evaluate_posthoc
 from emaboard_server.demo.config import DemoConfig
 from emaboard_server.demo.data import DigitsSplit, load_split, train_loader
 from emaboard_server.demo.model import DigitsCNN
@@ -31,12 +36,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EpochResult:
-    """One epoch: its last step, mean training loss and ``{model: {"accuracy", "loss"}}``."""
+    """One epoch: its last step, mean training loss, ``{model: {"accuracy", "loss"}}`` and the
+    what-if decay sweep ``{σ_rel: {"accuracy", "loss"}}`` (empty without a post-hoc EMA)."""
 
     epoch: int
     step: int
     train_loss: float
     results: dict[str, dict[str, float]]
+    whatif: dict[float, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,11 +89,15 @@ class Progress(Protocol):
 class StreamingMonitor(Protocol):
     """The part of ``ema_core.client.Monitor`` the demo uses."""
 
-    def watch(self, *averagers: Any, stats_every: int = 50) -> None: ...
+    def watch(
+        self, *averagers: Any, stats_every: int = 50, batch_size: int | None = None
+    ) -> None: ...
 
     def step(self, step: int, scalars: dict[str, float] | None = None) -> None: ...
 
     def log_eval(self, step: int, results: dict[str, dict[str, float]]) -> None: ...
+
+    def log_posthoc(self, step: int, results: dict[float, dict[str, float]]) -> None: ...
 
     def track_best(self, metric: str, mode: str = "max", averager: str = ...) -> None: ...
 
@@ -129,23 +140,32 @@ def train(
     config: DemoConfig,
     monitor: StreamingMonitor | None = None,
     progress: Progress | None = None,
+    posthoc_dir: Path | None = None,
 ) -> DemoResult:
-    """Train the demo CNN, averaging with EMA and SWA; evaluate all after every epoch.
+    """Train the demo CNN, averaging with EMA, SWA and a post-hoc EMA; evaluate all and
+    sweep σ_rel after every epoch.
 
     Args:
         config: Hyper-parameters.
-        monitor: Streams steps, weight statistics, evaluations and the best EMA snapshot.
+        monitor: Streams steps, weight statistics, evaluations, the what-if sweep, the best
+            EMA snapshot and the post-hoc snapshots.
         progress: Told about every step and epoch.
+        posthoc_dir: Where the post-hoc snapshots go (kept); default a temporary folder,
+            removed at the end.
 
     Returns:
         The per-epoch results and the best snapshot of ``config.best_averager``.
     """
     started = time.perf_counter()
-    with deterministic(config.threads):
-        loop = _Loop(config, monitor, progress)
+    with ExitStack() as stack, deterministic(config.threads):
+        if posthoc_dir is None:
+            posthoc_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        loop = _Loop(config, monitor, progress, posthoc_dir)
         if progress is not None:
             progress.on_start(config.epochs * len(loop.loader))
         history = [loop.run_epoch(epoch) for epoch in range(config.epochs)]
+        if loop.posthoc is not None:
+            loop.posthoc.close()  # every file written before the folder may go
     return DemoResult(config, history, loop.best, time.perf_counter() - started)
 
 
@@ -153,7 +173,8 @@ class _Loop:
     """State of one training run (model, optimizer, averagers), one epoch at a time."""
 
     def __init__(
-        self, config: DemoConfig, monitor: StreamingMonitor | None, progress: Progress | None
+        self, config: DemoConfig, monitor: StreamingMonitor | None, progress: Progress | None,
+        posthoc_dir: Path,
     ) -> None:
         self.config, self.monitor, self.progress = config, monitor, progress
         self.split = load_split(
@@ -171,10 +192,15 @@ class _Loop:
         self.ema = EMA(self.model, config.decays, use_warmup=True, warmup_power=config.warmup_power)
         swa_start_step = config.swa_start_epoch * len(self.loader)
         self.swa = SWA(self.model, start_step=swa_start_step)
+        self.posthoc = (PostHocEMA(self.model, posthoc_dir, snapshot_every=len(self.loader),
+                                   sigma_rels=config.posthoc_sigma_rels)
+                        if config.posthoc_sigma_rels else None)
         self.step = 0
         self.best = BestEMA(config.best_averager)
         if monitor is not None:
-            monitor.watch(self.ema, self.swa, stats_every=config.stats_every)
+            averagers = [a for a in (self.ema, self.swa, self.posthoc) if a is not None]
+            monitor.watch(*averagers, stats_every=config.stats_every,
+                          batch_size=config.batch_size)
             monitor.track_best("accuracy", mode="max", averager=config.best_averager)
 
     def run_epoch(self, epoch: int) -> EpochResult:
@@ -183,12 +209,18 @@ class _Loop:
         if in_swa:
             self.swa_lr.step()
             self.swa.update_bn(self.loader, self.model)
-        averagers: list[EMA | SWA] = [self.ema, self.swa] if self.swa.n_averaged else [self.ema]
+        averagers: list[Any] = [self.ema, self.swa] if self.swa.n_averaged else [self.ema]
+        if self.posthoc is not None:
+            averagers.append(self.posthoc)  # the tracked σ_rels, marked on the what-if curve
         results = evaluate_all(self.model, averagers, lambda m: evaluate(m, self.split))
-        result = EpochResult(epoch, self.step, sum(losses) / len(losses), results)
+        whatif = ({} if self.posthoc is None else
+                  evaluate_posthoc(self.model, self.posthoc, lambda m: evaluate(m, self.split)))
+        result = EpochResult(epoch, self.step, sum(losses) / len(losses), results, whatif)
         self._track_best(results)
         if self.monitor is not None:
             self.monitor.log_eval(self.step, results)
+            if whatif:
+                self.monitor.log_posthoc(self.step, whatif)
         if self.progress is not None:
             self.progress.on_epoch(result, self.best.accuracy)
         return result
@@ -201,6 +233,8 @@ class _Loop:
         self.step += 1
         self.ema.update(self.model)
         self.swa.update(self.model)
+        if self.posthoc is not None:
+            self.posthoc.update(self.model)
         value = loss.item()
         if self.monitor is not None:
             lr = self.optimizer.param_groups[0]["lr"]
