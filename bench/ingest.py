@@ -1,10 +1,10 @@
 """Ingest benchmark: a real emaboard server on loopback, several posting processes, websockets.
 
 Each of ``--clients`` processes streams batches of ``--batch`` points to its own run for
-``--seconds``; ``--ws-clients`` websocket clients (one asyncio process) watch those runs,
-round-robin. Every batch carries one ``bench/marker`` point whose value is the Unix time it
-was posted, so a websocket client measures ingest -> delivery latency from the markers it
-receives (sender and receivers share the machine's clock).
+``--seconds`` (or until it has posted ``--points``); ``--ws-clients`` websocket clients (one
+asyncio process) watch those runs, round-robin. Every batch carries one ``bench/marker`` point
+whose value is the Unix time it was posted, so a websocket client measures ingest -> delivery
+latency from the markers it receives (sender and receivers share the machine's clock).
 
 Prints sustained points/s (points the server acknowledged as stored / wall time of the
 posting phase) and the delivery latency p50/p99 in ms. All processes share the machine's
@@ -13,6 +13,13 @@ cores with the server, as they would on one workstation.
     .venv/bin/python bench/ingest.py                    # 4 clients, 10 websockets, 10 s
     .venv/bin/python bench/ingest.py --seconds 3        # a quick look
     .venv/bin/python bench/ingest.py --url http://127.0.0.1:8000   # against a running server
+
+With ``--database-url postgresql+psycopg://...`` the same load runs twice in one run, first
+against a server on a fresh SQLite file, then against one on that PostgreSQL database
+(``--workers N`` server processes there), and a table compares the two::
+
+    .venv/bin/python bench/ingest.py --clients 1 --batch 5000 --points 200000 --ws-clients 0 \\
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import websockets
@@ -63,10 +71,11 @@ def batch_body(step: int, steps: int, keys: list[str]) -> bytes:
 
 def post_batches(
     url: str, run_id: int, batch: int, seconds: float, start_at: float, rate: float,
-    results: mp.Queue,
+    results: mp.Queue, max_points: int = 0,
 ) -> None:
-    """One training process: post ``batch``-point batches until ``seconds`` have passed,
-    at most ``rate`` batches per second (0: as fast as the server answers)."""
+    """One training process: post ``batch``-point batches until ``seconds`` have passed (or,
+    when ``max_points`` > 0, until that many points were posted), at most ``rate`` batches
+    per second (0: as fast as the server answers)."""
     steps = max(1, (batch - 1) // KEYS_PER_BATCH)
     keys = [f"train/k{k}" for k in range(KEYS_PER_BATCH)]
     posted = inserted = step = 0
@@ -75,7 +84,8 @@ def post_batches(
     with httpx.Client(base_url=url, timeout=30.0) as client:
         time.sleep(max(0.0, start_at - time.time()))
         begin = time.perf_counter()
-        while time.perf_counter() - begin < seconds:
+        while (posted < max_points if max_points > 0
+               else time.perf_counter() - begin < seconds):
             body = batch_body(step, steps, keys)
             sent = time.perf_counter()
             response = client.post(f"/api/runs/{run_id}/metrics", content=body, headers=headers)
@@ -91,18 +101,22 @@ def post_batches(
     results.put((posted, inserted, elapsed, round_trips))
 
 
-async def watch(ws_url: str, run_ids: list[int], n: int, stop_at: float) -> list[float]:
-    """``n`` websocket clients round-robin over ``run_ids``; return latencies in ms."""
+async def watch(ws_url: str, run_ids: list[int], n: int, done: Any) -> list[float]:
+    """``n`` websocket clients round-robin over ``run_ids`` until ``done`` (an
+    ``mp.Event``) is set and a second more has passed; return latencies in ms."""
     latencies: list[float] = []
 
     async def one(run_id: int) -> None:
         async with websockets.connect(f"{ws_url}/ws/runs/{run_id}", max_size=None) as ws:
             await ws.recv()  # hello
-            while (left := stop_at - time.time()) > 0:
+            stop_at = float("inf")
+            while time.time() < stop_at:
+                if done.is_set() and stop_at == float("inf"):
+                    stop_at = time.time() + 1.0
                 try:
-                    text = await asyncio.wait_for(ws.recv(), timeout=left)
+                    text = await asyncio.wait_for(ws.recv(), timeout=0.2)
                 except TimeoutError:
-                    break
+                    continue
                 now = time.time()
                 latencies.extend((now - float(v)) * 1000 for v in MARKER.findall(str(text)))
 
@@ -110,9 +124,9 @@ async def watch(ws_url: str, run_ids: list[int], n: int, stop_at: float) -> list
     return latencies
 
 
-def ws_process(ws_url: str, run_ids: list[int], n: int, stop_at: float, out: mp.Queue) -> None:
+def ws_process(ws_url: str, run_ids: list[int], n: int, done: Any, out: mp.Queue) -> None:
     """Run :func:`watch` in its own process and report the latencies."""
-    out.put(asyncio.run(watch(ws_url, run_ids, n, stop_at)))
+    out.put(asyncio.run(watch(ws_url, run_ids, n, done)))
 
 
 Outcome = tuple[int, int, float, list[float]]  # posted, stored, seconds, POST round trips (ms)
@@ -128,19 +142,21 @@ def drive(url: str, args: argparse.Namespace) -> tuple[list[Outcome], list[float
     results: mp.Queue = mp.Queue()
     lat_q: mp.Queue = mp.Queue()
     ws_url = "ws" + url.removeprefix("http")
-    stop_at = start_at + args.seconds + 1.0
-    watcher = mp.Process(target=ws_process, args=(ws_url, run_ids, args.ws_clients, stop_at, lat_q))
+    done = mp.Event()
+    watcher = mp.Process(target=ws_process, args=(ws_url, run_ids, args.ws_clients, done, lat_q))
     watcher.start()
     posters = [
         mp.Process(
             target=post_batches,
-            args=(url, rid, args.batch, args.seconds, start_at, args.rate, results),
+            args=(url, rid, args.batch, args.seconds, start_at, args.rate, results,
+                  args.points),
         )
         for rid in run_ids
     ]
     for p in posters:
         p.start()
     outcomes = [results.get() for _ in posters]
+    done.set()
     latencies = sorted(lat_q.get())
     for p in [*posters, watcher]:
         p.join()
@@ -149,25 +165,111 @@ def drive(url: str, args: argparse.Namespace) -> tuple[list[Outcome], list[float
 
 def report(
     args: argparse.Namespace, outcomes: list[Outcome], lat: list[float]
-) -> None:
-    """Print the throughput and latency lines."""
+) -> dict[str, float]:
+    """Print the throughput and latency lines; return the figures."""
     posted = sum(o[0] for o in outcomes)
     inserted = sum(o[1] for o in outcomes)
     elapsed = max(o[2] for o in outcomes)
+    amount = f"points={args.points}" if args.points else f"seconds={args.seconds}"
     print(f"clients={args.clients} batch={args.batch} ws_clients={args.ws_clients} "
-          f"seconds={args.seconds} rate={args.rate or 'max'}")
+          f"{amount} rate={args.rate or 'max'}")
     print(f"points posted {posted:,}, stored {inserted:,} in {elapsed:.2f} s")
+    figures = {"points_s": inserted / elapsed}
     print(f"sustained ingest: {inserted / elapsed:,.0f} points/s (target >= 100,000)")
     trips = [t for o in outcomes for t in o[3]]
     if len(trips) >= 2:
         q = statistics.quantiles(trips, n=100)
+        figures.update(post_p50=q[49], post_p99=q[98])
         print(f"POST round trip over {len(trips)} requests: p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms")
     if len(lat) >= 2:
         q = statistics.quantiles(lat, n=100)
+        figures.update(ws_p50=q[49], ws_p99=q[98])
         print(f"ingest->websocket latency over {len(lat)} markers: p50 {q[49]:.1f} ms, "
               f"p99 {q[98]:.1f} ms (target p99 < 100 ms)")
-    else:
+    elif args.ws_clients:
         print("too few websocket deliveries to measure latency")
+    return figures
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (the server's worker processes)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def database_cpu_seconds(url: str) -> float | None:
+    """CPU seconds of the PostgreSQL backends connected to ``url``'s database (None when
+    the database is not on this machine or not PostgreSQL)."""
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        pids = [row[0] for row in connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    try:
+        return sum(cpu_seconds(pid) for pid in pids)
+    except FileNotFoundError:
+        return None
+
+
+def measure(args: argparse.Namespace, label: str, env: dict[str, str]) -> dict[str, float]:
+    """Start a server with ``env``, drive the load, print and return its figures."""
+    print(f"--- {label} ---")
+    with tempfile.TemporaryDirectory() as tmp, LocalServer(
+        data_dir=Path(tmp), env=env
+    ) as server:
+        assert server.proc is not None
+        cpu_before = process_tree_cpu_seconds(server.proc.pid)
+        clients_before = children_cpu_seconds()
+        wall_before = time.perf_counter()
+        outcomes, latencies = drive(server.url, args)
+        wall = time.perf_counter() - wall_before
+        clients_cpu = children_cpu_seconds() - clients_before
+        server_cpu = process_tree_cpu_seconds(server.proc.pid) - cpu_before
+        db_cpu = database_cpu_seconds(env.get("EMABOARD_DATABASE_URL", ""))
+    figures = report(args, outcomes, latencies)
+    inserted = sum(o[1] for o in outcomes)
+    db_part = "" if db_cpu is None else f", PostgreSQL backends {db_cpu:.2f} s"
+    print(f"CPU over the {wall:.1f} s of the run: server {server_cpu:.2f} s{db_part}, posting "
+          f"and websocket clients {clients_cpu:.2f} s, on {os.cpu_count()} cores "
+          f"(1-min load average at the end: {os.getloadavg()[0]:.1f})")
+    total = server_cpu + (db_cpu or 0.0)
+    print(f"server{'' if db_cpu is None else ' + database'} CPU: {total:.2f} s for "
+          f"{inserted:,} points = {total / inserted * 1e6:.1f} us/point")
+    figures["cpu_us_point"] = total / inserted * 1e6
+    return figures
+
+
+def compare(rows: list[tuple[str, list[dict[str, float]]]]) -> None:
+    """One table of the configurations' figures (medians over the repeats), side by side."""
+    columns = [("points_s", "points/s", "{:,.0f}"), ("cpu_us_point", "CPU µs/point", "{:.1f}"),
+               ("post_p99", "POST p99 ms", "{:.1f}"), ("ws_p99", "ws p99 ms", "{:.1f}")]
+    print(f"medians over {len(rows[0][1])} interleaved run(s) of each configuration")
+    print("| database | " + " | ".join(title for _, title, _ in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    medians = []
+    for label, runs in rows:
+        median = {key: statistics.median(r[key] for r in runs)
+                  for key, _, _ in columns if all(key in r for r in runs)}
+        medians.append(median)
+        cells = [form.format(median[key]) if key in median else "-" for key, _, form in columns]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    for (label, _), median in zip(rows[1:], medians[1:], strict=True):
+        ratio = median["points_s"] / medians[0]["points_s"]
+        print(f"ingest {label} / {rows[0][0]}: {ratio:.2f}")
 
 
 def main() -> None:
@@ -176,31 +278,39 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="points per request")
     parser.add_argument("--ws-clients", type=int, default=10, help="websocket clients")
     parser.add_argument("--seconds", type=float, default=10.0, help="posting time per client")
+    parser.add_argument("--points", type=int, default=0,
+                        help="points per client, instead of --seconds (default 0: use seconds)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="batches per second per client (default 0: as fast as possible)")
     parser.add_argument("--url", help="use this running server instead of starting one")
+    parser.add_argument("--database-url", help="also run the load against a server on this "
+                        "PostgreSQL database, after the SQLite run, and compare")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="server processes for the --database-url runs, one run per "
+                        "number given (default 1)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run every configuration this many times, interleaved; the "
+                        "table gives medians (default 1)")
+    parser.add_argument("--only-database-url", action="store_true",
+                        help="skip the SQLite run")
     args = parser.parse_args()
     if args.url:
         report(args, *drive(args.url.rstrip("/"), args))
         return
-    with tempfile.TemporaryDirectory() as tmp, LocalServer(data_dir=Path(tmp)) as server:
-        assert server.proc is not None
-        cpu_before = cpu_seconds(server.proc.pid)
-        clients_before = children_cpu_seconds()
-        wall_before = time.perf_counter()
-        outcomes, latencies = drive(server.url, args)
-        wall = time.perf_counter() - wall_before
-        clients_cpu = children_cpu_seconds() - clients_before
-        server_cpu = cpu_seconds(server.proc.pid) - cpu_before
-    report(args, outcomes, latencies)
-    inserted = sum(o[1] for o in outcomes)
-    print(f"CPU over the {wall:.1f} s of the run: server {server_cpu:.2f} s, posting and "
-          f"websocket clients {clients_cpu:.2f} s, on {os.cpu_count()} cores "
-          f"(1-min load average at the end: {os.getloadavg()[0]:.1f})")
-    print(f"server CPU: {server_cpu:.2f} s for {inserted:,} points = "
-          f"{server_cpu / inserted * 1e6:.1f} us/point "
-          f"(one fully free core would take {inserted / server_cpu:,.0f} points/s)")
-
+    configs: list[tuple[str, dict[str, str]]] = []
+    if not (args.database_url and args.only_database_url):
+        configs.append(("SQLite, 1 process", {}))
+    if args.database_url:
+        for workers in args.workers:
+            label = f"PostgreSQL, {workers} process{'es' if workers > 1 else ''}"
+            configs.append((label, {"EMABOARD_DATABASE_URL": args.database_url,
+                                    "EMABOARD_WORKERS": str(workers)}))
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
+    for _ in range(args.repeats):
+        for label, env in configs:
+            runs[label].append(measure(args, label, env))
+    if len(configs) > 1 or args.repeats > 1:
+        compare([(label, runs[label]) for label, _ in configs])
 
 if __name__ == "__main__":
     main()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ema_core.metric_keys import default_mode, parse_key
@@ -21,7 +21,7 @@ from emaboard_server.app.exceptions import (
     SnapshotConflict,
     SnapshotNotFound,
 )
-from emaboard_server.app.models import LatestMetric, Run, Snapshot
+from emaboard_server.app.models import LatestMetric, MetricPoint, Run, Snapshot
 
 MAX_NAME_LENGTH = 200
 
@@ -120,7 +120,8 @@ def delete_run(session: Session, *, run: Run) -> list[str]:
     """Delete the run with its points and snapshot rows; return the snapshot files' paths."""
     paths = [snapshot.stored_path for snapshot in run.snapshots]
     session.delete(run)
-    session.flush()
+    session.flush()  # first the run's row: an ingest holding it finishes, later ones find none
+    session.execute(delete(MetricPoint).where(MetricPoint.run_id == run.id))
     return paths
 
 

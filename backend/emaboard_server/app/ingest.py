@@ -8,8 +8,9 @@ One ingest is one transaction, under the server's write lock for SQLite:
    pays for it — and those points, and repeats inside the batch, are dropped (a retry); one
    whose value differs from the stored one is a *conflict*: dropped as well, and reported;
 3. multi-row ``INSERT ... VALUES (...), ... ON CONFLICT (run_id, key, step) DO NOTHING``
-   statements of 1,000 rows store the new points (the conflict clause guards databases with
-   other writers);
+   statements of 1,000 rows store the new points on SQLite (the conflict clause is a guard:
+   the run's ingests are serialised), one ``COPY`` on PostgreSQL
+   (:mod:`emaboard_server.app.ingest_postgres`);
 4. one executemany upsert of :class:`~emaboard_server.app.models.LatestMetric` per touched key keeps
    its latest point and its running minimum and maximum.
 
@@ -256,6 +257,16 @@ def insert_points(connection: Connection, run_id: int, batch: Batch) -> Inserted
 
 
 def _insert_rows(connection: Connection, run_id: int, rows: Sequence[Row]) -> None:
+    """Store new rows: ``COPY`` on PostgreSQL, multi-row ``INSERT`` elsewhere."""
+    if connection.dialect.name == "postgresql":
+        from emaboard_server.app.ingest_postgres import copy_points  # psycopg: [postgres]
+
+        if copy_points(connection, run_id, rows):
+            return
+    _insert_values(connection, run_id, rows)
+
+
+def _insert_values(connection: Connection, run_id: int, rows: Sequence[Row]) -> None:
     """Multi-row ``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING``, 1,000 rows each.
 
     SQLAlchemy's "insertmanyvalues" form of executemany, by hand: one statement step per

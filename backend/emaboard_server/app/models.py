@@ -80,11 +80,11 @@ class MetricPoint(Base):
     __tablename__ = "metric_point"
     # The primary key (run_id, key, step) is the uniqueness guarantee and the read index
     # (one key's steps in order). On SQLite the table is WITHOUT ROWID: one b-tree, not two.
+    # No foreign key to run (migration 0004): PostgreSQL checked it per inserted row at a
+    # cost above the insert's; ingest locks the run's row, crud.delete_run deletes points.
     __table_args__ = {"sqlite_with_rowid": False}
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     value: Mapped[float] = mapped_column(NanFloat, nullable=True)

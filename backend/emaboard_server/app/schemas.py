@@ -10,6 +10,7 @@ turns every non-finite float in it into its wire string.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
 )
+from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
 from ema_core.metric_keys import MAX_KEY_LENGTH
@@ -64,13 +66,43 @@ def check_object_size(
         raise ObjectTooLarge(field, size, limit, merged_with)
 
 
+NUL_MESSAGE = "String should not contain NUL (\\u0000) characters"
+
+
+def check_no_nul(value: Any) -> Any:
+    """Return ``value`` (a string, a list of them, or None) unless a string holds NUL.
+
+    PostgreSQL's text columns cannot store NUL; SQLite's can, so the API refuses it on both.
+
+    Raises:
+        PydanticCustomError: ``string_nul`` (a 422 naming the field).
+    """
+    strings = value if isinstance(value, list) else [value]
+    if any(isinstance(text, str) and "\x00" in text for text in strings):
+        raise PydanticCustomError("string_nul", NUL_MESSAGE)
+    return value
+
+
+def int_as_float(value: int) -> float:
+    """A JSON integer metric value as the float it is stored as; beyond the range of a
+    64-bit float, ±Infinity (as ``JSON.parse`` and Python's ``float("1e400")`` read it)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+NoNul = AfterValidator(check_no_nul)
 # A free-form JSON object from a client: depth-checked before anything walks it recursively,
 # then non-finite floats turned into the wire strings.
 JsonObject = Annotated[dict[str, Any], BeforeValidator(check_depth), AfterValidator(encode_json)]
 # A float that serializes NaN/±Inf as the strings above (responses never hold bare NaN).
 WireFloat = Annotated[float, PlainSerializer(encode_float, return_type=float | str)]
 # What a client may send for a value: a JSON number or one of the three strings.
-InValue = StrictFloat | StrictInt | Literal["NaN", "Infinity", "-Infinity"]
+# An integer is stored as a float: it becomes one here (it was a 500 above 2**63).
+InValue = (StrictFloat | Annotated[StrictInt, AfterValidator(int_as_float)]
+           | Literal["NaN", "Infinity", "-Infinity"])
+# NUL in keys is refused by the ingest route (cheaper than a validator call per point).
 MetricKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
 
 
@@ -136,8 +168,8 @@ class RunCreate(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    project: Annotated[str, Field(min_length=1, max_length=200)]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    project: Annotated[str, Field(min_length=1, max_length=200), NoNul]
+    name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     config: JsonObject | None = None
     resume: ResumeMode = "allow"
 

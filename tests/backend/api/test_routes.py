@@ -18,6 +18,7 @@ from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
 from tests.backend.conftest import HOSTS, TOKEN, assert_error
 from tests.backend.utils import posthoc_bytes, safetensors_bytes
+from tests.utils.databases import both_databases
 
 # (method, route path) -> (concrete URL, request kwargs). Ids 1/1 exist after ``seed``.
 HTTP_CASES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
@@ -338,11 +339,13 @@ def test_unknown_api_paths_need_the_token_too(token_client: TestClient) -> None:
     assert_error(response, 404, "Not Found")
 
 
-TOO_BIG = str(2**63)  # one past the largest id or step a database integer holds
+TOO_BIG = str(2**63)  # one past the largest step a database integer holds
+TOO_BIG_ID = str(2**31)  # one past the largest id (PostgreSQL's integer columns)
 
 
 @pytest.mark.parametrize(("method", "path"), [c for c in HTTP_CASES if "{run_id}" in c[1]])
-@pytest.mark.parametrize(("run_id", "snapshot_id"), [(TOO_BIG, "1"), ("1", TOO_BIG), ("-1", "1")])
+@pytest.mark.parametrize(("run_id", "snapshot_id"),
+                         [(TOO_BIG_ID, "1"), ("1", TOO_BIG_ID), ("-1", "1")])
 def test_out_of_range_ids_are_422_not_a_database_error(
     client: TestClient, method: str, path: str, run_id: str, snapshot_id: str
 ) -> None:
@@ -354,9 +357,18 @@ def test_out_of_range_ids_are_422_not_a_database_error(
         assert response.status_code in OK, response.text  # the snapshot id is not in this url
         return
     name = "run_id" if run_id != "1" else "snapshot_id"
-    bound = ("less than or equal to 9223372036854775807" if TOO_BIG in url
+    bound = ("less than or equal to 2147483647" if TOO_BIG_ID in url
              else "greater than or equal to 0")
     assert_error(response, 422, f"Invalid path parameter {name!r}: Input should be {bound}")
+
+
+@both_databases
+@pytest.mark.parametrize("path", ["/api/runs/{id}", "/api/runs/{id}/keys",
+                                  "/api/runs/1/snapshots/{id}"])
+def test_the_largest_id_is_run_not_found_on_both_databases(client: TestClient, path: str) -> None:
+    seed(client, {})
+    response = client.get(path.format(id=2**31 - 1))
+    assert response.status_code == 404, response.text
 
 
 @pytest.mark.parametrize("param", ["min_step", "max_step"])
@@ -370,7 +382,7 @@ def test_out_of_range_steps_are_422(client: TestClient, param: str) -> None:
 
 def test_out_of_range_websocket_run_id_is_refused(client: TestClient) -> None:
     with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
-        f"/ws/runs/{TOO_BIG}"
+        f"/ws/runs/{TOO_BIG_ID}"
     ) as ws:
         ws.receive_json()
     assert info.value.code == 1008

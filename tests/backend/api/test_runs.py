@@ -141,11 +141,18 @@ def test_create_run_rejects_unknown_fields(client: TestClient) -> None:
 
 
 @both_databases
-def test_delete_run_removes_it_and_its_points(client: TestClient, run: dict[str, Any]) -> None:
+def test_delete_run_removes_it_and_its_points(
+    client: TestClient, run: dict[str, Any], settings: Settings
+) -> None:
     url = f"/api/runs/{run['id']}"
     client.post(url + "/metrics", json={"points": points("a", range(5))})
     response = client.delete(url)
     assert response.status_code == 204 and response.content == b""
+    engine = create_engine(settings.resolved_database_url())
+    with engine.connect() as connection:
+        for table in ("metric_point", "latest_metric"):
+            assert connection.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() == 0
+    engine.dispose()
     assert_error(client.get(url), 404, "Run not found")
     assert_error(client.get(url + "/keys"), 404, "Run not found")
     again = client.post("/api/runs", json={"project": "demo", "name": "run-1"}).json()

@@ -136,3 +136,61 @@ def test_0002_keeps_the_first_of_duplicate_snapshots_and_removes_the_rest(
     assert sorted(p.name for p in (data_dir / "snapshots" / "1").iterdir()) == [
         "0.safetensors", "2.safetensors"]
     db.dispose()
+
+
+@both_databases
+def test_0004_drops_the_points_foreign_key_and_keeps_every_point(url: str) -> None:
+    from alembic import command
+
+    db = Database(url)
+    command.upgrade(alembic_config(db.engine), "0003")
+    with db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO run (id, project, name, config, status, created_at, last_seen_at, "
+            "summary) VALUES (1, 'p', 'r', '{}', 'running', 0, 0, '{}')"))
+        connection.execute(text(
+            "INSERT INTO metric_point (run_id, key, step, value, wall_time) "
+            "VALUES (1, 'a', :step, :value, 0)"),
+            [{"step": s, "value": None if s == 3 else s / 2} for s in range(5)])
+        assert inspect(connection).get_foreign_keys("metric_point")
+    upgrade_database(db.engine)
+    with db.engine.begin() as connection:
+        assert inspect(connection).get_foreign_keys("metric_point") == []
+        rows = connection.execute(text(
+            "SELECT step, value FROM metric_point ORDER BY step")).all()
+        assert [tuple(row) for row in rows] == [(0, 0.0), (1, 0.5), (2, 1.0), (3, None),
+                                                (4, 2.0)]
+        if db.is_sqlite:  # still one b-tree
+            sql = connection.execute(text(
+                "SELECT sql FROM sqlite_master WHERE name = 'metric_point'")).scalar()
+            assert "WITHOUT ROWID" in sql
+    db.dispose()
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://u:p@h:5432/d", "postgresql+psycopg://u:p@h:5432/d"),
+    ("postgres://u@h/d", "postgresql+psycopg://u@h/d"),
+    ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+])
+def test_postgresql_urls_use_psycopg_3(url: str, expected: str) -> None:
+    from emaboard_server.app.core.db import database_url
+
+    assert database_url(url).render_as_string(hide_password=False) == expected
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("postgresql+psycopg2://u:secret@h/d",
+     "Unsupported PostgreSQL driver 'psycopg2' in postgresql+psycopg2://u:***@h/d: use "
+     "postgresql+psycopg:// (psycopg 3: pip install 'emaboard[postgres]')"),
+    ("mysql://u@h/d", "Unsupported database 'mysql' in mysql://u@h/d: emaboard stores into "
+     "SQLite (the default) or PostgreSQL (postgresql://...)"),
+    ("not a url", "Invalid database URL 'not a url': expected sqlite:///<file> or "
+     "postgresql://user:password@host:port/database"),
+])
+def test_other_databases_are_refused_naming_the_remedy(url: str, message: str) -> None:
+    from emaboard_server.app.core.db import database_url
+
+    with pytest.raises(ValueError) as info:
+        database_url(url)
+    assert str(info.value) == message

@@ -40,7 +40,9 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-MAX_ID = 2**63 - 1  # a signed 64-bit integer: the largest id (and step) a database holds
+MAX_ID = 2**63 - 1  # a signed 64-bit integer: the largest step a database holds
+# Run and snapshot ids are integer columns: 64-bit on SQLite, 32-bit on PostgreSQL.
+MAX_ROW_ID = 2**31 - 1
 _DIGITS = re.compile(r"-?[0-9]+")  # a sign only for the "must be >= 0" message
 
 
@@ -57,8 +59,8 @@ def decimal_digits(value: Any) -> Any:
 # Integers from the path, query or a form field: digits only, bounded so that an
 # out-of-range number is a 422, not a database error.
 Digits = BeforeValidator(decimal_digits)
-RunId = Annotated[int, Path(ge=0, le=MAX_ID), Digits]
-SnapshotId = Annotated[int, Path(ge=0, le=MAX_ID), Digits]
+RunId = Annotated[int, Path(ge=0, le=MAX_ROW_ID), Digits]
+SnapshotId = Annotated[int, Path(ge=0, le=MAX_ROW_ID), Digits]
 
 
 def get_run(run_id: RunId, session: SessionDep) -> Run:

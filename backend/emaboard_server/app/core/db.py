@@ -3,7 +3,8 @@
 SQLite gets WAL mode, ``synchronous=NORMAL``, a ``busy_timeout`` and foreign keys on every
 connection. Writers inside this process take :attr:`Database.write_lock` (SQLite allows one
 writer at a time; waiting on a Python lock is cheaper than SQLite's sleep-and-retry busy loop).
-Any other SQLAlchemy URL (e.g. ``postgresql+psycopg://...``) works as it is.
+PostgreSQL (``postgresql://...``, through psycopg 3) needs no lock: ingest serialises the
+writers of one run on the run's row.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
@@ -35,16 +37,47 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def database_url(url: str) -> URL:
+    """``url`` parsed, PostgreSQL's driver spelled out: ``postgresql://`` and ``postgres://``
+    mean ``postgresql+psycopg://`` (psycopg 3, whose ``COPY`` ingest uses).
+
+    Raises:
+        ValueError: Not a SQLAlchemy URL, another database than SQLite or PostgreSQL, or
+            another PostgreSQL driver; the message names the remedy.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"Invalid database URL {url!r}: expected sqlite:///<file> or "
+                         "postgresql://user:password@host:port/database") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "postgres":
+        backend = "postgresql"
+    if backend == "postgresql" and driver in ("", "psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    shown = parsed.render_as_string(hide_password=True)
+    if backend == "postgresql":
+        raise ValueError(f"Unsupported PostgreSQL driver {driver!r} in {shown}: use "
+                         "postgresql+psycopg:// (psycopg 3: pip install 'emaboard[postgres]')")
+    raise ValueError(f"Unsupported database {backend!r} in {shown}: emaboard stores into "
+                     "SQLite (the default) or PostgreSQL (postgresql://...)")
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url``; SQLite connections get the pragmas above.
 
     Args:
-        url: Any SQLAlchemy database URL.
+        url: A SQLite or PostgreSQL URL (:func:`database_url`).
 
     Returns:
         The engine. For a SQLite file, its parent directory is created.
+
+    Raises:
+        ValueError: An unsupported URL (:func:`database_url`).
     """
-    engine = create_engine(url, future=True)
+    engine = create_engine(database_url(url), future=True)
     if engine.dialect.name == "sqlite":
         database = engine.url.database
         if database and database != ":memory:":

@@ -17,9 +17,11 @@ from emaboard_server.app.api.deps import MAX_ID, Digits, RunDep, RunId, SessionD
 from emaboard_server.app.api.errors import describe, error_response, validation_details
 from emaboard_server.app.downsample import MIN_POINTS, read_downsampled
 from emaboard_server.app.schemas import (
+    NUL_MESSAGE,
     ErrorResponse,
     IngestResult,
     MetricBatch,
+    NoNul,
     PointOut,
     SeriesResponse,
 )
@@ -59,6 +61,12 @@ def _parse_batch(body: bytes, limit: int) -> MetricBatch | JSONResponse:
         return error_response(
             413, f"Too many points: {len(batch.points)} > max_points_per_request {limit}"
         )
+    if b"\\u0000" in body:  # JSON writes NUL only as this escape
+        bad = next((i for i, p in enumerate(batch.points) if "\x00" in p["key"]), None)
+        if bad is not None:
+            loc: list[str | int] = ["body", "points", bad, "key"]
+            return error_response(422, describe(loc, NUL_MESSAGE),
+                                  [{"loc": loc, "message": NUL_MESSAGE}])
     return batch
 
 
@@ -124,8 +132,8 @@ def _series(series: ingest.Series) -> dict[str, list[Any]]:
 def read_metrics(
     run: RunDep,
     session: SessionDep,
-    keys: Annotated[list[str] | None, Query()] = None,
-    prefix: str | None = None,
+    keys: Annotated[list[str] | None, Query(), NoNul] = None,
+    prefix: Annotated[str | None, NoNul] = None,
     min_step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
     max_step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
     max_points: Annotated[int, Query(ge=MIN_POINTS, le=1_000_000), Digits] = 2000,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from emaboard_server.app import crud, writes
 from emaboard_server.app.api.deps import RunDep, RunId, SessionDep, StateDep
 from emaboard_server.app.api.json_body import JsonRoute
-from emaboard_server.app.schemas import ErrorResponse, RunCreate, RunOut, RunUpdate
+from emaboard_server.app.schemas import ErrorResponse, NoNul, RunCreate, RunOut, RunUpdate
 from emaboard_server.app.serialize import runs_dicts
 from emaboard_server.app.state import AppState
 
@@ -45,7 +45,9 @@ async def create_run(body: RunCreate, state: StateDep, response: Response) -> di
 
 
 @router.get("", response_model=list[RunOut])
-def read_runs(session: SessionDep, project: str | None = None) -> list[dict[str, Any]]:
+def read_runs(
+    session: SessionDep, project: Annotated[str | None, NoNul] = None
+) -> list[dict[str, Any]]:
     """List runs, newest first (optionally of one project)."""
     return runs_dicts(session, crud.list_runs(session, project=project))
 

@@ -22,7 +22,7 @@ from emaboard_server.app.api.deps import (
     StateDep,
 )
 from emaboard_server.app.models import Run, Snapshot
-from emaboard_server.app.schemas import ErrorResponse, SnapshotOut, check_object_size
+from emaboard_server.app.schemas import ErrorResponse, NoNul, SnapshotOut, check_object_size
 from emaboard_server.app.serialize import download_name, snapshot_dict
 from emaboard_server.app.snapshot_files import stored_file
 from emaboard_server.app.state import AppState
@@ -64,9 +64,9 @@ async def create_snapshot(
     state: StateDep,
     response: Response,
     file: Annotated[UploadFile, File(description="A safetensors file")],
-    averager: Annotated[str, Form(min_length=1, max_length=200)],
+    averager: Annotated[str, Form(min_length=1, max_length=200), NoNul],
     step: Annotated[int, Form(ge=0, le=MAX_ID), Digits],
-    metric: Annotated[str | None, Form(max_length=200)] = None,
+    metric: Annotated[str | None, Form(max_length=200), NoNul] = None,
     value: Annotated[float | None, Form()] = None,
     metadata: Annotated[str | None, Form(description="A JSON object")] = None,
 ) -> Any:
@@ -86,7 +86,7 @@ async def create_snapshot(
 
 @router.get("", response_model=list[SnapshotOut], responses=ERRORS)
 def read_snapshots(
-    run: RunDep, session: SessionDep, averager: str | None = None,
+    run: RunDep, session: SessionDep, averager: Annotated[str | None, NoNul] = None,
     step: Annotated[int | None, Query(ge=0, le=MAX_ID), Digits] = None,
     kind: Literal["snapshot", "posthoc"] | None = None,
 ) -> Any:
@@ -109,8 +109,8 @@ def read_best_snapshot_file(
     run: RunDep,
     session: SessionDep,
     state: StateDep,
-    averager: str | None = None,
-    metric: str | None = None,
+    averager: Annotated[str | None, NoNul] = None,
+    metric: Annotated[str | None, NoNul] = None,
     mode: Literal["max", "min"] | None = None,
 ) -> FileResponse:
     """Download the snapshot with the best value (``mode`` defaults by the metric's name)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, WebSocket, status
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +15,7 @@ from emaboard_server.app.api.deps import RunId
 from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
 from emaboard_server.app.exceptions import RunNotFound
 from emaboard_server.app.hub import Subscriber
+from emaboard_server.app.schemas import NoNul
 from emaboard_server.app.serialize import point_dicts, runs_dicts
 from emaboard_server.app.state import AppState
 
@@ -76,7 +77,9 @@ async def run_socket(websocket: WebSocket, run_id: RunId) -> None:
 
 
 @router.websocket("/ws/runs")
-async def runs_socket(websocket: WebSocket, project: str | None = None) -> None:
+async def runs_socket(
+    websocket: WebSocket, project: Annotated[str | None, NoNul] = None
+) -> None:
     """The run list: all runs on connect, then creations, changes and deletions."""
     state = await _accept(websocket)
     if state is None:
