@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_GPU, FAILED, OK = 2, 1, 0
-CUDA_TESTS = ["tests/ema_core/test_offload_cuda.py", "tests/ema_core/test_ema.py"]  # -m cuda
+CUDA_TESTS = ["tests/ema_core/test_offload_cuda.py", "tests/ema_core/test_ema.py",
+              "tests/ema_core/test_posthoc_ema.py"]  # -m cuda
 
 
 @dataclass

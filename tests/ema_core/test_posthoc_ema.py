@@ -306,3 +306,27 @@ def test_listeners_hear_of_each_written_snapshot(tmp_path) -> None:
         (10, "ema_sigma_rel_0.05"), (10, "ema_sigma_rel_0.1"),
     ]
     assert all(r.path.is_file() for r in heard) and len(posthoc.snapshots) == 4
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cpu"])  # shadows on the GPU, or offloaded
+def test_cuda_model_snapshots_and_reconstructs_as_on_cpu(tmp_path, device) -> None:
+    torch.manual_seed(0)
+    cpu_model = Regressor()
+    gpu_model = Regressor().cuda()
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    on_cpu = PostHocEMA(cpu_model, tmp_path / "cpu", snapshot_every=20)
+    on_gpu = PostHocEMA(gpu_model, tmp_path / "gpu", snapshot_every=20, device=device)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(200):  # the same weights on both: only the averaging runs on the GPU
+        with torch.no_grad():
+            for p_cpu, p_gpu in zip(cpu_model.parameters(), gpu_model.parameters(), strict=True):
+                p_cpu.add_(torch.randn(p_cpu.shape, generator=gen), alpha=0.01)
+                p_gpu.copy_(p_cpu)
+        on_cpu.update(cpu_model)
+        on_gpu.update(gpu_model)
+    rebuilt_cpu, rebuilt_gpu = on_cpu.reconstruct(0.07), on_gpu.reconstruct(0.07)
+    for key, value in rebuilt_cpu.items():
+        torch.testing.assert_close(rebuilt_gpu[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    assert [s.time for s in on_gpu.snapshots] == [s.time for s in on_cpu.snapshots]
