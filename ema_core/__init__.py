@@ -141,11 +141,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "EMA",
-    "SCHEDULES",
-    "SWA",
     "AveragerStats",
     "ClassicEMA",
+    "EMA",
     "EmaCoreError",
     "IllPosedReconstructionWarning",
     "InvalidDecayError",
@@ -156,6 +154,8 @@ __all__ = [
     "PostHocEMA",
     "PosthocSnapshot",
     "PosthocSolution",
+    "SCHEDULES",
+    "SWA",
     "SnapshotFormatError",
     "StateDictError",
     "UnknownAveragerError",

@@ -40,7 +40,7 @@ from ema_core.spool import Spool
 from ema_core.transport import ApiClient, RetryableError, TransportError
 from ema_core.wire import RESUME_MODES
 
-__all__ = ["Monitor", "default_run_dir"]
+__all__ = ["DEFAULT_SERVER", "Monitor", "default_run_dir"]
 
 logger = logging.getLogger(__name__)
 

@@ -163,14 +163,14 @@ class EMA(Averager):
         self._products = [float(p) for p in extra["decay_products"]]
 
 
-Rule = Callable[[int], float]
+_Rule = Callable[[int], float]
 
 
 def _build_rules(
     decays: float | Sequence[float], schedule: str, *, min_decay: float,
     warmup_gamma: float, warmup_power: float, ramp_tau: float,
     sigma_rels: Sequence[float] | None, gammas: Sequence[float] | None, interval: int,
-) -> tuple[list[str], list[Rule], list[str]]:
+) -> tuple[list[str], list[_Rule], list[str]]:
     """Names, step → β functions and descriptions, one per shadow (validated)."""
     if schedule == "power":
         return _power_rules(sigma_rels, gammas, interval)
@@ -182,7 +182,7 @@ def _build_rules(
     betas = [schedules.validate_decay(d) for d in values]
     names = [f"ema_{b!r}" for b in betas]
     if schedule == "constant":
-        fns: list[Rule] = [functools.partial(_constant, decay=b) for b in betas]
+        fns: list[_Rule] = [functools.partial(_constant, decay=b) for b in betas]
         return names, fns, [f"constant(decay={b!r})" for b in betas]
     if schedule == "ramp":
         schedules.ramp_decay(1, betas[0], ramp_tau)  # validates tau
@@ -235,7 +235,7 @@ def _warmup(t: int, decay: float, gamma: float, power: float, min_decay: float) 
 
 def _power_rules(
     sigma_rels: Sequence[float] | None, gammas: Sequence[float] | None, interval: int
-) -> tuple[list[str], list[Rule], list[str]]:
+) -> tuple[list[str], list[_Rule], list[str]]:
     values: list[float] = []
     if (sigma_rels is None) != (gammas is None):  # exactly one given (NumPy arrays too)
         given = sigma_rels if sigma_rels is not None else gammas
@@ -253,7 +253,7 @@ def _power_rules(
         gs = values
         widths = [schedules.gamma_to_sigma_rel(g) for g in gs]
         names = [f"ema_gamma_{g!r}" for g in gs]
-    fns: list[Rule] = [
+    fns: list[_Rule] = [
         functools.partial(schedules.power_decay, gamma=g, interval=interval) for g in gs
     ]
     descriptions = [f"power(gamma={g!r}, sigma_rel={s!r})" for g, s in zip(gs, widths, strict=True)]

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "KeyInfo",
+    "KeyKind",
     "MAX_KEY_LENGTH",
     "WEIGHT_STATS",
-    "KeyInfo",
     "decay_key",
     "default_mode",
     "eval_key",
@@ -43,7 +44,7 @@ MAX_KEY_LENGTH = 512
 WEIGHT_STATS = ("norm", "drift", "rel_drift", "cos")
 """The model-level statistics under ``weights/``."""
 
-Kind = Literal[
+KeyKind = Literal[
     "norm", "drift", "rel_drift", "cos", "layer", "eval", "decay", "train", "posthoc", "other"
 ]
 
@@ -63,7 +64,7 @@ class KeyInfo:
         sigma_rel: The σ_rel of a ``posthoc`` key, as written in the key.
     """
 
-    kind: Kind
+    kind: KeyKind
     averager: str | None = None
     layer: str | None = None
     model: str | None = None
@@ -95,7 +96,7 @@ def parse_key(key: str) -> KeyInfo:
     if match := _LAYER.fullmatch(key):
         return KeyInfo("layer", layer=match[1], averager=match[2])
     if match := _WEIGHTS.fullmatch(key):
-        kind: Kind = match[1]  # type: ignore[assignment]
+        kind: KeyKind = match[1]  # type: ignore[assignment]
         return KeyInfo(kind, averager=match[2])
     if match := _EVAL.fullmatch(key):
         return KeyInfo("eval", model=match[1], metric=match[2])

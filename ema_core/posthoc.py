@@ -38,6 +38,7 @@ from ema_core.schedules import SIGMA_REL_MAX, gamma_to_sigma_rel, sigma_rel_to_g
 
 __all__ = [
     "DEFAULT_MAX_RESIDUAL",
+    "MAX_CONDITION",
     "PosthocSolution",
     "posthoc_sigma_rel_grid",
     "profile_inner_product",
@@ -50,12 +51,12 @@ DEFAULT_MAX_RESIDUAL = 0.05
 MAX_CONDITION = 1e12
 """Condition number of the (unit-diagonal) Gram matrix above which snapshots are degenerate."""
 
-Floats = NDArray[np.float64]
+_Floats = NDArray[np.float64]
 
 
 def profile_inner_product(
     t_a: ArrayLike, gamma_a: ArrayLike, t_b: ArrayLike, gamma_b: ArrayLike
-) -> Floats:
+) -> _Floats:
     """⟨p_a, p_b⟩ = ∫₀^∞ p_a(τ)·p_b(τ) dτ of two power-function EMA profiles, broadcast.
 
     p(τ) = (γ+1)·τ^γ / t^(γ+1) on (0, t], 0 after. Closed form (EDM2 App. C.3, eq. 151):
@@ -72,7 +73,7 @@ def profile_inner_product(
     later_gamma = np.where(ta <= tb, gb, ga)
     t_max = np.maximum(ta, tb)
     ratio = np.minimum(ta, tb) / t_max
-    out: Floats = (ga + 1) * (gb + 1) / ((ga + gb + 1) * t_max) * ratio**later_gamma
+    out: _Floats = (ga + 1) * (gb + 1) / ((ga + gb + 1) * t_max) * ratio**later_gamma
     return out
 
 
@@ -96,7 +97,7 @@ class PosthocSolution:
         ill_posed: Why the target is ill-posed, one sentence each; empty when well-posed.
     """
 
-    coefficients: Floats
+    coefficients: _Floats
     used: NDArray[np.bool_]
     target_time: float
     target_gamma: float
@@ -142,7 +143,7 @@ def _real(value: Any, what: str) -> float:
 
 def _input_gammas(
     n: int, sigma_rels: ArrayLike | None, gammas: ArrayLike | None
-) -> Floats:
+) -> _Floats:
     if (sigma_rels is None) == (gammas is None):
         raise InvalidDecayError(
             "Invalid snapshot profiles: pass exactly one of sigma_rels= or gammas= (one per "
@@ -230,7 +231,7 @@ def solve_posthoc_coefficients(
 
 
 @functools.lru_cache(maxsize=8)
-def _gram(u_bytes: bytes, g_bytes: bytes) -> tuple[Floats, Floats, Floats, float]:
+def _gram(u_bytes: bytes, g_bytes: bytes) -> tuple[_Floats, _Floats, _Floats, float]:
     """(Gram matrix, unit-diagonal Gram matrix, diagonal scale, condition number) of the
     profiles with scaled times ``u`` and exponents ``g`` (float64 bytes), cached: a sweep
     over many targets at one time solves the same system again and again."""
@@ -241,7 +242,7 @@ def _gram(u_bytes: bytes, g_bytes: bytes) -> tuple[Floats, Floats, Floats, float
     return gram, unit, scale, float(np.linalg.cond(unit))
 
 
-def _solve(u: Floats, g: Floats, g_out: float) -> tuple[Floats, float, float]:
+def _solve(u: _Floats, g: _Floats, g_out: float) -> tuple[_Floats, float, float]:
     """(coefficients summing to 1, condition number, relative residual); times scaled to 1."""
     gram, unit, scale, cond = _gram(np.ascontiguousarray(u).tobytes(),
                                     np.ascontiguousarray(g).tobytes())
@@ -266,7 +267,7 @@ def _solve(u: Floats, g: Floats, g_out: float) -> tuple[Floats, float, float]:
 
 
 def _ill_posed(
-    sigma_out: float, g_used: Floats, cond: float, residual: float, max_residual: float,
+    sigma_out: float, g_used: _Floats, cond: float, residual: float, max_residual: float,
     sum_abs: float,
 ) -> tuple[str, ...]:
     reasons = []

@@ -29,7 +29,10 @@ from ema_core.posthoc_files import (
 from ema_core.posthoc_synthesis import synthesis_metadata, synthesize_posthoc, write_synthesis
 from ema_core.snapshot import snapshot_metadata, snapshot_state, write_snapshot
 
-__all__ = ["TIME_UNITS", "PostHocEMA"]
+__all__ = [
+    "PostHocEMA",
+    "TIME_UNITS",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from ema_core.posthoc import PosthocSolution, solve_posthoc_coefficients
 
 __all__ = [
     "POSTHOC_KIND",
-    "REQUIRED_FIELDS",
     "PosthocSnapshot",
+    "REQUIRED_FIELDS",
     "list_posthoc_snapshots",
     "parse_posthoc_metadata",
     "read_posthoc_snapshot",

@@ -42,6 +42,7 @@ from ema_core.wire import decode_float, encode_float
 
 __all__ = [
     "FORMAT",
+    "SupportsSnapshot",
     "load_snapshot",
     "read_snapshot_metadata",
     "save_snapshot",

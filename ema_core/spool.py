@@ -25,7 +25,13 @@ from typing import Any
 from ema_core.transport import ApiClient, PayloadTooLarge
 
 __all__ = [
-    "SPOOL_FILENAME", "PendingSnapshot", "Spool", "SyncResult", "find_spools", "spool_summary",
+    "PendingSnapshot",
+    "SPOOL_FILENAME",
+    "Spool",
+    "SpooledPoint",
+    "SyncResult",
+    "find_spools",
+    "spool_summary",
     "sync_spool",
 ]
 

@@ -12,7 +12,12 @@ from torch import nn
 from ema_core._averager import Averager
 from ema_core._distributed import reshard
 
-__all__ = ["evaluate_all", "swap_in", "training_flags_kept"]
+__all__ = [
+    "EvalFn",
+    "evaluate_all",
+    "swap_in",
+    "training_flags_kept",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ __all__ = [
     "CreatedRun",
     "Ingested",
     "PayloadTooLarge",
+    "Point",
     "RejectedError",
     "RetryableError",
     "RunGone",

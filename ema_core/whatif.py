@@ -33,7 +33,7 @@ from ema_core.posthoc_files import PosthocSnapshot, solve_for_snapshots
 from ema_core.posthoc_synthesis import synthesize_posthoc
 from ema_core.swap import training_flags_kept
 
-__all__ = ["evaluate_posthoc", "posthoc_grid", "swap_in_weights", "sweep_posthoc"]
+__all__ = ["Metrics", "evaluate_posthoc", "posthoc_grid", "swap_in_weights", "sweep_posthoc"]
 
 logger = logging.getLogger(__name__)
 
