@@ -521,9 +521,8 @@ class Monitor:
                 logger.warning("emaboard: could not mark run %s %s: %s", sender.run_id, status,
                                exc)
                 break
-        if not sender.alive():
-            self._api.close()
-            spool.close()
+        sender.after_stop(self._api.close)  # now, or when a stuck request ends
+        sender.after_stop(spool.close)
 
     def _finish_at_exit(self) -> None:
         crashed = getattr(sys, "last_value", None) is not None

@@ -26,6 +26,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,13 @@ class Sender:
         self._deadline = float("inf")
         self.run_name: str | None = spool.meta().get("server_name")
         self._threads = [
-            threading.Thread(target=self._collector_loop, name="emaboard-collector", daemon=True),
-            threading.Thread(target=self._poster_loop, name="emaboard-poster", daemon=True),
+            threading.Thread(target=self._until_stopped(self._collector_loop),
+                             name="emaboard-collector", daemon=True),
+            threading.Thread(target=self._until_stopped(self._poster_loop),
+                             name="emaboard-poster", daemon=True),
         ]
+        self._running = 0  # threads started and not ended yet
+        self._after_stop: list[Callable[[], None]] = []
 
     @property
     def stats(self) -> SenderStats:
@@ -97,8 +102,33 @@ class Sender:
 
     def start(self) -> None:
         """Start both threads."""
+        self._running = len(self._threads)
         for thread in self._threads:
             thread.start()
+
+    def after_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once both threads have ended: now when they have, else on the
+        thread that ends last (a request still running after :meth:`close` must not find its
+        HTTP client or spool closed under it)."""
+        with self._lock:
+            if self._running:
+                self._after_stop.append(callback)
+                return
+        callback()
+
+    def _until_stopped(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    callbacks, self._after_stop = (
+                        (self._after_stop, []) if not self._running else ([], self._after_stop))
+                for callback in callbacks:
+                    callback()
+
+        return run
 
     def update_summary(self, **entries: Any) -> None:
         """Queue run summary entries (e.g. ``primary_metric``) for the poster to PATCH."""

@@ -11,7 +11,6 @@ import os
 import site
 import subprocess
 import sys
-import time
 import venv
 import zipfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from emaboard_server.local_server import free_port
+from emaboard_server.local_server import ServerStartError, free_port, wait_healthy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -137,27 +136,22 @@ def test_server_runs_beside_a_foreign_backend_and_survives_its_uninstall(
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     port = free_port()
-    server = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipe and waits
         [str(env_dir / "bin" / "emaboard"), "serve", "--port", str(port),
          "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
+    ) as server:  # fmt: skip
+        try:
             try:
-                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.communicate()[0]
-                assert time.monotonic() < deadline, "server did not answer in 60 s"
-                time.sleep(0.2)
-        assert health.status_code == 200
-        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-        assert page.status_code == 200 and "emaboard" in page.text
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+                wait_healthy(f"http://127.0.0.1:{port}", timeout_s=60, proc=server)
+            except ServerStartError as error:
+                server.kill()
+                raise AssertionError(f"{error}:\n{server.communicate()[0]}") from None
+            page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            assert page.status_code == 200 and "emaboard" in page.text
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
 
 
 def test_the_server_never_imports_torch(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -60,7 +61,7 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def wait_healthy(
-    url: str, *, timeout_s: float, proc: subprocess.Popen[bytes] | None = None
+    url: str, *, timeout_s: float, proc: subprocess.Popen[Any] | None = None
 ) -> None:
     """Poll ``url/api/health`` every 0.1 s until it answers 200.
 

@@ -1,10 +1,15 @@
-"""The websocket hub on its own: coalescing, bounded queues, resync, slow clients."""
+"""The websocket hub on its own: coalescing, bounded queues, resync, slow clients.
+
+No fixed sleeps: each test waits for the condition it needs (:func:`until`), so it is as
+fast as the hub and does not fail on a loaded machine.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -14,6 +19,20 @@ from emaboard_server.app.ingest import Point
 
 def batch(step: int, n: int = 3) -> list[Point]:
     return [Point("k", step + i, float(i), 1.0) for i in range(n)]
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Let the event loop run until ``condition()`` holds; fail after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(0.001)
+
+
+def steps_of(messages: list[str]) -> list[int]:
+    return [p["step"] for text in messages for p in json.loads(text).get("points", [])]
 
 
 def test_batches_queued_while_waiting_are_merged_into_one_message() -> None:
@@ -28,7 +47,8 @@ def test_batches_queued_while_waiting_are_merged_into_one_message() -> None:
         for step in range(0, 30, 3):  # queued before the sender starts
             hub.publish_points(1, batch(step))
         hub.start(sub)
-        await asyncio.sleep(0.05)
+        await until(lambda: bool(sent))
+        assert sub.queue.empty()  # the one drain took everything
         await hub.unsubscribe(sub)
         return [json.loads(text) for text in sent]
 
@@ -42,18 +62,21 @@ def test_sends_are_spaced_by_the_minimum_interval() -> None:
     async def scenario() -> list[float]:
         loop = asyncio.get_running_loop()
         times: list[float] = []
+        sent: list[str] = []
 
         async def send(text: str) -> None:
             times.append(loop.time())
+            sent.append(text)
 
         hub = Hub()
-        hub.start(hub.subscribe(1, send))
-        for step in range(12):
+        sub = hub.subscribe(1, send)
+        hub.start(sub)
+        for step in range(12):  # the input: a batch every 20 ms, faster than sends may go
             hub.publish_points(1, batch(step * 3))
             await asyncio.sleep(0.02)
-        await asyncio.sleep(MIN_SEND_INTERVAL_S * 1.5)
-        for sub in hub.subscribers(1):
-            await hub.unsubscribe(sub)
+        await until(lambda: len(steps_of(sent)) == 36)
+        await hub.unsubscribe(sub)
+        assert steps_of(sent) == list(range(36))
         return times
 
     times = asyncio.run(scenario())
@@ -63,7 +86,7 @@ def test_sends_are_spaced_by_the_minimum_interval() -> None:
 
 
 def test_overflow_drops_the_backlog_for_one_resync_and_spares_others() -> None:
-    async def scenario() -> tuple[list[str], list[str], int]:
+    async def scenario() -> tuple[list[str], list[str], list[str], int]:
         stuck = asyncio.Event()
         slow_sent: list[str] = []
         fast_sent: list[str] = []
@@ -81,24 +104,25 @@ def test_overflow_drops_the_backlog_for_one_resync_and_spares_others() -> None:
         hub.start(slow_sub)
         hub.start(fast_sub)
         hub.publish_points(1, batch(0))
-        await asyncio.sleep(0.01)  # slow sender is now stuck in send()
+        await until(lambda: len(slow_sent) == 1)  # the slow sender is stuck in send() now
         for step in range(1, 20):
             hub.publish_points(1, batch(step * 3))  # never waits on the stuck client
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the input: 10 batches per send interval
         assert slow_sub.queue.qsize() <= 15
         queued = [slow_sub.queue.get_nowait() for _ in range(slow_sub.queue.qsize())]
         stuck.set()
-        await asyncio.sleep(MIN_SEND_INTERVAL_S * 2)
+        await until(lambda: len(steps_of(fast_sent)) == 60)
         resyncs = slow_sub.resyncs
         await hub.unsubscribe(slow_sub)
         await hub.unsubscribe(fast_sub)
-        return [q if isinstance(q, str) else "points" for q in queued], fast_sent, resyncs
+        return [q if isinstance(q, str) else "points" for q in queued], fast_sent, slow_sent, \
+            resyncs
 
-    queued, fast_sent, resyncs = asyncio.run(scenario())
+    queued, fast_sent, slow_sent, resyncs = asyncio.run(scenario())
     assert resyncs >= 1
     assert queued[0] == RESYNC
-    steps = [p["step"] for text in fast_sent for p in json.loads(text)["points"]]
-    assert steps == list(range(60))  # the healthy client got every point, once, in order
+    assert steps_of(slow_sent) == [0, 1, 2]  # only what it got before it stopped reading
+    assert steps_of(fast_sent) == list(range(60))  # every point, once, in order
 
 
 def test_resync_supersedes_queued_points_in_one_drain() -> None:
@@ -114,7 +138,8 @@ def test_resync_supersedes_queued_points_in_one_drain() -> None:
             hub.publish_points(1, batch(step * 3))
         hub.publish(1, {"type": "run", "run": {"id": 1}})
         hub.start(sub)
-        await asyncio.sleep(0.05)
+        await until(lambda: len(sent) == 2)
+        assert sub.queue.empty()
         await hub.unsubscribe(sub)
         return sent
 
@@ -141,7 +166,8 @@ def test_runs_topic_filters_by_project() -> None:
         hub.start(b)
         hub.publish("runs", {"type": "run", "run": {"id": 1}}, project="a")
         hub.publish("runs", {"type": "run", "run": {"id": 2}}, project="b")
-        await asyncio.sleep(0.05)
+        await until(lambda: len(everyone) == 2 and len(mine) == 1)
+        assert a.queue.empty()
         await hub.unsubscribe(a)
         await hub.unsubscribe(b)
         return mine, everyone
@@ -151,11 +177,26 @@ def test_runs_topic_filters_by_project() -> None:
     assert sorted(json.loads(t)["run"]["id"] for t in everyone) == [1, 2]
 
 
-def test_publish_without_subscribers_is_a_no_op() -> None:
-    hub = Hub()
-    hub.publish_points(7, batch(0))
-    hub.publish(7, {"type": "run"})
-    assert hub.subscribers(7) == set()
+def test_publishing_reaches_only_the_topics_subscribers_and_costs_nothing_without() -> None:
+    async def scenario() -> None:
+        async def send(text: str) -> None:
+            raise AssertionError("the sender task is never started here")
+
+        hub = Hub()
+        other = hub.subscribe(8, send)
+        # Nothing is serialized for a topic without subscribers: this value cannot be.
+        unserializable = [Point(object(), 1, 1.0, 1.0)]  # type: ignore[arg-type]
+        hub.publish_points(7, unserializable)
+        hub.publish(7, {"type": "run", "value": math.nan})
+        hub.publish_points(8, [])  # an empty batch is no message either
+        assert other.queue.empty()
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            hub.publish_points(8, unserializable)
+        hub.publish_points(8, batch(0))
+        assert other.queue.qsize() == 1
+        await hub.unsubscribe(other)
+
+    asyncio.run(scenario())
 
 
 def test_publish_refuses_bare_nan_in_messages() -> None:
@@ -183,7 +224,7 @@ def test_posted_wire_points_are_forwarded_as_posted_or_rewritten_when_not_json()
         sub = hub.subscribe(1, send)
         hub.publish_points(1, [Point("k", 1, math.nan, 2.0)], posted)
         hub.start(sub)
-        await asyncio.sleep(0.05)
+        await until(lambda: bool(sent))
         await hub.unsubscribe(sub)
         return json.loads(sent[0])["points"]
 
@@ -207,7 +248,7 @@ def test_queued_characters_are_bounded_too() -> None:
             hub.publish_points(1, batch(step, 30))
         resyncs = sub.resyncs
         hub.start(sub)
-        await asyncio.sleep(0.05)
+        await until(lambda: bool(sent))
         await hub.unsubscribe(sub)
         return resyncs, sent
 

@@ -146,3 +146,30 @@ def test_a_token_server_takes_the_right_token_and_a_wrong_one_spools_everything(
         runs = httpx.get(f"{server.url}/api/runs", headers=server.headers).json()
         assert sorted((r["name"], r["status"]) for r in runs) == [
             ("token", "finished"), ("wrong-token", "finished")]
+
+
+def test_a_request_still_running_after_finish_keeps_its_client_until_it_ends(
+    tmp_path: Path,
+) -> None:
+    # A server that accepts connections and never answers: the poster is stuck in a request
+    # (request_timeout_s) when finish() gives up. Closing the HTTP client and the spool under
+    # it would break that request; never closing them leaked a socket (a ResourceWarning).
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        mon = Monitor("p", "stuck", url, run_dir=tmp_path / "r", request_timeout_s=1.5,
+                      **FAST)
+        mon.step(0, {"loss": 1.0})
+        mon.finish(timeout_s=0.3)
+        http = mon._api._http
+        assert mon._sender.alive() and not http.is_closed  # still in its request
+        deadline = time.monotonic() + 10
+        while mon._sender.alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert http.is_closed  # closed by the thread that ended last
+        with pytest.raises(Exception, match="Cannot operate on a closed database"):
+            mon.spool.count_points()
