@@ -1,13 +1,11 @@
 // One websocket per page, reconnected with exponential backoff, and the visible
-// connection indicator. A close with 1008 (policy violation) for a bad or missing token
-// asks for the token before reconnecting; for any other reason ("Run not found") the page
-// stops reconnecting and shows the reason.
+// connection indicator. What a close means comes from its code (close_codes.js): 4401 (bad
+// or missing token) asks for the token before reconnecting; the other refusals (4404 run
+// not found, 4403 cross-site, 4400 host) stop reconnecting and show the server's reason.
 
-import { websocketUrl } from "./urls.js";
+import { closeAction } from "./close_codes.js";
 import { askTokenAgain, getToken } from "./token.js";
-
-const POLICY_VIOLATION = 1008;
-const TOKEN_REASON = "Invalid or missing token";
+import { websocketUrl } from "./urls.js";
 
 /**
  * Backoff delay before reconnect attempt `attempt` (0-based): 0.5 s doubling up to maxMs,
@@ -73,13 +71,14 @@ export class LiveSocket {
 
   async handleClose(socket, event) {
     if (socket !== this.socket || this.closed) return;
-    if (event.code === POLICY_VIOLATION && event.reason && event.reason !== TOKEN_REASON) {
+    const action = closeAction(event.code);
+    if (action === "stop") {
       this.setState("offline", event.reason);
       this.closed = true;
       this.onRefused(event.reason);
       return;
     }
-    if (event.code === POLICY_VIOLATION) {
+    if (action === "token") {
       this.setState("offline", "token needed");
       await askTokenAgain(socket.token);
       this.connect();

@@ -1,5 +1,5 @@
 // The access token: asked once in a dialog when the server answers 401 (or closes a
-// websocket with 1008), then kept in sessionStorage for the tab's session.
+// websocket with 4401), then kept in sessionStorage for the tab's session.
 
 const STORAGE_KEY = "emaboard-token";
 let pending = null;

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import websockets
 
+from emaboard_server.app.api.close_codes import WS_4401_INVALID_TOKEN
 from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import points
 from tests.utils.databases import both_databases, server_env
@@ -220,7 +221,7 @@ def test_token_on_a_real_server(tmp_path: Path) -> None:
                 assert json.loads(await ws.recv())["type"] == "hello"
             return info.value.rcvd.code, info.value.rcvd.reason
 
-        assert asyncio.run(scenario()) == (1008, "Invalid or missing token")
+        assert asyncio.run(scenario()) == (WS_4401_INVALID_TOKEN, "Invalid or missing token")
 
 
 @both_databases

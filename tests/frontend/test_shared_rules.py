@@ -1,5 +1,5 @@
-"""One rule, two languages: the dashboard's JS and ema_core (which the server imports) get the
-same input and must give the same answer — wire values, metric keys, "lower is better"."""
+"""One rule, two languages: the dashboard's JS and ema_core or the server get the same input
+and must give the same answer — wire values, metric keys, "lower is better", close codes."""
 
 from __future__ import annotations
 
@@ -25,6 +25,11 @@ from ema_core.metric_keys import (
 )
 from ema_core.swa import SWA
 from ema_core.wire import decode_float, encode_float, points_json
+from emaboard_server.app.api.close_codes import (
+    CLOSE_CODES,
+    WS_4401_INVALID_TOKEN,
+    WS_4404_RUN_NOT_FOUND,
+)
 from emaboard_server.app.crud import _best_of_run
 from emaboard_server.app.models import LatestMetric
 from tests.frontend.node import call
@@ -168,3 +173,19 @@ def test_effective_length_formulas_agree_with_ema_core() -> None:
         assert half == pytest.approx(decay_half_life(beta, k), rel=1e-12)
     assert call("effective_length.js", "m.gammaToSigmaRel(6.94)") == pytest.approx(
         gamma_to_sigma_rel(6.94), rel=1e-14)
+
+
+def test_close_codes_are_the_servers() -> None:
+    assert call("close_codes.js", "m.CLOSE_CODES") == CLOSE_CODES
+    assert all(4000 <= code <= 4999 for code in CLOSE_CODES.values())
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [(WS_4401_INVALID_TOKEN, "token"), (WS_4404_RUN_NOT_FOUND, "stop"),
+     (CLOSE_CODES["CROSS_ORIGIN"], "stop"), (CLOSE_CODES["INVALID_HOST"], "stop"),
+     (CLOSE_CODES["INVALID_REQUEST"], "stop"), (1006, "reconnect"), (1001, "reconnect"),
+     (1008, "reconnect"), (4999, "reconnect")],
+)
+def test_the_page_acts_on_the_code_not_the_reason(code: int, action: str) -> None:
+    assert call("close_codes.js", "m.closeAction(arg)", code) == action

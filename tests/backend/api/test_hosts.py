@@ -3,7 +3,7 @@
 Before the fix, ``Host: evil.example:PORT`` with ``Origin: http://evil.example:PORT`` (a
 rebound page is same-origin) gave 201 on ``POST /api/runs``, 204 on ``DELETE`` and opened
 websockets. A cross-site websocket was refused with a bare HTTP 403 at the handshake
-instead of the documented close 1008 (item 5).
+instead of a close with its code and reason (item 5).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from emaboard_server.app.api.auth import CROSS_ORIGIN
+from emaboard_server.app.api.close_codes import WS_4400_INVALID_HOST, WS_4403_CROSS_ORIGIN
 from emaboard_server.app.api.hosts import INVALID_HOST_REASON, HostPolicy, host_name
 from emaboard_server.local_server import LocalServer
 from tests.backend.conftest import assert_error
@@ -83,20 +84,20 @@ async def _close_of(url: str, **kwargs: Any) -> tuple[int, str]:
     return info.value.rcvd.code, info.value.rcvd.reason
 
 
-def test_rebound_websocket_is_closed_with_1008(server: LocalServer) -> None:
+def test_rebound_websocket_is_closed_with_4400(server: LocalServer) -> None:
     # The URL names evil.example (so Host and Origin do), the socket goes to 127.0.0.1.
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     url = f"ws://evil.example:{server.port}/ws/runs"
     code, reason = asyncio.run(_close_of(url, sock=sock, origin=rebound(server)["Origin"]))
-    assert (code, reason) == (1008, INVALID_HOST_REASON)
+    assert (code, reason) == (WS_4400_INVALID_HOST, INVALID_HOST_REASON)
 
 
-def test_cross_site_websocket_is_closed_with_1008_not_refused_with_403(
+def test_cross_site_websocket_is_closed_with_4403_not_refused_with_http_403(
     server: LocalServer,
 ) -> None:
     code, reason = asyncio.run(_close_of(f"{server.ws_url}/ws/runs",
                                          origin="http://evil.example"))
-    assert (code, reason) == (1008, CROSS_ORIGIN)
+    assert (code, reason) == (WS_4403_CROSS_ORIGIN, CROSS_ORIGIN)
 
     async def same_site() -> str:
         async with websockets.connect(f"{server.ws_url}/ws/runs",

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from emaboard_server.app.api.auth import CROSS_ORIGIN
+from emaboard_server.app.api.close_codes import WS_4403_CROSS_ORIGIN
 from tests.backend.conftest import assert_error, points
 
 EVIL = {"Origin": "http://evil.example"}
@@ -38,13 +39,13 @@ def test_same_site_pages_and_non_browser_clients_may_write(
     assert response.status_code == 200 and response.json()["inserted"] == 2
 
 
-def test_cross_site_websocket_is_closed_with_policy_violation(
+def test_cross_site_websocket_is_closed_with_4403(
     client: TestClient, run: dict[str, Any]
 ) -> None:
     with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
         f"/ws/runs/{run['id']}", headers=EVIL
     ) as ws:
         ws.receive_json()
-    assert info.value.code == 1008 and info.value.reason == CROSS_ORIGIN
+    assert info.value.code == WS_4403_CROSS_ORIGIN and info.value.reason == CROSS_ORIGIN
     with client.websocket_connect(f"/ws/runs/{run['id']}", headers=SAME) as ws:
         assert ws.receive_json()["type"] == "hello"

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from emaboard_server.app import crud
+from emaboard_server.app.api.close_codes import WS_4401_INVALID_TOKEN, WS_4422_INVALID_REQUEST
 from emaboard_server.app.api.routes import ws as ws_routes
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
@@ -148,7 +149,7 @@ def test_websockets_need_the_token(token_client: TestClient, path: str, query: s
         pytest.raises(WebSocketDisconnect) as info,
     ):
         ws.receive_json()
-    assert info.value.code == 1008
+    assert info.value.code == WS_4401_INVALID_TOKEN
     assert info.value.reason == "Invalid or missing token"
 
 
@@ -385,4 +386,7 @@ def test_out_of_range_websocket_run_id_is_refused(client: TestClient) -> None:
         f"/ws/runs/{TOO_BIG_ID}"
     ) as ws:
         ws.receive_json()
-    assert info.value.code == 1008
+    assert info.value.code == WS_4422_INVALID_REQUEST
+    assert info.value.reason == (
+        "Invalid path parameter 'run_id': Input should be less than or equal to "
+        "9223372036854775807")

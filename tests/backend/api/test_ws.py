@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from emaboard_server.app.api.close_codes import WS_4404_RUN_NOT_FOUND
 from tests.backend.conftest import points
 from tests.backend.utils import safetensors_bytes
 from tests.utils.databases import both_databases
@@ -63,10 +64,10 @@ def test_other_runs_points_are_not_pushed(client: TestClient, run: dict[str, Any
         assert [p["key"] for p in ws.receive_json()["points"]] == ["mine"]
 
 
-def test_missing_run_closes_with_policy_violation(client: TestClient) -> None:
+def test_missing_run_closes_with_4404(client: TestClient) -> None:
     with client.websocket_connect("/ws/runs/999") as ws, pytest.raises(WebSocketDisconnect) as info:
         ws.receive_json()
-    assert info.value.code == 1008 and info.value.reason == "Run not found"
+    assert info.value.code == WS_4404_RUN_NOT_FOUND and info.value.reason == "Run not found"
 
 
 def test_run_list_socket(client: TestClient, run: dict[str, Any]) -> None:

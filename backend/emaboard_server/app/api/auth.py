@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emaboard_server.app.api.close_codes import WS_4403_CROSS_ORIGIN
 from emaboard_server.app.api.errors import error_response, refuse_websocket
 from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
 
@@ -23,7 +24,7 @@ class TokenMiddleware:
     A middleware, not a route dependency: FastAPI reads and parses a request's body (a
     multipart upload is spooled whole) before it runs dependencies, so a dependency would
     let a client without the token make the server receive up to ``max_upload_bytes``.
-    Websockets check the token themselves (they close with 1008 instead).
+    Websockets check the token themselves (they close with 4401 instead).
     """
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
@@ -56,7 +57,7 @@ class SameOriginMiddleware:
     user visits can POST to ``http://127.0.0.1:8000`` (a simple ``text/plain`` request
     needs no CORS preflight) or open a websocket to it. Browsers always send ``Origin`` on
     those requests; when it names another host than the request's ``Host``, the request
-    gets 403 (the API's error shape) and a websocket is accepted and closed with 1008 and
+    gets 403 (the API's error shape) and a websocket is accepted and closed with 4403 and
     the reason (closing before accepting reaches the client as a bare HTTP 403).
     Clients that are not browsers (the Monitor, curl) send no ``Origin`` and pass.
     """
@@ -75,7 +76,7 @@ class SameOriginMiddleware:
             origin = headers.get("origin")
             if origin is not None and _origin_netloc(origin) != headers.get("host", "").lower():
                 if kind == "websocket":
-                    await refuse_websocket(receive, send, CROSS_ORIGIN)
+                    await refuse_websocket(receive, send, WS_4403_CROSS_ORIGIN, CROSS_ORIGIN)
                 else:
                     await error_response(403, CROSS_ORIGIN)(scope, receive, send)
                 return

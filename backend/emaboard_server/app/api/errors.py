@@ -1,5 +1,6 @@
 """One JSON error shape for every error: ``{"error": {"status", "message", "details"?}}``;
-websockets refused by policy are closed with 1008 and a reason."""
+websockets refused are closed with an application close code (:mod:`.close_codes`) and a
+reason."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import Receive, Send
 
 from ema_core.exceptions import InvalidDecayError
+from emaboard_server.app.api.close_codes import WS_4422_INVALID_REQUEST
 from emaboard_server.app.exceptions import (
     InvalidPosthocUpload,
     NotFound,
@@ -40,12 +41,12 @@ def error_response(
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-async def refuse_websocket(receive: Receive, send: Send, reason: str) -> None:
-    """Accept a websocket, then close it with 1008 and ``reason`` (a close before the accept
-    would reach the client as a bare HTTP 403, without the code or the reason)."""
+async def refuse_websocket(receive: Receive, send: Send, code: int, reason: str) -> None:
+    """Accept a websocket, then close it with ``code`` (:mod:`.close_codes`) and ``reason`` (a
+    close before the accept would reach the client as a bare HTTP 403, without either)."""
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
-    await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION, "reason": reason})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 def describe(loc: Sequence[str | int], message: str) -> str:
@@ -115,6 +116,18 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     return domain_error_response(exc)
 
 
+async def _websocket_validation_error(
+    websocket: WebSocket, exc: WebSocketRequestValidationError
+) -> None:
+    """Accept, then close with 4422 and the first problem (FastAPI's default closes with
+    1008 before accepting, which reaches a browser as a bare HTTP 403)."""
+    details = validation_details(exc.errors())
+    reason = describe(details[0]["loc"], details[0]["message"]) if details else "Invalid request"
+    await websocket.accept()
+    await websocket.close(code=WS_4422_INVALID_REQUEST,
+                          reason=reason.encode()[:123].decode(errors="ignore"))  # RFC 6455
+
+
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Internal server error")
@@ -124,6 +137,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Route every error through :func:`error_response`, domain errors included."""
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(WebSocketRequestValidationError,
+                              _websocket_validation_error)  # type: ignore[arg-type]
     for cls in DOMAIN_ERRORS:
         app.add_exception_handler(cls, _domain_error)
     app.add_exception_handler(Exception, _server_error)

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emaboard_server.app.api.close_codes import WS_4400_INVALID_HOST
 from emaboard_server.app.api.errors import error_response, refuse_websocket
 
 WILDCARD_BIND = frozenset({"", "0.0.0.0", "::"})
@@ -85,7 +86,7 @@ def invalid_host_message(host_header: str | None) -> str:
 
 class AllowedHostsMiddleware:
     """Answer 400 (the API's error shape) to a request whose ``Host`` is not allowed; close
-    such a websocket with 1008 (policy violation) right after accepting it."""
+    such a websocket with 4400 right after accepting it."""
 
     def __init__(self, app: ASGIApp, policy: HostPolicy) -> None:
         self.app = app
@@ -96,7 +97,8 @@ class AllowedHostsMiddleware:
             host = Headers(scope=scope).get("host")
             if not self.policy.allows(host):
                 if scope["type"] == "websocket":
-                    await refuse_websocket(receive, send, INVALID_HOST_REASON)
+                    await refuse_websocket(receive, send, WS_4400_INVALID_HOST,
+                                           INVALID_HOST_REASON)
                 else:
                     await error_response(400, invalid_host_message(host))(scope, receive, send)
                 return

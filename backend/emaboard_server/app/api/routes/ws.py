@@ -7,10 +7,11 @@ import contextlib
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, WebSocket, status
+from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
 from emaboard_server.app import crud, ingest
+from emaboard_server.app.api.close_codes import WS_4401_INVALID_TOKEN, WS_4404_RUN_NOT_FOUND
 from emaboard_server.app.api.deps import RunId
 from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
 from emaboard_server.app.exceptions import RunNotFound
@@ -23,12 +24,12 @@ router = APIRouter(tags=["websockets"])
 
 
 async def _accept(websocket: WebSocket) -> AppState | None:
-    """Accept the socket; close it with 1008 (policy violation) on a bad token."""
+    """Accept the socket; close it with 4401 on a bad or missing token."""
     state: AppState = websocket.app.state.emaboard
     await websocket.accept()
     if not token_ok(state.settings.token,
                     presented_token(websocket.headers, websocket.query_params)):
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=INVALID_TOKEN)
+        await websocket.close(code=WS_4401_INVALID_TOKEN, reason=INVALID_TOKEN)
         return None
     return state
 
@@ -71,7 +72,7 @@ async def run_socket(websocket: WebSocket, run_id: RunId) -> None:
         hello = await run_in_threadpool(load)
     except RunNotFound as exc:
         await state.hub.unsubscribe(sub)
-        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=str(exc))
+        await websocket.close(code=WS_4404_RUN_NOT_FOUND, reason=str(exc))
         return
     await _serve(websocket, state, sub, json.dumps(hello, allow_nan=False))
 
