@@ -22,7 +22,13 @@ from ema_core.exceptions import ModelMismatchError
 from ema_core.posthoc import PosthocSolution
 from ema_core.posthoc_files import PosthocSnapshot
 
-__all__ = ["BLOCK_NUMEL", "NEGLIGIBLE", "synthesis_metadata", "synthesize_posthoc", "write_synthesis"]
+__all__ = [
+    "BLOCK_NUMEL",
+    "NEGLIGIBLE",
+    "synthesis_metadata",
+    "synthesize_posthoc",
+    "write_synthesis",
+]
 
 BLOCK_NUMEL = 1 << 18
 """Elements per synthesis block (two float64 blocks: 4 MiB, in cache; 2^16–2^20 measure alike,
