@@ -14,6 +14,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from emaboard_server.app import crud
 from emaboard_server.app.api.close_codes import WS_4401_INVALID_TOKEN, WS_4422_INVALID_REQUEST
+from emaboard_server.app.api.deps import MAX_ROW_ID
 from emaboard_server.app.api.routes import ws as ws_routes
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.main import create_app
@@ -388,5 +389,4 @@ def test_out_of_range_websocket_run_id_is_refused(client: TestClient) -> None:
         ws.receive_json()
     assert info.value.code == WS_4422_INVALID_REQUEST
     assert info.value.reason == (
-        "Invalid path parameter 'run_id': Input should be less than or equal to "
-        "9223372036854775807")
+        f"Invalid path parameter 'run_id': Input should be less than or equal to {MAX_ROW_ID}")
