@@ -299,6 +299,7 @@ class Monitor:
         """
         step = self._check_step(step)
         results = self._averaged_only(results)
+        self._note_first_averages(step)
         flat = {eval_key(model, metric): value for model, metrics in results.items()
                 for metric, value in metrics.items()}
         self._put(step, flat, time(), train=False)
@@ -306,6 +307,16 @@ class Monitor:
             self._maybe_snapshot(tracker, step, results.get(tracker.name, {}))
         if self._sender is not None:
             self._sender.nudge()
+
+    def _note_first_averages(self, step: int) -> None:
+        """Mark in the summary the averagers that hold an average since the last eval."""
+        described = dict(self._summary.get("averagers", {}))
+        new = {name: {**described[name], "averaged": True, "averaged_from": step}
+               for entry in self._watched if getattr(entry[0], "has_averaged", True)
+               for name in entry[0].averager_names
+               if name in described and not described[name].get("averaged", True)}
+        if new:
+            self._set_summary(averagers={**described, **new})
 
     def _averaged_only(
         self, results: Mapping[str, Mapping[str, Any]]
@@ -530,9 +541,12 @@ class Monitor:
 
 
 def _describe_averager(averager: Any) -> dict[str, Any]:
-    """What the dashboard needs for an averager's effective length (JSON-ready)."""
+    """What the dashboard needs for an averager: its effective length, and whether it holds an
+    average yet (``averaged``; ``averaged_from``, the first eval step that saw one, is added
+    by :meth:`Monitor.log_eval`) (JSON-ready)."""
     out: dict[str, Any] = {"kind": str(getattr(averager, "kind", "averager")),
-                           "update_every": int(getattr(averager, "update_every", 1))}
+                           "update_every": int(getattr(averager, "update_every", 1)),
+                           "averaged": bool(getattr(averager, "has_averaged", True))}
     if getattr(averager, "sigma_rels", None) is not None:
         out["sigma_rels"] = [float(s) for s in averager.sigma_rels]
         out["time_unit"] = str(getattr(averager, "time_unit", "steps"))

@@ -154,18 +154,29 @@ export function bestPoint(series, lower) {
  * The dual-model table of one eval metric: each model's best value and step, its latest
  * value, and how far it is ahead of the live model's best (positive = better than live,
  * in the metric's own direction: lower is better for "loss"/"error" metrics).
+ *
+ * `averagers` is the run summary's `averagers` (written by the Monitor): an averager whose
+ * `averaged` is false holds no average yet — it gets a row marked `notAveraged` with no
+ * value, no "ahead of live" and no part in the winner, even if points exist for it (an
+ * older client evaluated the initial weights under its name); points before its
+ * `averaged_from` step are left out for the same reason.
  * @param {Object<string, {steps: number[], values: any[]}>} seriesByModel
+ * @param {Object<string, {averaged?: boolean, averaged_from?: number}>} [averagers]
  * @returns {{metric: string, lowerIsBetter: boolean, winner: string|null, rows: Array<{model:
  *   string, best: number|null, bestStep: number|null, latest: number|null,
- *   latestStep: number|null, aheadOfLive: number|null}>}}
+ *   latestStep: number|null, aheadOfLive: number|null, notAveraged: boolean}>}}
  */
-export function evalTable(metric, seriesByModel) {
+export function evalTable(metric, seriesByModel, averagers = {}) {
   const lower = lowerIsBetter(metric);
-  const models = sortModels(Object.keys(seriesByModel));
-  const bests = Object.fromEntries(models.map((m) => [m, bestPoint(seriesByModel[m], lower)]));
+  const pending = (model) => averagers[model]?.averaged === false;
+  const waiting = Object.keys(averagers).filter((m) => pending(m) && !(m in seriesByModel));
+  const models = sortModels([...Object.keys(seriesByModel), ...waiting]);
+  const usable = Object.fromEntries(models.map((m) => [m, pending(m)
+    ? { steps: [], values: [] } : fromStep(seriesByModel[m], averagers[m]?.averaged_from)]));
+  const bests = Object.fromEntries(models.map((m) => [m, bestPoint(usable[m], lower)]));
   const live = bests.live;
   const rows = models.map((model) => {
-    const series = seriesByModel[model];
+    const series = usable[model];
     const last = series.steps.length - 1;
     const best = bests[model];
     const ahead = best && live ? (lower ? live.value - best.value : best.value - live.value) : null;
@@ -176,9 +187,18 @@ export function evalTable(metric, seriesByModel) {
       latest: last >= 0 ? toNumber(series.values[last]) : null,
       latestStep: last >= 0 ? series.steps[last] : null,
       aheadOfLive: model === "live" ? null : ahead,
+      notAveraged: pending(model),
     };
   });
   const ranked = rows.filter((row) => row.best !== null);
   ranked.sort((a, b) => (lower ? a.best - b.best : b.best - a.best));
   return { metric, lowerIsBetter: lower, winner: ranked.length ? ranked[0].model : null, rows };
+}
+
+/** The points of `series` at `start` or later (all of them when `start` is not a number). */
+function fromStep(series, start) {
+  if (typeof start !== "number") return series;
+  const keep = series.steps.map((step) => step >= start);
+  return { steps: series.steps.filter((_, i) => keep[i]),
+    values: series.values.filter((_, i) => keep[i]) };
 }

@@ -261,6 +261,7 @@ class RunPage {
 
   setRun(run) {
     this.run = run;
+    this.views.evalView.setAveragers(run.summary?.averagers);
     renderRunHeader($("#run-header"), run, Math.max(...Object.values(this.lastStep), -1));
   }
 

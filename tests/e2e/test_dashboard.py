@@ -112,6 +112,30 @@ def test_eval_table_updates_live(server: LocalServer, page: Page) -> None:
                            f" === '{json.dumps(expected, separators=(',', ':'))}'")
 
 
+def test_an_averager_with_nothing_averaged_is_marked_not_ranked(
+    server: LocalServer, page: Page
+) -> None:
+    run = create_run(server)
+    summary = {"averagers": {"ema_0.999": {"kind": "ema", "averaged": True, "averaged_from": 0},
+                             "swa": {"kind": "swa", "averaged": False}}}
+    httpx.patch(f"{server.url}/api/runs/{run['id']}", json={"summary": summary}).raise_for_status()
+    # an old client evaluated the SWA's initial weights: "ahead of live" before
+    post_points(server, run["id"], eval_points(0, {"live": 0.0982, "swa": 0.1058,
+                                                   "ema_0.999": 0.0990}))
+    open_run_page(page, server, run["id"])
+    table = page.locator("table.eval-table[data-metric='accuracy']")
+    swa = table.locator("tr[data-model='swa']")
+    expect(swa).to_have_class("not-averaged")
+    expect(swa.locator("td")).to_have_text(["—", "—", "—", "not averaged yet"])
+    expect(table.locator("tr.winner th")).to_have_text("ema_0.999")
+
+    summary["averagers"]["swa"] = {"kind": "swa", "averaged": True, "averaged_from": 500}
+    httpx.patch(f"{server.url}/api/runs/{run['id']}", json={"summary": summary}).raise_for_status()
+    post_points(server, run["id"], eval_points(500, {"live": 0.5, "swa": 0.6, "ema_0.999": 0.55}))
+    expect(swa.locator("td")).to_have_text(["0.6", "500", "0.6", "+0.1"])
+    expect(table.locator("tr.winner th")).to_have_text("swa")
+
+
 def test_heatmap_and_log_toggle(server: LocalServer, page: Page) -> None:
     run = create_run(server)
     post_points(server, run["id"], training_points(range(0, 1000, 50)))

@@ -393,6 +393,9 @@ def test_eval_of_an_averager_with_nothing_averaged_is_not_logged(
     got = series(live_server.url, mon.run_id, prefix="eval/")
     assert got["eval/live/acc"]["steps"] == [0, 3]
     assert got["eval/swa/acc"]["steps"] == [3]  # was [0, 3]: "ahead of live" at step 0
+    summary = httpx.get(f"{live_server.url}/api/runs/{mon.run_id}").json()["summary"]
+    assert summary["averagers"]["swa"] == {"kind": "swa", "update_every": 1, "averaged": True,
+                                           "averaged_from": 3}  # the dashboard reads this
     assert caplog.text.count("not logging eval of swa: it holds no average yet") == 1
 
 

@@ -258,3 +258,31 @@ def test_whatif_tables_best_sigma_and_marks() -> None:
     assert got["best"] == {"steps": [100, 200], "sigmas": [0.1, 0.05], "values": [0.92, 0.91]}
     # ema_0.999 at step 100 is wider than any power profile (σ_rel 10): left out
     assert got["marks"] == [{"name": "ema_sigma_rel_0.05", "sigma": 0.05, "value": 0.9}]
+
+
+def test_eval_table_marks_averagers_with_nothing_averaged() -> None:
+    # An SWA evaluated before its first average scored the initial weights: 0.1058 "ahead
+    # of" live's 0.0982 at step 0. The run summary says which averagers hold no average yet.
+    series = {
+        "live": {"steps": [0, 100], "values": [0.0982, 0.50]},
+        "swa": {"steps": [0], "values": [0.1058]},
+        "ema_0.99": {"steps": [0, 100], "values": [0.2, 0.45]},
+    }
+    averagers = {"swa": {"averaged": False}, "ema_0.99": {"averaged": True, "averaged_from": 100},
+                 "ema_0.999": {"averaged": False}}
+    got = call("figures.js", "m.evalTable('accuracy', arg.series, arg.averagers)",
+               {"series": series, "averagers": averagers})
+    rows = {row["model"]: row for row in got["rows"]}
+    assert [row["model"] for row in got["rows"]] == ["live", "ema_0.99", "ema_0.999", "swa"]
+    assert rows["swa"]["notAveraged"] and rows["swa"]["best"] is None
+    assert rows["swa"]["aheadOfLive"] is None  # was +0.0076: "ahead of live"
+    assert rows["ema_0.999"]["notAveraged"] and rows["ema_0.999"]["latest"] is None
+    assert (rows["ema_0.99"]["best"], rows["ema_0.99"]["bestStep"]) == (0.45, 100)  # not 0.2
+    assert got["winner"] == "live"
+    at_start = {"live": {"steps": [0], "values": [0.0982]},
+                "swa": {"steps": [0], "values": [0.1058]}}
+    before = call("figures.js", "m.evalTable('accuracy', arg)", at_start)  # no summary
+    assert before["winner"] == "swa" and math.isclose(before["rows"][1]["aheadOfLive"], 0.0076)
+    now = call("figures.js", "m.evalTable('accuracy', arg.s, arg.a)",
+               {"s": at_start, "a": {"swa": {"averaged": False}}})
+    assert now["winner"] == "live" and now["rows"][1]["aheadOfLive"] is None

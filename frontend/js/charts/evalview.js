@@ -12,6 +12,7 @@ export class EvalView {
   constructor(chartsEl, tablesEl) {
     this.tablesEl = tablesEl;
     this.series = {}; // metric -> model -> {steps, values} (raw numbers, NaN kept)
+    this.averagers = {}; // the run summary's averagers: which hold no average yet
     this.group = new ChartGroup(chartsEl, {
       idPrefix: "chart-eval-",
       groupOf: (key) => (parseKey(key).kind === "eval" ? parseKey(key).metric : null),
@@ -49,9 +50,18 @@ export class EvalView {
     return changed;
   }
 
+  /** Takes the run summary's `averagers` (from the run, on load and on every run message). */
+  setAveragers(averagers) {
+    const next = averagers || {};
+    if (JSON.stringify(next) === JSON.stringify(this.averagers)) return;
+    this.averagers = next;
+    if (Object.keys(this.series).length) this.renderTables();
+  }
+
   renderTables() {
     const metrics = Object.keys(this.series).sort();
-    this.tablesEl.replaceChildren(...metrics.map((m) => tableElement(evalTable(m, this.series[m]))));
+    this.tablesEl.replaceChildren(...metrics.map(
+      (m) => tableElement(evalTable(m, this.series[m], this.averagers))));
     if (!metrics.length) this.tablesEl.textContent = "No eval metrics yet.";
   }
 
@@ -73,7 +83,9 @@ function tableElement(table) {
     const tr = document.createElement("tr");
     tr.dataset.model = row.model;
     if (row.model === table.winner) tr.className = "winner";
-    const ahead = row.aheadOfLive === null ? "—" : signed(row.aheadOfLive);
+    if (row.notAveraged) tr.className = "not-averaged";
+    const ahead = row.notAveraged ? "not averaged yet"
+      : row.aheadOfLive === null ? "—" : signed(row.aheadOfLive);
     const cells = [row.best === null ? "—" : formatValue(row.best), row.bestStep ?? "—",
       row.latest === null ? "—" : formatValue(row.latest), ahead];
     tr.innerHTML = `<th scope="row">${swatch(colorFor(row.model))}${escapeHtml(row.model)}</th>`
