@@ -16,6 +16,8 @@ shadow and live, writes shadow: 12 bytes per parameter). Compared, per model:
   ``bench/posthoc.py``);
 * ``binding check alone``: the per-update test that the model still holds the tensors the
   EMA reads (``ema_core._binding.Binding.unchanged``), already inside every update above;
+* ``binding check, full compare``: what that test costs once after a parameter, buffer or
+  module was registered anywhere in the process (the whole module tree compared);
 * ``ema_core, lerp only``: the same update without the step bookkeeping and the binding check
   (``ShadowStore.update_``), so that ``no stats`` minus this row is their cost, side by side;
 * ``timm ModelEmaV3`` (when timm is installed): ``update(model)``.
@@ -141,6 +143,14 @@ def naive_foreach_stats(model: nn.Module) -> Callable[[], None]:
     return update
 
 
+class _Unchecked:
+    """Stands in for ``Binding`` to time an update without the check."""
+
+    @staticmethod
+    def unchanged() -> bool:
+        return True
+
+
 def bench_model(
     name: str, model: nn.Module, repeats: int, clock: Callable[[], float]
 ) -> list[tuple[str, float, float]]:
@@ -172,8 +182,12 @@ def bench_model(
     row("AveragedModel + get_ema_multi_avg_fn", lambda: averaged.update_parameters(model))
     ema = EMA(model, DECAY)
     row("ema_core, no stats", lambda: ema.update(model))
-    row("ema_core, lerp only (no binding check)", lambda: ema._store.update_([1.0 - DECAY]))
-    row("binding check alone (part of every update)", ema._store.binding.unchanged)
+    binding = ema._store.binding
+    row("binding check alone (part of every update)", binding.unchanged)
+    row("binding check, full compare (after a registration)", binding.same_objects)
+    ema._store.binding = _Unchecked()  # type: ignore[assignment]
+    row("ema_core, no stats, binding check skipped", lambda: ema.update(model))
+    ema._store.binding = binding
     ema.stats_every = 1
     row("ema_core, stats step", lambda: ema.update(model))
     ema.stats_every = 50

@@ -155,6 +155,8 @@ class Streamer:
         """The averagers' state and the run's identity, for the trainer's checkpoint."""
         if self._restored is not None:
             return dict(self._restored)  # restored, not applied yet: keep it as it came
+        if not self.averagers:
+            return {}  # nothing built yet (a checkpoint saved before training started)
         return {"format": STATE_FORMAT, "version": 1, "run": self._run_identity(),
                 "averagers": [a.state_dict() for a in self.averagers]}
 
@@ -176,6 +178,8 @@ class Streamer:
         Raises:
             StateDictError: not a state of these callbacks, or of other averagers.
         """
+        if not state:
+            return  # saved before training started: nothing to restore
         if state.get("format") != STATE_FORMAT:
             raise StateDictError(
                 f"Not an emaboard callback state (format={state.get('format')!r}): the "

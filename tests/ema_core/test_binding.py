@@ -131,3 +131,19 @@ def test_complex_shadow_dtype_is_refused_with_the_remedy() -> None:
     with pytest.raises(ValueError, match=r"Invalid shadow_dtype torch.complex64: expected a "
                                          r"floating-point dtype"):
         EMA(_Complex(), 0.9, shadow_dtype=torch.complex64)
+
+
+def test_registrations_elsewhere_cost_one_full_compare_and_no_rebind() -> None:
+    model = nn.Sequential(nn.Linear(3, 3))
+    ema = EMA(model, 0.5)
+    plan = ema._store.groups[0].blocks
+    nn.Linear(2, 2)  # registers parameters in another module: the counter moves
+    ema.update(model)
+    assert ema._store.groups[0].blocks is plan  # compared, found unchanged: not rebound
+    model[0]._parameters["weight"] = nn.Parameter(torch.full((3, 3), 5.0))  # no hook fires
+    ema.update(model)
+    assert ema._store.groups[0].blocks is plan  # documented limit: noticed at the next ...
+    nn.Linear(2, 2)  # ... registration of any module
+    ema.update(model)
+    assert ema._store.groups[0].blocks is not plan
+    assert ema._store.live_sources()["0.weight"] is model[0].weight
