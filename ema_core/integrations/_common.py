@@ -141,15 +141,17 @@ class Streamer:
         if run is None:
             return Monitor(spec.project, spec.run, spec.server, config=config, **options)
         run_dir = run.get("run_dir")
-        if run_dir and Path(run_dir).is_dir():
-            options.setdefault("run_dir", run_dir)  # its spool knows (or learns) the run
-        elif not run.get("server_name"):
-            logger.warning(
-                "emaboard: the checkpoint's stream never reached the server and its run "
-                "directory %s is not here: the resumed training streams to a new run", run_dir)
-            return Monitor(spec.project, run["name"], spec.server, config=config, **options)
-        name = run.get("server_name") or run["name"]
-        return Monitor(spec.project, name, spec.server, config=config, resume="allow", **options)
+        if run_dir and Path(run_dir).is_dir():  # its spool knows (or will learn) the run
+            options.setdefault("run_dir", run_dir)
+            return Monitor(spec.project, run["name"], spec.server, config=config,
+                           resume="allow", **options)
+        if run.get("server_name"):
+            return Monitor(spec.project, run["server_name"], spec.server, config=config,
+                           resume="allow", **options)
+        logger.warning(
+            "emaboard: the checkpoint's stream never reached the server and its run directory "
+            "%s is not here: the resumed training streams to a new run", run_dir)
+        return Monitor(spec.project, run["name"], spec.server, config=config, **options)
 
     def state_dict(self) -> dict[str, Any]:
         """The averagers' state and the run's identity, for the trainer's checkpoint."""

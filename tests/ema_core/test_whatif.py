@@ -89,8 +89,9 @@ def test_monitor_streams_posthoc_points_and_averager_lengths(
     assert got["posthoc/0.0833/accuracy"]["values"] == [results[0.0833]["accuracy"]]
     assert run["summary"]["batch_size"] == 64
     assert run["summary"]["averagers"] == {
-        name: {"kind": "posthoc_ema", "update_every": 1, "sigma_rels": [0.05, 0.1],
-               "time_unit": "steps"} for name in posthoc.averager_names}
+        name: {"kind": "posthoc_ema", "update_every": 1, "averaged": True,
+               "sigma_rels": [0.05, 0.1], "time_unit": "steps"}
+        for name in posthoc.averager_names}
     listing = httpx.get(f"{live_server.url}/api/runs/{run['id']}/posthoc").json()
     assert [s["step"] for s in listing["steps"]][-1] == 60
     other = Monitor("p", "r", live_server.url, run_dir=tmp_path / "r2", **FAST)

@@ -151,7 +151,8 @@ def test_monitor_track_best_defaults_to_the_same_rule(tmp_path: Any) -> None:
         for metric, mode in (("Val_Loss", "min"), ("accuracy", "max")):
             mon.track_best(metric)
             summary = {"primary_metric": metric, "primary_mode": mode,
-                       "averagers": {"ema_0.9": {"kind": "ema", "update_every": 1}}}
+                       "averagers": {"ema_0.9": {"kind": "ema", "update_every": 1,
+                                               "averaged": False}}}
             assert json.loads(mon.spool.meta()["summary"]) == summary
     finally:
         mon.finish(timeout_s=0.2)

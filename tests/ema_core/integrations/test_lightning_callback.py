@@ -200,6 +200,7 @@ def test_resume_mid_epoch_is_bit_identical_and_continues_the_same_run(
     monkeypatch.setenv("EMABOARD_DIR", str(tmp_path / "emaboard"))
     url = shared_server.url
     whole = _fit(tmp_path / "a", url, "uninterrupted")
+    httpx.post(f"{url}/api/runs", json={"project": "resume", "name": "preempted"})  # taken:
     _fit(tmp_path / "b", url, "preempted", crash_at=7, checkpoint_to=tmp_path / "ckpt")
     (ckpt,) = (tmp_path / "ckpt").glob("*step=5*")
     resumed = _fit(tmp_path / "c", url, "preempted", ckpt=ckpt, checkpoint_to=tmp_path / "ckpt")
@@ -212,14 +213,15 @@ def test_resume_mid_epoch_is_bit_identical_and_continues_the_same_run(
         assert (b.step, b.get_decay()) == (a.step, a.get_decay())
     assert (resumed.averagers[1].n_averaged, resumed.averagers[0].step) == (12, 16)
     runs = {r["name"]: r for r in httpx.get(f"{url}/api/runs", params={"project": "resume"}).json()}
-    assert sorted(runs) == ["preempted", "uninterrupted"]  # before: a second run, preempted-2
+    # the training got preempted-2; its resumed half continues it (before: preempted-3)
+    assert sorted(runs) == ["preempted", "preempted-2", "uninterrupted"]
     expected = series(url, runs["uninterrupted"]["id"])
-    got = series(url, runs["preempted"]["id"])
+    got = series(url, runs["preempted-2"]["id"])
     assert sorted(got) == sorted(expected)
     for key in expected:  # no gap, no duplicate, every value as in the uninterrupted run
         assert (got[key]["steps"], got[key]["values"]) == (
             expected[key]["steps"], expected[key]["values"]), key
-    assert runs["preempted"]["status"] == "finished"
+    assert runs["preempted-2"]["status"] == "finished"
     monitor = resumed.streamer.monitor
     assert monitor is not None and monitor.sender_stats.points_conflicting == 0
 
