@@ -12,6 +12,7 @@ import pytest
 from emaboard_server.app import writes
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.core.db import Database, upgrade_database
+from emaboard_server.app.fanout import Fanout
 from emaboard_server.app.hub import Hub
 from emaboard_server.app.run_list import RunListTicker
 from emaboard_server.app.state import AppState
@@ -22,7 +23,8 @@ def state(tmp_path: Path) -> Iterator[AppState]:
     settings = Settings(data_dir=tmp_path, database_url="", token=None)
     db = Database(settings.resolved_database_url())
     upgrade_database(db.engine)
-    yield AppState(settings=settings, db=db, hub=Hub())
+    hub = Hub()
+    yield AppState(settings=settings, db=db, hub=hub, fanout=Fanout(hub, db, enabled=False))
     db.dispose()
 
 

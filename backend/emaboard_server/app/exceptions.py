@@ -11,6 +11,7 @@ Class tree (HTTP status of the answer)::
           └── NoPosthocSnapshots  "No post-hoc EMA snapshots in this run"
     SnapshotConflict              409 "Snapshot conflict: run 1 already has snapshot 7 ..."
     PosthocUnavailable            409 "Cannot rebuild from the stored snapshots: ..."
+    StorageFull                   507 "Insufficient storage: the disk holding ... is full ..."
     ValueError
      ├── InvalidPosthocUpload              400 "Invalid post-hoc snapshot: ..."
      ├── ema_core InvalidDecayError        422 "Invalid sigma_rel 0.3: ..." (post-hoc)
@@ -89,3 +90,14 @@ class SnapshotConflict(Exception):
             f"(sha256 {existing.sha256[:16]}…): delete it first (DELETE /api/runs/"
             f"{existing.run_id}/snapshots/{existing.id}) or upload under another step"
         )
+
+
+class StorageFull(Exception):
+    """A write ran out of disk space (ENOSPC/EDQUOT on a file, SQLite's "database or disk is
+    full", PostgreSQL's ``disk_full``); its transaction was rolled back."""
+
+    def __init__(self, place: str) -> None:
+        super().__init__(
+            f"Insufficient storage: the disk holding {place} is full, so nothing of this "
+            "request was stored; free space there and send it again (emaboard clients keep "
+            "what was not stored and retry)")

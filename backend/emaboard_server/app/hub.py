@@ -8,8 +8,8 @@ messages or :data:`MAX_QUEUED_CHARS` characters: a slow or stuck browser), its
 contents are dropped and a single ``{"type": "resync"}`` takes their place: the client
 re-reads over REST. Point batches are serialized once per ingest, not once per client.
 
-The hub lives in one process: running several server workers would need a broker
-(e.g. Redis pub/sub) between them.
+The hub serves the websockets of one process; :mod:`emaboard_server.app.fanout` brings it
+what the other processes on the same PostgreSQL database stored.
 """
 
 from __future__ import annotations
@@ -34,7 +34,14 @@ MAX_QUEUED_CHARS = 64 * (1 << 20)  # per subscriber: a stuck browser holds at mo
 RESYNC = json.dumps({"type": "resync"})
 
 
-def _wire_json(points: Sequence[Row], posted: Sequence[Any] | None) -> str:
+def points_body(points: Sequence[Row], posted: Sequence[Any] | None = None) -> str:
+    """Points as the inside of a JSON array, the form a ``points`` message carries them in.
+
+    Args:
+        points: Stored rows.
+        posted: The posted points in wire form when they are exactly ``points`` (written as
+            posted, by pydantic-core's serializer).
+    """
     if posted is None:
         return points_json(points)
     # pydantic-core's serializer (Rust) is ~5x faster than json.dumps here, and writes a bare
@@ -50,6 +57,7 @@ class _Points:
 
 
 Item = _Points | str  # a point batch, or a whole message already serialized
+Topic = int | str  # a run id, or "runs"
 Send = Callable[[str], Awaitable[None]]
 
 
@@ -77,6 +85,10 @@ class Subscriber:
                 return
             except asyncio.QueueFull:
                 pass
+        self.resync()
+
+    def resync(self) -> None:
+        """Replace whatever is queued by one resync message."""
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(RESYNC)
@@ -141,6 +153,10 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sub.task
 
+    def has_subscribers(self, topic: Topic) -> bool:
+        """Whether ``topic`` has subscribers (safe to call from a worker thread)."""
+        return bool(self._topics.get(topic))
+
     def subscribers(self, topic: int | str) -> set[Subscriber]:
         """The current subscribers of ``topic`` (a copy)."""
         return set(self._topics.get(topic, ()))
@@ -157,21 +173,35 @@ class Hub:
                 one stored, each with its ``wall_time``): then they are written as posted,
                 by pydantic-core's serializer.
         """
-        subs = self._topics.get(run_id)
-        if not subs or not points:
-            return
-        item = _Points(_wire_json(points, posted))
-        for sub in list(subs):
+        if self._topics.get(run_id) and points:
+            self.publish_points_body(run_id, points_body(points, posted))
+
+    def publish_points_body(self, topic: Topic, body: str) -> None:
+        """Queue points already serialized by :func:`points_body` for ``topic``'s subscribers."""
+        item = _Points(body)
+        for sub in list(self._topics.get(topic, ())):
             sub.offer(item)
 
     def publish(
-        self, topic: int | str, message: dict[str, Any], project: str | None = None
+        self, topic: Topic, message: dict[str, Any], project: str | None = None
     ) -> None:
         """Queue one message for ``topic``; on ``"runs"`` only for subscribers of ``project``."""
-        subs = self._topics.get(topic)
-        if not subs:
-            return
-        text = json.dumps(message, separators=(",", ":"), allow_nan=False)
-        for sub in list(subs):
+        if self._topics.get(topic):
+            text = json.dumps(message, separators=(",", ":"), allow_nan=False)
+            self.publish_text(topic, text, project=project)
+
+    def publish_text(self, topic: Topic, text: str, project: str | None = None) -> None:
+        """Queue one serialized message, as :meth:`publish` does."""
+        for sub in list(self._topics.get(topic, ())):
             if sub.project is None or project is None or sub.project == project:
                 sub.offer(text)
+
+    def resync(self, topic: Topic) -> None:
+        """Tell ``topic``'s subscribers to re-read (their queues are replaced by a resync)."""
+        for sub in list(self._topics.get(topic, ())):
+            sub.resync()
+
+    def resync_all(self) -> None:
+        """:meth:`resync` every topic."""
+        for topic in list(self._topics):
+            self.resync(topic)

@@ -25,6 +25,7 @@ from emaboard_server.app.api.routes import health, metrics, posthoc, runs, snaps
 from emaboard_server.app.api.routes.health import package_version
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.core.db import Database, upgrade_database
+from emaboard_server.app.fanout import Fanout
 from emaboard_server.app.hub import Hub
 from emaboard_server.app.run_list import RunListTicker
 from emaboard_server.app.state import AppState
@@ -65,8 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         The FastAPI app; its :class:`AppState` is at ``app.state.emaboard``.
     """
     settings = settings or Settings()
-    state = AppState(settings=settings, db=Database(settings.resolved_database_url()),
-                     hub=Hub(settings.ws_queue_size),
+    db = Database(settings.resolved_database_url())
+    if settings.fanout_enabled() and db.is_sqlite:
+        raise ValueError(f"Live fan-out between {settings.workers} server processes needs "
+                         "PostgreSQL: set database_url to postgresql://..., or run one "
+                         "process (workers=1, live_fanout unset)")
+    hub = Hub(settings.ws_queue_size)
+    state = AppState(settings=settings, db=db, hub=hub,
+                     fanout=Fanout(hub, db, enabled=settings.fanout_enabled()),
                      posthoc_slots=asyncio.Semaphore(settings.posthoc_max_concurrent))
 
     @asynccontextmanager
@@ -75,9 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(upgrade_database, state.db.engine, settings.data_dir)
         ticker = RunListTicker(state)
         ticker.start()
+        await state.fanout.start()
         try:
             yield
         finally:
+            await state.fanout.stop()
             await ticker.stop()
             state.db.dispose()
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -143,3 +144,19 @@ class Snapshot(Base):
     kind: Mapped[str] = mapped_column(String(16), default="snapshot", server_default="snapshot")
 
     run: Mapped[Run] = relationship(back_populates="snapshots")
+
+
+class LiveEvent(Base):
+    """A websocket message stored for the other server processes (live fan-out on
+    PostgreSQL, :mod:`emaboard_server.app.fanout`); kept for seconds. UNLOGGED on PostgreSQL
+    (migration 0005); unused on SQLite."""
+
+    __tablename__ = "live_event"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True)
+    topic: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float(precision=53))

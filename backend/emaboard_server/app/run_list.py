@@ -30,12 +30,13 @@ async def publish_runs(state: AppState, run_ids: Iterable[int]) -> None:
             return runs_dicts(session, runs)
 
     for run in await run_in_threadpool(load):
-        state.hub.publish("runs", {"type": "run", "run": run}, project=run["project"])
+        await state.fanout.publish("runs", {"type": "run", "run": run}, project=run["project"])
 
 
 class RunListTicker:
     """Every :data:`RUN_LIST_INTERVAL_S`, publishes the runs in ``state.touched_runs`` (what
-    ingest marked) when someone listens to ``/ws/runs``, then clears the set."""
+    ingest marked) when someone listens to ``/ws/runs`` (here, or with live fan-out in
+    another process), then clears the set."""
 
     def __init__(self, state: AppState, interval_s: float = RUN_LIST_INTERVAL_S) -> None:
         self.state = state
@@ -56,7 +57,8 @@ class RunListTicker:
     async def tick(self) -> None:
         """Publish the touched runs once (nothing when nobody listens)."""
         state = self.state
-        if not state.touched_runs or not state.hub.subscribers("runs"):
+        if not state.touched_runs or not (state.hub.has_subscribers("runs")
+                                          or state.fanout.enabled):
             state.touched_runs.clear()
             return
         run_ids, state.touched_runs = state.touched_runs, set()

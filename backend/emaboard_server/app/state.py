@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.core.db import Database
+from emaboard_server.app.fanout import Fanout
 from emaboard_server.app.hub import Hub
 
 
@@ -19,10 +20,12 @@ class AppState:
             tick (:class:`emaboard_server.app.run_list.RunListTicker`).
         posthoc_slots: Bounds the post-hoc syntheses computed at once
             (``posthoc_max_concurrent``).
+        fanout: Live updates to and from the other server processes (inert with one).
     """
 
     settings: Settings
     db: Database
     hub: Hub
+    fanout: Fanout
     touched_runs: set[int] = field(default_factory=set)
     posthoc_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))

@@ -4,7 +4,8 @@ One function per write, each one transaction (under SQLite's write lock), with t
 files kept consistent with their rows (a stored file whose row could not be written is
 removed). Routes call them in a worker thread and get the result in API form, or a domain
 error (:mod:`emaboard_server.app.exceptions`, ``ObjectTooLarge``, ``InvalidSnapshot``,
-``SnapshotTooLarge``) that :mod:`emaboard_server.app.api.errors` answers.
+``SnapshotTooLarge``) that :mod:`emaboard_server.app.api.errors` answers. A full disk is
+:class:`~emaboard_server.app.exceptions.StorageFull` (507), whatever storage ran out.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from sqlalchemy.exc import IntegrityError
 
 from emaboard_server.app import crud, ingest
 from emaboard_server.app.exceptions import RunNotFound
+from emaboard_server.app.hub import points_body
 from emaboard_server.app.posthoc import POSTHOC_KIND, check_posthoc_upload, thin_posthoc
 from emaboard_server.app.schemas import MetricBatch, check_object_size
 from emaboard_server.app.serialize import runs_dicts, snapshot_dict
 from emaboard_server.app.snapshot_files import remove_files, remove_run_folder, store_upload
 from emaboard_server.app.state import AppState
+from emaboard_server.app.storage_full import guard_storage
 
 
+@guard_storage
 def create_or_resume_run(
     state: AppState, *, project: str, name: str, config: dict[str, Any] | None,
     resume: str = "allow",
@@ -58,6 +62,7 @@ def create_or_resume_run(
         return write()
 
 
+@guard_storage
 def update_run(
     state: AppState, *, run_id: int, status: str | None, summary: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -79,6 +84,7 @@ def update_run(
         return runs_dicts(session, [run])[0]
 
 
+@guard_storage
 def delete_run(state: AppState, *, run_id: int) -> str:
     """Delete the run, its points, its snapshot rows and files; return its project.
 
@@ -94,27 +100,38 @@ def delete_run(state: AppState, *, run_id: int) -> str:
     return project
 
 
+@guard_storage
 def store_points(
     state: AppState, *, run_id: int, batch: MetricBatch
-) -> tuple[ingest.Inserted, bool]:
+) -> tuple[ingest.Inserted, str | None]:
     """Store a batch of points (a retried (key, step) is not stored twice).
+
+    With live fan-out on, the new points are also stored for the other server processes
+    in the same transaction (:meth:`Fanout.emit`).
 
     Returns:
         The new rows and the conflicts (points at a stored (key, step) with another value),
-        and whether the new rows are the posted points exactly as posted.
+        and the new points serialized for a ``points`` message (:func:`points_body`) when a
+        websocket of this process or, with fan-out, of another may want them (else None).
 
     Raises:
         RunNotFound: No run has this id.
     """
     now = time.time()
     prepared = ingest.prepare(batch.points, now)
+    body = None
     with state.db.writing_core() as connection:
         if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
             raise RunNotFound
         inserted = ingest.insert_points(connection, run_id, prepared)
-    return inserted, prepared.as_posted and len(inserted.rows) == len(batch.points)
+        if inserted.rows and (state.fanout.enabled or state.hub.has_subscribers(run_id)):
+            as_posted = prepared.as_posted and len(inserted.rows) == len(batch.points)
+            body = points_body(inserted.rows, batch.points if as_posted else None)
+            state.fanout.emit(connection, run_id, body, kind="points")
+    return inserted, body
 
 
+@guard_storage
 def create_snapshot(
     state: AppState, *, run_id: int, file: IO[bytes], fields: dict[str, Any],
     filename: str = "upload",
@@ -184,6 +201,7 @@ def _insert_snapshot(
         return snapshot_dict(snapshot), created, thinned
 
 
+@guard_storage
 def delete_snapshot(state: AppState, *, run_id: int, snapshot_id: int) -> None:
     """Delete a snapshot's row, then its file.
 

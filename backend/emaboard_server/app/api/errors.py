@@ -21,6 +21,7 @@ from emaboard_server.app.exceptions import (
     NotFound,
     PosthocUnavailable,
     SnapshotConflict,
+    StorageFull,
 )
 from emaboard_server.app.schemas import ObjectTooLarge
 from emaboard_server.app.snapshot_files import InvalidSnapshot, SnapshotTooLarge
@@ -100,6 +101,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     InvalidSnapshot: (400, "File is not a valid safetensors file: {exc}"),
     SnapshotTooLarge: (413, "Upload too large: {exc}"),
     ObjectTooLarge: (422, "{exc}"),
+    StorageFull: (507, "{exc}"),
 }
 
 

@@ -32,6 +32,7 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
     403: _error("Cross-origin request refused"),
     413: _error("Request body too large"),
     422: _error("Invalid parameter or body"),
+    507: _error("Insufficient storage: the disk holding the database or data_dir is full"),
 }
 
 

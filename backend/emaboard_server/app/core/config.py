@@ -38,6 +38,10 @@ class Settings(BaseSettings):
             snapshot ``metadata``, each as compact JSON, in bytes.
         max_points_per_request: Most metric points one ``POST .../metrics`` may carry.
         ws_queue_size: Messages a websocket client may have queued before it is told to resync.
+        workers: Server processes ``emaboard serve`` runs (PostgreSQL only beyond 1).
+        live_fanout: Whether websocket updates travel between server processes through
+            PostgreSQL LISTEN/NOTIFY; None (the default) means "when ``workers`` > 1". Set
+            it for several ``emaboard serve`` instances on one database.
         posthoc_budget_bytes: Disk budget of one run's post-hoc EMA snapshots, in bytes; over
             it the server thins the oldest ones, keeping reconstructions well-posed
             (``docs/api.md``). 0 = no budget.
@@ -58,6 +62,8 @@ class Settings(BaseSettings):
     max_object_bytes: int = Field(default=DEFAULT_MAX_OBJECT_BYTES, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
+    workers: int = Field(default=1, ge=1, le=64)
+    live_fanout: bool | None = None
     posthoc_budget_bytes: int = Field(default=10 << 30, ge=0)
     posthoc_max_concurrent: int = Field(default=2, gt=0)
 
@@ -84,6 +90,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'emaboard.db').resolve()}"
+
+    def fanout_enabled(self) -> bool:
+        """Whether live fan-out between processes is on (``live_fanout``, by default
+        ``workers`` > 1)."""
+        return self.workers > 1 if self.live_fanout is None else self.live_fanout
 
     @property
     def snapshot_dir(self) -> Path:

@@ -109,10 +109,11 @@ async def create_metrics(run_id: RunId, request: Request, state: StateDep) -> An
     parsed = await run_in_threadpool(_parse_batch, body, state.settings.max_points_per_request)
     if isinstance(parsed, JSONResponse):
         return parsed
-    inserted, as_posted = await run_in_threadpool(
+    inserted, pushed = await run_in_threadpool(
         lambda: writes.store_points(state, run_id=run_id, batch=parsed))
+    if pushed is not None:
+        state.hub.publish_points_body(run_id, pushed)
     if inserted.rows:
-        state.hub.publish_points(run_id, inserted.rows, parsed.points if as_posted else None)
         state.touched_runs.add(run_id)
     if inserted.conflicts:
         _log_conflicts(run_id, inserted.conflicts)

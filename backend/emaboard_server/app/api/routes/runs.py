@@ -21,10 +21,10 @@ router = APIRouter(prefix="/runs", tags=["runs"], route_class=JsonRoute)
 ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}}
 
 
-def announce_run(state: AppState, run: dict[str, Any]) -> None:
+async def announce_run(state: AppState, run: dict[str, Any]) -> None:
     """Push a run's new form to its own websocket topic and to the run list."""
-    state.hub.publish(run["id"], {"type": "run", "run": run})
-    state.hub.publish("runs", {"type": "run", "run": run}, project=run["project"])
+    await state.fanout.publish(run["id"], {"type": "run", "run": run})
+    await state.fanout.publish("runs", {"type": "run", "run": run}, project=run["project"])
 
 
 @router.post("", response_model=RunOut, status_code=201,
@@ -40,7 +40,7 @@ async def create_run(body: RunCreate, state: StateDep, response: Response) -> di
     elif run["name"] != body.name:
         logger.info("run %s/%s exists: created %s/%s (resume='never')", body.project,
                     body.name, body.project, run["name"])
-    announce_run(state, run)
+    await announce_run(state, run)
     return run
 
 
@@ -64,7 +64,7 @@ async def update_run(run_id: RunId, body: RunUpdate, state: StateDep) -> dict[st
     run = await run_in_threadpool(
         lambda: writes.update_run(state, run_id=run_id, status=body.status,
                                   summary=body.summary))
-    announce_run(state, run)
+    await announce_run(state, run)
     return run
 
 
@@ -72,6 +72,6 @@ async def update_run(run_id: RunId, body: RunUpdate, state: StateDep) -> dict[st
 async def delete_run(run_id: RunId, state: StateDep) -> Response:
     """Delete a run, its points and its snapshots (rows and files)."""
     project = await run_in_threadpool(lambda: writes.delete_run(state, run_id=run_id))
-    state.hub.publish(run_id, {"type": "run_deleted", "id": run_id})
-    state.hub.publish("runs", {"type": "run_deleted", "id": run_id}, project=project)
+    await state.fanout.publish(run_id, {"type": "run_deleted", "id": run_id})
+    await state.fanout.publish("runs", {"type": "run_deleted", "id": run_id}, project=project)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

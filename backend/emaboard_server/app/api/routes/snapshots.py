@@ -78,7 +78,7 @@ async def create_snapshot(
         lambda: writes.create_snapshot(state, run_id=run_id, file=file.file, fields=fields,
                                        filename=file.filename or "upload"))
     if created:
-        state.hub.publish(run_id, {"type": "snapshot", "snapshot": snapshot})
+        await state.fanout.publish(run_id, {"type": "snapshot", "snapshot": snapshot})
     else:
         response.status_code = status.HTTP_200_OK
     return snapshot
