@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,23 +12,51 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from emaboard_server.app.core.config import Settings
-from emaboard_server.app.main import create_app
+from emaboard_server.app.core.db import Database, upgrade_database
+from emaboard_server.app.main import create_app, create_state
 
 TOKEN = "s3cret-token"
 HOSTS = ["localhost", "testserver"]  # TestClient sends Host: testserver
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file at the schema's head, migrated once for the session: each test starts
+    from a copy (the app's own ``alembic upgrade head`` then finds nothing to do)."""
+    path = tmp_path_factory.mktemp("migrated") / "emaboard.db"
+    db = Database(f"sqlite:///{path}")
+    upgrade_database(db.engine, path.parent)
+    db.dispose()
+    return path
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, migrated_sqlite: Path) -> Settings:
     """Settings with a fresh data_dir under ``tmp_path`` (holding the SQLite file, unless
     the test is parametrised over PostgreSQL: then a new database of the cluster), no token."""
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, token=None,
-                    allowed_hosts=HOSTS)
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, token=None,
+                        allowed_hosts=HOSTS)
+    if not database_url:
+        settings.data_dir.mkdir(parents=True)
+        shutil.copyfile(migrated_sqlite, settings.data_dir / "emaboard.db")
+    return settings
+
+
+@pytest.fixture(scope="session")
+def default_app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    """One app for the session, built with the tests' default settings: building its routes
+    and middleware takes longer than most tests run."""
+    return create_app(Settings(data_dir=tmp_path_factory.mktemp("default-app"),
+                               database_url="", token=None, allowed_hosts=HOSTS))
 
 
 @pytest.fixture
-def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+def app(settings: Settings, default_app: FastAPI) -> FastAPI:
+    """The session's app serving this test's own database and data_dir (a fresh state: only
+    the paths differ from the settings it was built with). Tests with other settings call
+    ``create_app`` themselves."""
+    default_app.state.emaboard = create_state(settings)
+    return default_app
 
 
 @pytest.fixture

@@ -54,6 +54,24 @@ def _api_router() -> APIRouter:
     return api
 
 
+def create_state(settings: Settings) -> AppState:
+    """What one app serves from: ``settings``, its database (not opened yet), a websocket hub,
+    the live fan-out between server processes, the post-hoc synthesis slots.
+
+    Raises:
+        ValueError: Fan-out between several processes is asked for on SQLite.
+    """
+    db = Database(settings.resolved_database_url())
+    if settings.fanout_enabled() and db.is_sqlite:
+        raise ValueError(f"Live fan-out between {settings.workers} server processes needs "
+                         "PostgreSQL: set database_url to postgresql://..., or run one "
+                         "process (workers=1, live_fanout unset)")
+    hub = Hub(settings.ws_queue_size)
+    return AppState(settings=settings, db=db, hub=hub,
+                    fanout=Fanout(hub, db, enabled=settings.fanout_enabled()),
+                    posthoc_slots=asyncio.Semaphore(settings.posthoc_max_concurrent))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an emaboard server app.
 
@@ -63,23 +81,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings: Configuration; ``Settings()`` (environment variables) when None.
 
     Returns:
-        The FastAPI app; its :class:`AppState` is at ``app.state.emaboard``.
+        The FastAPI app; its :class:`AppState` is at ``app.state.emaboard`` (the lifespan
+        starts what that state holds, so an app can be given another state before it starts).
     """
     settings = settings or Settings()
-    db = Database(settings.resolved_database_url())
-    if settings.fanout_enabled() and db.is_sqlite:
-        raise ValueError(f"Live fan-out between {settings.workers} server processes needs "
-                         "PostgreSQL: set database_url to postgresql://..., or run one "
-                         "process (workers=1, live_fanout unset)")
-    hub = Hub(settings.ws_queue_size)
-    state = AppState(settings=settings, db=db, hub=hub,
-                     fanout=Fanout(hub, db, enabled=settings.fanout_enabled()),
-                     posthoc_slots=asyncio.Semaphore(settings.posthoc_max_concurrent))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await run_in_threadpool(upgrade_database, state.db.engine, settings.data_dir)
+        state: AppState = app.state.emaboard
+        state.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await run_in_threadpool(upgrade_database, state.db.engine, state.settings.data_dir)
         ticker = RunListTicker(state)
         ticker.start()
         await state.fanout.start()
@@ -92,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="emaboard", version=package_version(), lifespan=lifespan,
                   description="Live EMA/SWA weight-averaging dashboard: runs, metrics, snapshots.")
-    app.state.emaboard = state
+    app.state.emaboard = create_state(settings)
     install_error_handlers(app)
     app.add_middleware(OptionsMiddleware)  # innermost: OPTIONS answers for the routes
     app.add_middleware(BodyLimitMiddleware, settings=settings)
