@@ -11,8 +11,19 @@ from tests.utils.postgres import PostgresCluster
 
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LocalServer]:
-    """A real emaboard server (uvicorn subprocess) on a free loopback port, its own data_dir."""
+    """A real emaboard server (uvicorn subprocess) on a free loopback port, its own data_dir,
+    for a test that kills, restarts or counts what a server holds."""
     with LocalServer(data_dir=tmp_path / "server-data") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """One real server for the whole session (starting one costs seconds), for tests that
+    only create runs under names of their own and read those back: the client, integration,
+    post-hoc and browser tests. A test that kills or configures a server, or lists every
+    run it holds, starts its own (``live_server``)."""
+    with LocalServer(data_dir=tmp_path_factory.mktemp("shared-server")) as server:
         yield server
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,10 +35,10 @@ EVAL_MODULE = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as live:
-        yield live
+@pytest.fixture
+def server(shared_server: LocalServer) -> LocalServer:
+    """The session's server (these tests create runs of their own names)."""
+    return shared_server
 
 
 @pytest.fixture

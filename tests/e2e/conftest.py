@@ -51,8 +51,7 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """One real server for the browser tests (starting one costs seconds); tests that kill
-    or configure a server start their own. Tests keep apart by creating their own runs."""
-    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
-        yield server
+def server(shared_server: LocalServer) -> LocalServer:
+    """The session's server for the browser tests; tests that kill or configure a server
+    start their own. Tests keep apart by creating their own runs."""
+    return shared_server

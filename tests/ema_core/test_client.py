@@ -28,17 +28,10 @@ FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """One real server for this module (each test uses its own run names)."""
-    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def postgres_server(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[LocalServer]:
-    """Like ``live_server``, storing into a PostgreSQL database."""
+    """Like ``shared_server``, storing into a PostgreSQL database."""
     with server_env(request, "postgres") as env, LocalServer(
         data_dir=tmp_path_factory.mktemp("server-data"), env=env
     ) as server:
@@ -47,8 +40,8 @@ def postgres_server(
 
 @pytest.fixture(params=DATABASES)
 def any_server(request: pytest.FixtureRequest) -> LocalServer:
-    """``live_server`` (SQLite), then ``postgres_server``."""
-    name = "live_server" if request.param == "sqlite" else "postgres_server"
+    """``shared_server`` (SQLite), then ``postgres_server``."""
+    name = "shared_server" if request.param == "sqlite" else "postgres_server"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
@@ -137,58 +130,58 @@ def test_best_snapshot_from_the_server_reproduces_the_averager_metric(
 
 
 def test_non_finite_config_values_travel_as_the_api_strings(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     config = {"max_grad_norm": float("inf"), "opt": {"betas": [0.9, float("nan")]}, "lr": 0.1}
-    with Monitor("proj", "inf-config", live_server.url, config=config, run_dir=tmp_path / "r",
+    with Monitor("proj", "inf-config", shared_server.url, config=config, run_dir=tmp_path / "r",
                  **FAST) as mon:
         mon.step(0, {"loss": 1.0})
-    run = find_run(live_server.url, "proj", "inf-config")
+    run = find_run(shared_server.url, "proj", "inf-config")
     assert run["status"] == "finished"
     assert run["config"] == {"max_grad_norm": "Infinity", "opt": {"betas": [0.9, "NaN"]},
                              "lr": 0.1}
 
 
 def test_context_manager_marks_the_run_crashed_on_an_exception(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     with pytest.raises(RuntimeError, match="boom"), Monitor(
-        "proj", "ctx", live_server.url, run_dir=tmp_path / "r", **FAST
+        "proj", "ctx", shared_server.url, run_dir=tmp_path / "r", **FAST
     ) as mon:
         mon.step(0, {"loss": 1.0})
         raise RuntimeError("boom")
 
-    assert find_run(live_server.url, "proj", "ctx")["status"] == "crashed"
-    assert series(live_server.url, mon.run_id)["train/loss"]["values"] == [1.0]
+    assert find_run(shared_server.url, "proj", "ctx")["status"] == "crashed"
+    assert series(shared_server.url, mon.run_id)["train/loss"]["values"] == [1.0]
 
 
 @pytest.mark.parametrize(("tail", "status"), [("raise SystemError('x')", "crashed"),
                                               ("pass", "finished")])
 def test_process_exit_without_finish_sets_the_status(
-    tmp_path: Path, live_server: LocalServer, tail: str, status: str
+    tmp_path: Path, shared_server: LocalServer, tail: str, status: str
 ) -> None:
     script = textwrap.dedent(f"""
         from ema_core.client import Monitor
-        mon = Monitor("proj", "exit-{status}", {live_server.url!r}, run_dir={str(tmp_path)!r})
+        mon = Monitor("proj", "exit-{status}", {shared_server.url!r}, run_dir={str(tmp_path)!r})
         mon.step(3, {{"loss": 2.0}})
         {tail}
     """)
     subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60,
                    cwd=Path(__file__).parents[2])
 
-    run = find_run(live_server.url, "proj", f"exit-{status}")
+    run = find_run(shared_server.url, "proj", f"exit-{status}")
     assert run["status"] == status
-    assert series(live_server.url, run["id"])["train/loss"]["steps"] == [3]
+    assert series(shared_server.url, run["id"])["train/loss"]["steps"] == [3]
 
 
 def test_values_may_be_tensors_and_numpy_like_steps(tmp_path: Path,
-                                                    live_server: LocalServer) -> None:
-    mon = Monitor("proj", "types", live_server.url, run_dir=tmp_path / "r", **FAST)
+                                                    shared_server: LocalServer) -> None:
+    mon = Monitor("proj", "types", shared_server.url, run_dir=tmp_path / "r", **FAST)
     mon.step(torch.tensor(4), {"loss": torch.tensor(0.25), "acc": 1})  # type: ignore[arg-type]
     mon.log(5, {"val/nan": float("nan"), "val/inf": float("-inf")})
     mon.finish()
 
-    got = series(live_server.url, mon.run_id)
+    got = series(shared_server.url, mon.run_id)
     assert (got["train/loss"]["values"], got["train/acc"]["values"]) == ([0.25], [1.0])
     assert got["val/inf"]["values"] == ["-Infinity"]
     assert got["val/nan"]["values"] == ["NaN"]
@@ -298,13 +291,13 @@ def _wait_for_name(mon: Monitor, timeout_s: float = 10.0) -> str:
 
 
 def test_a_second_training_never_writes_into_the_first_one_s_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, live_server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_server: LocalServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("EMABOARD_DIR", str(tmp_path))
     runs = []
     for value in (1.0, 2.0):  # the same script, run twice
-        mon = Monitor("twice", "resnet", live_server.url, **FAST)
+        mon = Monitor("twice", "resnet", shared_server.url, **FAST)
         for step in range(5):
             mon.step(step, {"loss": value})
         _wait_for_name(mon)
@@ -317,38 +310,38 @@ def test_a_second_training_never_writes_into_the_first_one_s_run(
     assert "run twice/resnet already exists; this training streams to twice/resnet-2" in (
         caplog.text)
     for mon, value in ((first, 1.0), (second, 2.0)):  # before: one run, first value won
-        got = series(live_server.url, mon.run_id)["train/loss"]
+        got = series(shared_server.url, mon.run_id)["train/loss"]
         assert (got["steps"], set(got["values"])) == (list(range(5)), {value})
     assert first.sender_stats.points_conflicting == second.sender_stats.points_conflicting == 0
 
 
 def test_resume_allow_continues_and_counts_conflicting_values(
-    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, shared_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = Monitor("allow", "r", live_server.url, run_dir=tmp_path / "a", **FAST)
+    first = Monitor("allow", "r", shared_server.url, run_dir=tmp_path / "a", **FAST)
     for step in range(4):
         first.step(step, {"loss": 1.0})
     first.finish()
-    resumed = Monitor("allow", "r", live_server.url, run_dir=tmp_path / "b", resume="allow",
+    resumed = Monitor("allow", "r", shared_server.url, run_dir=tmp_path / "b", resume="allow",
                       **FAST)
     for step in range(2, 6):  # steps 2, 3 again: with other values
         resumed.step(step, {"loss": 2.0})
     resumed.finish()
 
     assert resumed.run_id == first.run_id and resumed.run_name == "r"
-    got = series(live_server.url, first.run_id)["train/loss"]
+    got = series(shared_server.url, first.run_id)["train/loss"]
     assert (got["steps"], got["values"]) == (list(range(6)), [1.0] * 4 + [2.0] * 2)
     assert resumed.sender_stats.points_conflicting == 2
     assert "the server already held other values for 2 of 4 points" in caplog.text
 
 
 def test_resume_must_keeps_everything_in_the_spool_when_the_run_is_missing(
-    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, shared_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    mon = Monitor("must", "missing", live_server.url, run_dir=tmp_path, resume="must", **FAST)
+    mon = Monitor("must", "missing", shared_server.url, run_dir=tmp_path, resume="must", **FAST)
     mon.step(0, {"loss": 1.0})
     mon.finish(timeout_s=1)
-    runs = httpx.get(f"{live_server.url}/api/runs", params={"project": "must"}).json()
+    runs = httpx.get(f"{shared_server.url}/api/runs", params={"project": "must"}).json()
     assert mon.run_id is None and runs == []
     assert "resume='must' continues an existing run and must/missing does not exist" in (
         caplog.text)
@@ -377,11 +370,11 @@ def test_server_and_token_come_from_the_environment_explicit_arguments_win(
 
 
 def test_eval_of_an_averager_with_nothing_averaged_is_not_logged(
-    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, shared_server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = tiny_model()
     swa = SWA(model, start_step=2)
-    mon = Monitor("p", "swa-early", live_server.url, run_dir=tmp_path, **FAST)
+    mon = Monitor("p", "swa-early", shared_server.url, run_dir=tmp_path, **FAST)
     mon.watch(swa)
     results = {"live": {"acc": 0.0982}, "swa": {"acc": 0.1058}}  # as a hand-made eval loop
     mon.log_eval(0, results)
@@ -390,10 +383,10 @@ def test_eval_of_an_averager_with_nothing_averaged_is_not_logged(
     mon.log_eval(3, results)
     mon.finish()
 
-    got = series(live_server.url, mon.run_id, prefix="eval/")
+    got = series(shared_server.url, mon.run_id, prefix="eval/")
     assert got["eval/live/acc"]["steps"] == [0, 3]
     assert got["eval/swa/acc"]["steps"] == [3]  # was [0, 3]: "ahead of live" at step 0
-    summary = httpx.get(f"{live_server.url}/api/runs/{mon.run_id}").json()["summary"]
+    summary = httpx.get(f"{shared_server.url}/api/runs/{mon.run_id}").json()["summary"]
     assert summary["averagers"]["swa"] == {"kind": "swa", "update_every": 1, "averaged": True,
                                            "averaged_from": 3}  # the dashboard reads this
     assert caplog.text.count("not logging eval of swa: it holds no average yet") == 1

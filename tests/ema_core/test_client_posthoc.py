@@ -3,12 +3,10 @@ outage, and the server's synthesis equals the client's reconstruction."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 import torch
 from safetensors.numpy import load
 
@@ -21,35 +19,29 @@ from tests.ema_core.client_utils import find_run, tiny_model, train_step
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
-        yield server
-
-
 def stored_posthoc(server_url: str, run_id: int) -> list[tuple[str, int]]:
     listing = httpx.get(f"{server_url}/api/runs/{run_id}/posthoc").json()
     return sorted((s["averager"], s["step"]) for s in listing["snapshots"])
 
 
 def test_watched_posthoc_snapshots_are_uploaded_and_synthesised_alike(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     posthoc = PostHocEMA(model, tmp_path / "phema", snapshot_every=10)
-    mon = Monitor("proj", "posthoc-up", live_server.url, run_dir=tmp_path / "run", **FAST)
+    mon = Monitor("proj", "posthoc-up", shared_server.url, run_dir=tmp_path / "run", **FAST)
     mon.watch(posthoc, stats_every=10)
     for step in range(1, 101):
         train_step(model, opt)
         posthoc.update(model)
         mon.step(step, {})
     mon.finish()
-    run = find_run(live_server.url, "proj", "posthoc-up")
+    run = find_run(shared_server.url, "proj", "posthoc-up")
     expected = sorted((s.averager, s.step) for s in posthoc.snapshots)
-    assert len(expected) == 20 and stored_posthoc(live_server.url, run["id"]) == expected
+    assert len(expected) == 20 and stored_posthoc(shared_server.url, run["id"]) == expected
     assert Spool(tmp_path / "run" / "spool.sqlite").pending_snapshots() == []
-    served = httpx.get(f"{live_server.url}/api/runs/{run['id']}/posthoc/file",
+    served = httpx.get(f"{shared_server.url}/api/runs/{run['id']}/posthoc/file",
                        params={"sigma_rel": 0.07, "step": 100})
     assert served.status_code == 200
     rebuilt = load(served.content)
@@ -59,7 +51,7 @@ def test_watched_posthoc_snapshots_are_uploaded_and_synthesised_alike(
 
 
 def test_snapshots_made_while_the_server_is_down_are_synced_once(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     model = tiny_model(1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -74,13 +66,13 @@ def test_snapshots_made_while_the_server_is_down_are_synced_once(
     mon.finish(timeout_s=0.5)
     spool = Spool(tmp_path / "run" / "spool.sqlite")
     assert len(spool.pending_snapshots()) == 12  # 6 snapshot steps x 2 sigma_rels
-    first = sync_spool(tmp_path / "run", live_server.url)
+    first = sync_spool(tmp_path / "run", shared_server.url)
     assert [r.snapshots_sent for r in first] == [12]
-    run = find_run(live_server.url, "proj", "posthoc-down")
-    assert stored_posthoc(live_server.url, run["id"]) == sorted(
+    run = find_run(shared_server.url, "proj", "posthoc-down")
+    assert stored_posthoc(shared_server.url, run["id"]) == sorted(
         (s.averager, s.step) for s in posthoc.snapshots)
     for snap in posthoc.snapshots[:3]:  # a retried upload of the same files
         spool.add_snapshot(snap.path, averager=snap.averager, step=snap.step, metric=None,
                            value=None, metadata={})
-    assert [r.snapshots_sent for r in sync_spool(tmp_path / "run", live_server.url)] == [3]
-    assert len(stored_posthoc(live_server.url, run["id"])) == 12  # stored once
+    assert [r.snapshots_sent for r in sync_spool(tmp_path / "run", shared_server.url)] == [3]
+    assert len(stored_posthoc(shared_server.url, run["id"])) == 12  # stored once

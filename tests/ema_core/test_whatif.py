@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,6 @@ from emaboard_server.local_server import LocalServer
 from tests.ema_core.client_utils import eval_fn, find_run, series, tiny_model, train_step
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.2}
-
-
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    with LocalServer(data_dir=tmp_path_factory.mktemp("server-data")) as server:
-        yield server
 
 
 def trained(tmp_path: Path, steps: int = 120) -> tuple[torch.nn.Module, PostHocEMA]:
@@ -74,16 +67,16 @@ def test_the_sweep_evaluates_the_well_posed_grid_and_restores_the_live_weights(
 
 
 def test_monitor_streams_posthoc_points_and_averager_lengths(
-    tmp_path: Path, live_server: LocalServer
+    tmp_path: Path, shared_server: LocalServer
 ) -> None:
     model, posthoc = trained(tmp_path, steps=60)
-    mon = Monitor("proj", "whatif", live_server.url, run_dir=tmp_path / "run", **FAST)
+    mon = Monitor("proj", "whatif", shared_server.url, run_dir=tmp_path / "run", **FAST)
     mon.watch(posthoc, stats_every=10, batch_size=64)
     results = evaluate_posthoc(model, posthoc, eval_fn, sigma_rels=[0.05, 0.0833, 0.12])
     mon.log_posthoc(60, results)
     mon.finish()
-    run = find_run(live_server.url, "proj", "whatif")
-    got = series(live_server.url, run["id"], prefix="posthoc/")
+    run = find_run(shared_server.url, "proj", "whatif")
+    got = series(shared_server.url, run["id"], prefix="posthoc/")
     assert sorted(got) == sorted(f"posthoc/{s}/{m}" for s in ("0.05", "0.0833", "0.12")
                                  for m in ("loss", "accuracy"))
     assert got["posthoc/0.0833/accuracy"]["values"] == [results[0.0833]["accuracy"]]
@@ -92,9 +85,9 @@ def test_monitor_streams_posthoc_points_and_averager_lengths(
         name: {"kind": "posthoc_ema", "update_every": 1, "averaged": True,
                "sigma_rels": [0.05, 0.1], "time_unit": "steps"}
         for name in posthoc.averager_names}
-    listing = httpx.get(f"{live_server.url}/api/runs/{run['id']}/posthoc").json()
+    listing = httpx.get(f"{shared_server.url}/api/runs/{run['id']}/posthoc").json()
     assert [s["step"] for s in listing["steps"]][-1] == 60
-    other = Monitor("p", "r", live_server.url, run_dir=tmp_path / "r2", **FAST)
+    other = Monitor("whatif", "batch-size", shared_server.url, run_dir=tmp_path / "r2", **FAST)
     with pytest.raises(ValueError, match=r"^Invalid batch_size 0"):
         other.watch(posthoc, batch_size=0)
     other.finish()

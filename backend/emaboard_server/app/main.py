@@ -83,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Returns:
         The FastAPI app; its :class:`AppState` is at ``app.state.emaboard`` (the lifespan
         starts what that state holds, so an app can be given another state before it starts).
+
+    Raises:
+        ValueError: Fan-out between several processes is asked for on SQLite.
     """
     settings = settings or Settings()
 

@@ -29,6 +29,10 @@ FINISH_TIMEOUT_S = 30.0
 RUN_ID_WAIT_S = 5.0
 """How long the start waits for the server to create the run, to print the run page's URL."""
 
+UNANSWERED_FINISH_TIMEOUT_S = 1.0
+"""How long the end waits when the server never answered during the whole run: everything is
+in the local spool already, and the closing hint says how to upload it (``emaboard sync``)."""
+
 
 class DemoSession:
     """Trains once with a progress bar and prints the outcome.
@@ -106,7 +110,8 @@ class DemoSession:
             with self._progress() as progress:
                 result = train(self.config, monitor=monitor, progress=progress,
                                posthoc_dir=monitor.run_dir / "posthoc")
-            monitor.finish(timeout_s=FINISH_TIMEOUT_S)
+            answered = monitor.run_id is not None
+            monitor.finish(timeout_s=FINISH_TIMEOUT_S if answered else UNANSWERED_FINISH_TIMEOUT_S)
         return result, monitor.run_id, monitor.run_dir
 
     def _print_dashboard_url(self, server: str, monitor: Any) -> None:
