@@ -25,19 +25,19 @@ import sys
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from time import sleep, time
+from time import time
 from types import TracebackType
 from typing import Any
 
-from ema_core._best_tracker import BestTracker
-from ema_core._distributed import global_rank, rank_zero_decides
+from ema_core._distributed import global_rank
+from ema_core._final_status import send_final_status
 from ema_core._run_dir import config_json, dir_name, new_run_dir, open_spool
-from ema_core._sender_config import SenderConfig, SenderStats, SnapshotJob, check_positive
-from ema_core.metric_keys import MAX_KEY_LENGTH, default_mode, eval_key, posthoc_key, train_key
+from ema_core._sender_config import SenderConfig, SenderStats, check_positive
+from ema_core._watched import Watched, describe_averager
+from ema_core.metric_keys import MAX_KEY_LENGTH, eval_key, posthoc_key, train_key
 from ema_core.sender import Sender
-from ema_core.snapshot import snapshot_metadata, snapshot_state
 from ema_core.spool import Spool
-from ema_core.transport import ApiClient, RetryableError, TransportError
+from ema_core.transport import ApiClient
 from ema_core.wire import RESUME_MODES
 
 __all__ = ["DEFAULT_SERVER", "Monitor", "default_run_dir"]
@@ -139,13 +139,10 @@ class Monitor:
         self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
         wire_config = config_json(config)  # NaN/±Inf as the API strings; TypeError if not JSON
         self.rank = global_rank()
-        self._watched: list[list[Any]] = []  # [averager, the last WeightStats seen]
-        self._posthoc: list[tuple[Any, Any]] = []  # (PostHocEMA, its upload listener)
+        self._watched = Watched()
         self._summary: dict[str, Any] = {}  # summary entries set so far
         self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
         self._plain_keys: set[str] = set()  # keys already checked by log()
-        self._trackers: list[BestTracker] = []
-        self._unaveraged_warned: set[str] = set()
         self._finished = False
         self._nudge_at = max_batch_points
         self.spool: Spool | None = None
@@ -230,17 +227,10 @@ class Monitor:
                 "streams"
             )
         for averager in averagers:
-            if not hasattr(averager, "averager_names") or not hasattr(averager, "last_stats"):
-                raise TypeError(f"Cannot watch {type(averager).__name__}: expected an EMA or SWA")
-            averager.stats_every = stats_every
-            self._watched.append([averager, averager.last_stats])
+            self._watched.add(averager, stats_every)
             if self._sender is not None and hasattr(averager, "snapshot_listeners"):
-                listener = self._upload_posthoc
-                for record in averager.snapshots:  # written before: uploaded too (once)
-                    listener(record)
-                averager.snapshot_listeners.append(listener)
-                self._posthoc.append((averager, listener))
-        described = {name: _describe_averager(a) for a in averagers for name in a.averager_names}
+                self._watched.upload_snapshots(averager, self._sender)
+        described = {name: describe_averager(a) for a in averagers for name in a.averager_names}
         known = dict(self._summary.get("averagers", {}))
         self._set_summary(averagers={**known, **described},
                           **({} if batch_size is None else {"batch_size": batch_size}))
@@ -264,7 +254,7 @@ class Monitor:
         if scalars:
             self._put(step, scalars, now, train=True)
         append = self._append
-        for entry in self._watched:
+        for entry in self._watched.entries:
             stats = entry[0].last_stats
             if stats is not entry[1]:
                 entry[1] = stats
@@ -298,39 +288,17 @@ class Monitor:
             RuntimeError, ValueError, TypeError: as :meth:`step`.
         """
         step = self._check_step(step)
-        results = self._averaged_only(results)
-        self._note_first_averages(step)
+        results = self._watched.averaged_only(results)
+        described = self._summary.get("averagers", {})
+        if first := self._watched.first_averages(step, described):
+            self._set_summary(averagers={**described, **first})
         flat = {eval_key(model, metric): value for model, metrics in results.items()
                 for metric, value in metrics.items()}
         self._put(step, flat, time(), train=False)
-        for tracker in self._trackers:
-            self._maybe_snapshot(tracker, step, results.get(tracker.name, {}))
+        jobs = self._watched.snapshot_jobs(step, results, streaming=self._sender is not None)
         if self._sender is not None:
+            self._sender.snapshots.extend(jobs)
             self._sender.nudge()
-
-    def _note_first_averages(self, step: int) -> None:
-        """Mark in the summary the averagers that hold an average since the last eval."""
-        described = dict(self._summary.get("averagers", {}))
-        new = {name: {**described[name], "averaged": True, "averaged_from": step}
-               for entry in self._watched if getattr(entry[0], "has_averaged", True)
-               for name in entry[0].averager_names
-               if name in described and not described[name].get("averaged", True)}
-        if new:
-            self._set_summary(averagers={**described, **new})
-
-    def _averaged_only(
-        self, results: Mapping[str, Mapping[str, Any]]
-    ) -> Mapping[str, Mapping[str, Any]]:
-        """``results`` without watched averagers that hold no average yet (warned once)."""
-        empty = {name for entry in self._watched if not getattr(entry[0], "has_averaged", True)
-                 for name in entry[0].averager_names} & set(results)
-        if not empty:
-            return results
-        for name in sorted(empty - self._unaveraged_warned):
-            logger.warning("emaboard: not logging eval of %s: it holds no average yet (an SWA "
-                           "before its first averaged step)", name)
-        self._unaveraged_warned |= empty
-        return {model: metrics for model, metrics in results.items() if model not in empty}
 
     def track_best(
         self, metric: str, mode: str | None = None, averager: str | None = None
@@ -351,20 +319,9 @@ class Monitor:
         Raises:
             ValueError: a bad ``mode``, or no watched averager has that name.
         """
-        if mode is None:
-            mode = default_mode(metric)
-        if mode not in ("max", "min"):
-            raise ValueError(f"Invalid mode {mode!r}: expected 'max', 'min' or None")
-        names = {name: entry[0] for entry in self._watched for name in entry[0].averager_names}
-        if not names:
-            raise ValueError("track_best() needs a watched averager: call watch(ema) first")
-        name = averager if averager is not None else next(iter(names))
-        if name not in names:
-            raise ValueError(f"Unknown averager {name!r}: expected one of {sorted(names)}")
-        self._trackers.append(BestTracker(metric, mode, names[name], name))
-        if self._sender is None or self.spool is None:
-            return
-        self._set_summary(primary_metric=metric, primary_mode=mode)
+        mode = self._watched.add_tracker(metric, mode, averager)
+        if self._sender is not None:
+            self._set_summary(primary_metric=metric, primary_mode=mode)
 
     def log_posthoc(self, step: int, results: Mapping[float, Mapping[str, Any]]) -> None:
         """Record what-if decay results as ``posthoc/<σ_rel>/<metric>`` points.
@@ -417,11 +374,11 @@ class Monitor:
         if self._sender is None or self.spool is None:
             return  # an inactive rank: nothing to flush
         atexit.unregister(self._finish_at_exit)
-        self._stop_posthoc_uploads()
+        self._watched.stop_uploads()
         if not self._sender.close(timeout_s):
             logger.warning("emaboard: unsent data left in %s; upload it with `emaboard sync %s`",
                            self.spool.path, self.run_dir)
-        self._send_status(status)
+        send_final_status(self._sender, self.spool, status)
 
     def __enter__(self) -> Monitor:
         return self
@@ -433,24 +390,6 @@ class Monitor:
         self.finish("crashed" if exc_type is not None else "finished")
 
     # -- internals ---------------------------------------------------------------------------
-
-    def _upload_posthoc(self, record: Any) -> None:
-        """Listener of a watched PostHocEMA (its writer thread): queue the file's upload."""
-        if self._sender is None:
-            return
-        self._sender.add_snapshot_file(record.path, averager=record.averager,
-                                       step=record.step, metadata={})
-
-    def _stop_posthoc_uploads(self) -> None:
-        """Wait for queued post-hoc files (so they are uploaded too), then stop listening."""
-        for averager, listener in self._posthoc:
-            try:
-                averager.flush()
-            except Exception as exc:  # finish() never raises for a snapshot
-                logger.warning("emaboard: a post-hoc snapshot could not be written: %s", exc)
-            if listener in averager.snapshot_listeners:
-                averager.snapshot_listeners.remove(listener)
-        self._posthoc = []
 
     def _check_step(self, step: Any) -> int:
         if self._finished:
@@ -492,62 +431,7 @@ class Monitor:
         self._train_keys[name] = key
         return key
 
-    def _maybe_snapshot(self, tracker: BestTracker, step: int, metrics: Mapping[str, Any]) -> None:
-        improved = (tracker.metric in metrics
-                    and tracker.improved(float(metrics[tracker.metric])))
-        sharded = bool(getattr(tracker.averager, "sharded", False))
-        if sharded:  # every rank joins the gather when rank 0's metric improved
-            improved = rank_zero_decides(improved)
-        if not improved:
-            return
-        tracker.best = float(metrics.get(tracker.metric, tracker.best))
-        if self._sender is None and not sharded:
-            return
-        tensors = snapshot_state(tracker.averager, tracker.name)  # a gather when sharded
-        if self._sender is None:
-            return
-        values = {str(k): float(v) for k, v in metrics.items()}  # 0-d tensors, NumPy, as _put
-        job = SnapshotJob(
-            averager=tracker.name, step=step, metric=tracker.metric, value=tracker.best,
-            tensors=tensors,
-            metadata=snapshot_metadata(tracker.averager, tracker.name, metrics=values),
-        )
-        self._sender.snapshots.append(job)
-
-    def _send_status(self, status: str) -> None:
-        sender, spool = self._sender, self.spool
-        if sender is None or spool is None:
-            return
-        spool.set_meta(status=status, status_sent="0")
-        delay_s = sender.config.initial_backoff_s
-        while sender.run_id is not None and (remaining_s := sender.remaining_s()) > 0.05:
-            try:
-                self._api.set_status(sender.run_id, status, timeout_s=remaining_s)
-                spool.set_meta(status_sent="1")
-                break
-            except RetryableError:  # restarting: try again while finish() has time
-                sleep(min(delay_s, max(0.0, sender.remaining_s() - 0.05)))
-                delay_s *= 2
-            except TransportError as exc:
-                logger.warning("emaboard: could not mark run %s %s: %s", sender.run_id, status,
-                               exc)
-                break
-        sender.after_stop(self._api.close)  # now, or when a stuck request ends
-        sender.after_stop(spool.close)
-
     def _finish_at_exit(self) -> None:
         crashed = getattr(sys, "last_value", None) is not None
         self.finish("crashed" if crashed else "finished")
 
-
-def _describe_averager(averager: Any) -> dict[str, Any]:
-    """What the dashboard needs for an averager: its effective length, and whether it holds an
-    average yet (``averaged``; ``averaged_from``, the first eval step that saw one, is added
-    by :meth:`Monitor.log_eval`) (JSON-ready)."""
-    out: dict[str, Any] = {"kind": str(getattr(averager, "kind", "averager")),
-                           "update_every": int(getattr(averager, "update_every", 1)),
-                           "averaged": bool(getattr(averager, "has_averaged", True))}
-    if getattr(averager, "sigma_rels", None) is not None:
-        out["sigma_rels"] = [float(s) for s in averager.sigma_rels]
-        out["time_unit"] = str(getattr(averager, "time_unit", "steps"))
-    return out
