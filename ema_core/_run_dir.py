@@ -100,8 +100,9 @@ def new_run_dir(base: Path) -> Path:
             number += 1
 
 
-def open_spool(run_dir: Path, project: str, run: str, config_json: str, resume: str) -> Spool:
-    """Open the run's spool and record its identity.
+def open_spool(run_dir: Path, project: str, run: str, config_json: str, resume: str,
+               tags: list[str] | None = None) -> Spool:
+    """Open the run's spool and record its identity (``tags`` as a JSON list).
 
     With ``resume="never"`` the directory must not hold an earlier training's spool; with
     ``"allow"``/``"must"`` an earlier spool is continued (its leftovers are sent first, to the
@@ -126,8 +127,8 @@ def open_spool(run_dir: Path, project: str, run: str, config_json: str, resume: 
             "pass resume='allow' to continue it, or another run_dir (or none: each new "
             "training then gets its own)"
         )
-    fields = {"project": project, "name": run, "config": config_json, "status": "running",
-              "status_sent": "1"}
+    fields = {"project": project, "name": run, "config": config_json,
+              "tags": json.dumps(tags or []), "status": "running", "status_sent": "1"}
     if "server_name" not in meta:  # not created on the server yet: this Monitor decides how
         fields["resume"] = resume
     spool.set_meta(**fields)

@@ -11,7 +11,7 @@ from typing import Any
 from ema_core._best_tracker import BestTracker
 from ema_core._distributed import rank_zero_decides
 from ema_core._sender_config import SnapshotJob
-from ema_core.metric_keys import default_mode
+from ema_core.metric_keys import bn_recomputed_key, default_mode
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 
@@ -113,6 +113,18 @@ class Watched:
                 for entry in self.entries if getattr(entry[0], "has_averaged", True)
                 for name in entry[0].averager_names
                 if name in described and not described[name].get("averaged", True)}
+
+    def bn_recomputed(self, results: Mapping[str, Any]) -> dict[str, float]:
+        """``bn_recomputed/<name>`` for each evaluated averager that tracks its BatchNorm
+        statistics (an SWA of a model with BatchNorm): 1.0 when recomputed after its last
+        averaged step, else 0.0."""
+        flags: dict[str, float] = {}
+        for entry in self.entries:
+            recomputed = getattr(entry[0], "batchnorm_recomputed", None)
+            if recomputed is not None:
+                flags.update({bn_recomputed_key(name): float(recomputed)
+                              for name in entry[0].averager_names if name in results})
+        return flags
 
     def snapshot_jobs(
         self, step: int, results: Mapping[str, Mapping[str, Any]], *, streaming: bool

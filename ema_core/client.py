@@ -23,7 +23,7 @@ import operator
 import os
 import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from time import time
 from types import TracebackType
@@ -38,7 +38,7 @@ from ema_core.metric_keys import MAX_KEY_LENGTH, eval_key, posthoc_key, train_ke
 from ema_core.sender import Sender
 from ema_core.spool import Spool
 from ema_core.transport import ApiClient
-from ema_core.wire import RESUME_MODES
+from ema_core.wire import RESUME_MODES, check_tags
 
 __all__ = ["DEFAULT_SERVER", "Monitor", "default_run_dir"]
 
@@ -78,6 +78,9 @@ class Monitor:
         server: base URL of the emaboard server (default ``$EMABOARD_SERVER``, else
             ``http://127.0.0.1:8000``); an explicit value wins over the environment.
         config: JSON-serializable hyperparameters stored with the run.
+        tags: labels of the run (``"baseline"``, ``"bf16"``): each 1 to 64 characters, no
+            comma; at most 32. A resumed run keeps its tags and gains these; the dashboard
+            edits them and filters runs by them.
         resume: ``"never"`` (default), ``"allow"`` or ``"must"``, as above.
         token: bearer token, when the server has one (default ``$EMABOARD_TOKEN``).
         run_dir: local directory for the spool and snapshot files (default: the first of
@@ -102,14 +105,15 @@ class Monitor:
     Raises:
         ValueError: an empty name, a bad URL, bound or ``resume``; ``run_dir`` holding another
             run (or, with ``resume="never"``, an earlier training of this one); a ``config``
-            over 64 KiB as JSON or nested deeper than 32 levels (the server's limits).
+            over 64 KiB as JSON or nested deeper than 32 levels (the server's limits); a bad
+            tag or more than 32 (:func:`ema_core.wire.check_tags`).
         TypeError: ``config`` is not JSON-serializable.
     """
 
     def __init__(
         self, project: str, run: str, server: str | None = None,
         config: Mapping[str, Any] | None = None, *, resume: str = "never",
-        token: str | None = None,
+        tags: Iterable[str] = (), token: str | None = None,
         run_dir: str | Path | None = None, flush_interval_ms: float = 500.0,
         max_batch_points: int = 5000, max_queue_points: int = 100_000,
         initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
@@ -138,6 +142,7 @@ class Monitor:
                         else default_run_dir(project, run)).resolve()
         self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
         wire_config = config_json(config)  # NaN/±Inf as the API strings; TypeError if not JSON
+        self.tags = check_tags([tags] if isinstance(tags, str) else tags)
         self.rank = global_rank()
         self._watched = Watched()
         self._summary: dict[str, Any] = {}  # summary entries set so far
@@ -154,7 +159,7 @@ class Monitor:
             return
         if run_dir is None and resume == "never":  # a directory of its own, made on rank 0
             self.run_dir = new_run_dir(default_run_dir(project, run)).resolve()
-        self.spool = open_spool(self.run_dir, project, run, wire_config, resume)
+        self.spool = open_spool(self.run_dir, project, run, wire_config, resume, self.tags)
         self._sender = Sender(self._api, self.spool, (project, run, json.loads(wire_config)),
                               self.run_dir / "snapshots", sender_config)
         self._inbox = self._sender.inbox
@@ -282,7 +287,10 @@ class Monitor:
             results: model (``live`` or an averager name) → metric → value, as returned by
                 ``ema_core.swap.evaluate_all``.
 
-        Triggers :meth:`track_best` snapshots when a tracked metric improved.
+        Triggers :meth:`track_best` snapshots when a tracked metric improved. For a watched
+        averager of a model with BatchNorm (an SWA) it also records ``bn_recomputed/<name>``:
+        1 when its BatchNorm statistics were recomputed (``update_bn``) after its last averaged
+        step, else 0 — the dashboard warns when an SWA was evaluated with stale statistics.
 
         Raises:
             RuntimeError, ValueError, TypeError: as :meth:`step`.
@@ -292,8 +300,10 @@ class Monitor:
         described = self._summary.get("averagers", {})
         if first := self._watched.first_averages(step, described):
             self._set_summary(averagers={**described, **first})
-        flat = {eval_key(model, metric): value for model, metrics in results.items()
-                for metric, value in metrics.items()}
+        flat: dict[str, Any] = {eval_key(model, metric): value
+                                for model, metrics in results.items()
+                                for metric, value in metrics.items()}
+        flat.update(self._watched.bn_recomputed(results))
         self._put(step, flat, time(), train=False)
         jobs = self._watched.snapshot_jobs(step, results, streaming=self._sender is not None)
         if self._sender is not None:

@@ -8,6 +8,10 @@ Keys::
     layer/<module path>/rel_drift/<A>         one layer's relative drift
     eval/<live|A>/<metric>                    an evaluation of the live model or a shadow
     decay/<A>                                 the decay β of averager A
+    bn_recomputed/<A>                         1 when A's BatchNorm statistics were recomputed
+                                              for its current weights (update_bn) when it
+                                              was evaluated, else 0 (averagers of models
+                                              with BatchNorm only)
     posthoc/<σ_rel>/<metric>                  an evaluation of a reconstructed EMA
 
 An averager name and an eval model hold no ``/``; a module path, a metric and a training
@@ -27,6 +31,7 @@ __all__ = [
     "KeyKind",
     "MAX_KEY_LENGTH",
     "WEIGHT_STATS",
+    "bn_recomputed_key",
     "decay_key",
     "default_mode",
     "eval_key",
@@ -45,7 +50,8 @@ WEIGHT_STATS = ("norm", "drift", "rel_drift", "cos")
 """The model-level statistics under ``weights/``."""
 
 KeyKind = Literal[
-    "norm", "drift", "rel_drift", "cos", "layer", "eval", "decay", "train", "posthoc", "other"
+    "norm", "drift", "rel_drift", "cos", "layer", "eval", "decay", "bn_recomputed", "train",
+    "posthoc", "other",
 ]
 
 
@@ -55,8 +61,10 @@ class KeyInfo:
 
     Attributes:
         kind: ``norm``, ``drift``, ``rel_drift``, ``cos`` (``weights/…``), ``layer``,
-            ``eval``, ``decay``, ``train``, ``posthoc``, or ``other`` for any other key.
-        averager: The averager of a statistic or decay (``live`` for ``weights/norm/live``).
+            ``eval``, ``decay``, ``bn_recomputed``, ``train``, ``posthoc``, or ``other`` for
+            any other key.
+        averager: The averager of a statistic, decay or BatchNorm flag (``live`` for
+            ``weights/norm/live``).
         layer: The module path of a ``layer`` key.
         model: ``live`` or the averager an ``eval`` key measured.
         metric: The metric of an ``eval`` or ``posthoc`` key.
@@ -79,6 +87,7 @@ _LAYER = re.compile(r"layer/(.+)/rel_drift/([^/]+)", re.DOTALL)
 _WEIGHTS = re.compile(r"weights/(norm|drift|rel_drift|cos)/([^/]+)", re.DOTALL)
 _EVAL = re.compile(r"eval/([^/]+)/(.+)", re.DOTALL)
 _DECAY = re.compile(r"decay/([^/]+)", re.DOTALL)
+_BN_RECOMPUTED = re.compile(r"bn_recomputed/([^/]+)", re.DOTALL)
 _TRAIN = re.compile(r"train/(.+)", re.DOTALL)
 _POSTHOC = re.compile(r"posthoc/([^/]+)/(.+)", re.DOTALL)
 _LOWER_IS_BETTER = re.compile(r"loss|error", re.IGNORECASE)
@@ -102,6 +111,8 @@ def parse_key(key: str) -> KeyInfo:
         return KeyInfo("eval", model=match[1], metric=match[2])
     if match := _DECAY.fullmatch(key):
         return KeyInfo("decay", averager=match[1])
+    if match := _BN_RECOMPUTED.fullmatch(key):
+        return KeyInfo("bn_recomputed", averager=match[1])
     if match := _TRAIN.fullmatch(key):
         return KeyInfo("train", name=match[1])
     if match := _POSTHOC.fullmatch(key):
@@ -150,6 +161,11 @@ def eval_key(model: str, metric: str) -> str:
 def decay_key(averager: str) -> str:
     """``decay/<averager>``."""
     return f"decay/{averager}"
+
+
+def bn_recomputed_key(averager: str) -> str:
+    """``bn_recomputed/<averager>``."""
+    return f"bn_recomputed/{averager}"
 
 
 def posthoc_key(sigma_rel: float, metric: str) -> str:

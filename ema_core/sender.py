@@ -21,6 +21,7 @@ server.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
@@ -296,10 +297,11 @@ class Sender:
         a ``RunGone``, and from a resumed spool); before, the spool's ``resume`` decides.
         """
         project, name, config = self._run
+        meta = self.spool.meta()
+        tags = json.loads(meta.get("tags", "[]"))
         if self.run_name is not None:
-            return self.api.create_run(project, self.run_name, config, "allow").id
-        resume = self.spool.meta().get("resume", "allow")
-        created = self.api.create_run(project, name, config, resume)
+            return self.api.create_run(project, self.run_name, config, "allow", tags).id
+        created = self.api.create_run(project, name, config, meta.get("resume", "allow"), tags)
         self.spool.set_meta(server_name=created.name)
         self.run_name = created.name
         if created.name != name:

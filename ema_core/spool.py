@@ -258,9 +258,11 @@ def _create_run(api: ApiClient, spool: Spool, meta: dict[str, str]) -> int:
     """The run this spool streams to: its recorded server name (continued), or a new or
     resumed run as the spool's ``resume`` says (``allow`` for spools from before it existed)."""
     config = json.loads(meta["config"])
+    tags = json.loads(meta.get("tags", "[]"))
     if "server_name" in meta:
-        return api.create_run(meta["project"], meta["server_name"], config, "allow").id
-    created = api.create_run(meta["project"], meta["name"], config, meta.get("resume", "allow"))
+        return api.create_run(meta["project"], meta["server_name"], config, "allow", tags).id
+    created = api.create_run(meta["project"], meta["name"], config, meta.get("resume", "allow"),
+                             tags)
     spool.set_meta(server_name=created.name)
     if created.name != meta["name"]:
         logger.warning("Run %s/%s exists: %s goes to %s/%s", meta["project"], meta["name"],

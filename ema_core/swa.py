@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn as torch_update_bn
 
 from ema_core._averager import Averager
@@ -62,6 +63,10 @@ class SWA(Averager):
         self.start_step = start_step
         self.update_every = update_every
         self.n_averaged = 0
+        # torch.optim.swa_utils.update_bn recomputes exactly these modules' statistics.
+        self.has_batchnorm = any(isinstance(module, _BatchNorm) and module.track_running_stats
+                                 for module in model.modules())
+        self._bn_recomputed = False
         super().__init__(
             model, ["swa"], average_buffers=average_buffers, shadow_dtype=shadow_dtype,
             device=device, foreach=foreach, stats_every=stats_every,
@@ -86,6 +91,7 @@ class SWA(Averager):
         weight = 1.0 / (self.n_averaged + 1)
         self._decays = [1.0 - weight]
         self.n_averaged += 1
+        self._bn_recomputed = False  # new weights: the statistics belong to the old ones
         self._apply(model, [weight])
 
     def update_bn(
@@ -110,6 +116,20 @@ class SWA(Averager):
         with swap_in(model, self):
             torch_update_bn(loader, model, None if device is None else torch.device(device))
             self._store.capture_buffers_(0)
+        self._bn_recomputed = True
+
+    @property
+    def batchnorm_recomputed(self) -> bool | None:
+        """Whether the shadow's BatchNorm statistics were recomputed (:meth:`update_bn`) after
+        its last averaged step; None when the model has no BatchNorm with running statistics.
+
+        An SWA shadow's averaged weights never produced the running mean and variance it
+        carries (those are averages of the live model's statistics, or copies of them): it
+        must be evaluated after :meth:`update_bn` (Izmailov et al. 2018, section 3.2;
+        ``torch.optim.swa_utils.update_bn``). :meth:`ema_core.client.Monitor.log_eval`
+        streams this flag as ``bn_recomputed/<name>``.
+        """
+        return self._bn_recomputed if self.has_batchnorm else None
 
     def _is_stats_step(self) -> bool:
         # Before the first averaged step the shadow is a stale copy of the initial weights:
@@ -127,7 +147,7 @@ class SWA(Averager):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"n_averaged": self.n_averaged, "start_step": self.start_step,
-                "update_every": self.update_every}
+                "update_every": self.update_every, "bn_recomputed": self._bn_recomputed}
 
     def _check_extra_state(self, extra: dict[str, Any]) -> None:
         saved = (extra["start_step"], extra["update_every"])
@@ -139,3 +159,4 @@ class SWA(Averager):
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self.n_averaged = int(extra["n_averaged"])
+        self._bn_recomputed = bool(extra.get("bn_recomputed", False))  # absent before 0.1.1

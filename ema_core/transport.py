@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
@@ -106,9 +106,11 @@ class ApiClient:
         self._http.close()
 
     def create_run(
-        self, project: str, name: str, config: Mapping[str, Any], resume: str = "allow"
+        self, project: str, name: str, config: Mapping[str, Any], resume: str = "allow",
+        tags: Sequence[str] = (),
     ) -> CreatedRun:
-        """Create or resume the run (project, name) as ``resume`` says (docs/api.md).
+        """Create or resume the run (project, name) as ``resume`` says (docs/api.md); ``tags``
+        are added to its tags.
 
         Returns:
             The run's server id and its name (another one than ``name`` when ``resume`` is
@@ -118,6 +120,8 @@ class ApiClient:
             RejectedError: ``resume="must"`` and no such run (404), or an invalid request.
         """
         body = {"project": project, "name": name, "config": dict(config), "resume": resume}
+        if tags:
+            body["tags"] = list(tags)
         answer = self._request("POST", "/api/runs", json=body)
         return CreatedRun(int(answer["id"]), str(answer.get("name", name)))
 

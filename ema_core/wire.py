@@ -21,7 +21,10 @@ __all__ = [
     "DEFAULT_MAX_OBJECT_BYTES",
     "MAX_JSON_DEPTH",
     "NON_FINITE",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
     "RESUME_MODES",
+    "check_tags",
     "decode_float",
     "encode_float",
     "encode_json",
@@ -46,6 +49,39 @@ levels; the server's response serializer gives up near 255, Python's recursion n
 
 DEFAULT_MAX_OBJECT_BYTES = 64 << 10
 """The server's default ``max_object_bytes``: the largest free-form object as compact JSON."""
+
+MAX_TAG_LENGTH = 64
+"""The longest run tag, in characters."""
+
+MAX_TAGS = 32
+"""The most tags one run holds."""
+
+
+def check_tags(tags: Iterable[Any]) -> list[str]:
+    """Run tags, checked: each a string of 1 to :data:`MAX_TAG_LENGTH` characters with no
+    comma, no control character and no space at either end; at most :data:`MAX_TAGS`.
+
+    Returns:
+        The tags without repeats, sorted (the order the server stores and answers).
+
+    Raises:
+        ValueError: naming the first bad tag and the rule (a comma separates tags in the
+            dashboard's tag field, so a tag holds none).
+    """
+    out: set[str] = set()
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ValueError(f"Invalid tag {tag!r}: expected a string")
+        if not 1 <= len(tag) <= MAX_TAG_LENGTH or tag != tag.strip():
+            raise ValueError(f"Invalid tag {tag!r}: expected 1 to {MAX_TAG_LENGTH} characters "
+                             "without spaces at either end")
+        if "," in tag or any(ord(c) < 32 or ord(c) == 127 for c in tag):
+            raise ValueError(f"Invalid tag {tag!r}: a tag holds no comma or control character")
+        out.add(tag)
+    if len(out) > MAX_TAGS:
+        raise ValueError(f"Too many tags: {len(out)} > {MAX_TAGS}")
+    return sorted(out)
+
 
 # The JSON text of a non-finite value: a string literal, quotes included.
 _NON_FINITE_TEXT = {math.inf: '"Infinity"', -math.inf: '"-Infinity"'}

@@ -81,7 +81,7 @@ class EmaboardCallback(Callback):
         ema_kwargs: further :class:`~ema_core.ema.EMA` options (``use_warmup``,
             ``update_after_step``, ``update_every``, ``schedule``, ...).
         swa_kwargs: further :class:`~ema_core.swa.SWA` options (``update_every``, ...).
-        monitor_kwargs: further :class:`~ema_core.client.Monitor` options (``token``,
+        monitor_kwargs: further :class:`~ema_core.client.Monitor` options (``tags``, ``token``,
             ``run_dir``, ``flush_interval_ms``, ...).
 
     Raises:

@@ -120,7 +120,8 @@ class EmaboardTrainerCallback(TrainerCallback):
         track_averager: averager to snapshot (default: the first).
         ema_kwargs: further :class:`~ema_core.ema.EMA` options (``use_warmup``, ...).
         swa_kwargs: further :class:`~ema_core.swa.SWA` options (``update_every``, ...).
-        monitor_kwargs: further :class:`~ema_core.client.Monitor` options (``token``, ...).
+        monitor_kwargs: further :class:`~ema_core.client.Monitor` options (``tags``,
+            ``token``, ...).
 
     Raises:
         ValueError: neither ``decays`` nor ``swa_start_step`` given, or an option value the

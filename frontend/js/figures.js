@@ -2,51 +2,99 @@
 // "dual-model" eval table. No DOM access: every input is passed in, so the functions can
 // be tested in the browser without a server (tests/frontend/).
 
+import { colorFor, lineWidthFor } from "./colors.js";
 import { lowerIsBetter, sortModels } from "./keys.js";
 import { toNumber } from "./values.js";
 
-/** Traces with at least this many points use WebGL (scattergl); smaller ones SVG. */
-export const GL_MIN_POINTS = 1000;
+/** Traces with at least this many points use WebGL (scattergl); smaller ones SVG, which draws
+ * them faster than WebGL sets up (the pages keep at most 4,000 points per trace). */
+export const GL_MIN_POINTS = 5000;
+/** Opacity of the raw series drawn under its smoothed line. */
+export const RAW_OPACITY = 0.25;
 
-const FIXED_COLORS = {
-  live: "#e4572e", "ema_0.999": "#2e86de", "ema_0.9999": "#17a589", swa: "#8e44ad",
-};
-const PALETTE = ["#d4a017", "#c0392b", "#16a085", "#2c3e50", "#7f8c8d", "#d35400"];
-
-/** A stable color per model/averager name (fixed for the usual names, hashed otherwise). */
-export function colorFor(name) {
-  if (name in FIXED_COLORS) return FIXED_COLORS[name];
-  let hash = 0;
-  for (const char of name) hash = (hash * 31 + char.charCodeAt(0)) >>> 0;
-  return PALETTE[hash % PALETTE.length];
-}
+export { colorFor };
 
 /**
- * One line trace.
- * @param {{name: string, steps: number[], values: (number|null)[], color?: string,
- *   glAvailable?: boolean, markers?: boolean}} spec
+ * One line trace. A series of one point gets a marker (a line needs two points), as does
+ * every point of a `markers` chart.
+ * @param {{name: string, x: any[], values: (number|null)[], color?: string, dash?: string,
+ *   width?: number, glAvailable?: boolean, markers?: boolean, faint?: boolean,
+ *   xLabel?: string}} spec color and width default to the model's (colors.js).
+ *   `faint`: the raw series under a smoothed one (translucent, no legend entry, no hover).
  */
-export function lineTrace({ name, steps, values, color, glAvailable = true, markers = false }) {
-  const gl = glAvailable && steps.length >= GL_MIN_POINTS;
-  return {
+export function lineTrace({ name, x, values, color, dash = "solid", width, glAvailable = true,
+  markers = false, faint = false, xLabel = "step" }) {
+  const gl = glAvailable && x.length >= GL_MIN_POINTS;
+  const trace = {
     type: gl ? "scattergl" : "scatter",
-    mode: markers ? "lines+markers" : "lines",
+    mode: markers || x.length < 2 ? "lines+markers" : "lines",
     name,
-    x: steps,
+    x,
     y: values,
-    line: { color: color || colorFor(name), width: 1.6 },
-    marker: { size: 5 },
+    line: { color: color || colorFor(name), width: width ?? lineWidthFor(name), dash },
+    marker: { size: name === "live" ? 7 : 5 },
     connectgaps: false,
-    hovertemplate: `${name}<br>step %{x}<br>%{y:.4g}<extra></extra>`,
+    legendgroup: name,
+    hovertemplate: `${name}<br>${xLabel} %{x}<br>%{y:.4g}<extra></extra>`,
   };
+  if (faint) {
+    Object.assign(trace, { opacity: RAW_OPACITY, showlegend: false, hoverinfo: "skip" });
+    delete trace.hovertemplate;
+  }
+  return trace;
 }
 
 /**
- * A line chart layout in the page's theme.
- * @param {{title: string, yTitle?: string, logY?: boolean,
- *   theme: {fg: string, grid: string, bg: string}}} spec
+ * The y range of a chart whose finite values are all equal (a constant learning rate):
+ * Plotly would draw it on v − 1 … v + 1, a flat line seemingly at 0 for v = 0.001. Returns
+ * v ± 10 % (± 1 for v = 0; a decade either side on a log axis), or null when the values
+ * vary or there are none.
+ * @param {{min: number, max: number}|null} extent of the finite values.
  */
-export function lineLayout({ title, yTitle = "", logY = false, theme }) {
+export function constantRange(extent, logY = false) {
+  if (!extent || extent.min !== extent.max) return null;
+  const v = extent.min;
+  if (logY) return v > 0 ? [Math.log10(v) - 1, Math.log10(v) + 1] : null;
+  const pad = v === 0 ? 1 : Math.abs(v) * 0.1;
+  return [v - pad, v + pad];
+}
+
+/**
+ * The x range of a chart whose points all lie at one step (a series of one point): Plotly
+ * would draw step ± 1 with half-step ticks; this is step ± max(5, 10 %). Null otherwise.
+ * @param {{min: number, max: number}|null} extent of the steps.
+ */
+export function singleStepRange(extent) {
+  if (!extent || extent.min !== extent.max) return null;
+  const pad = Math.max(5, Math.abs(extent.min) * 0.1);
+  return [extent.min - pad, extent.min + pad];
+}
+
+/** The extent {min, max} of the finite numbers in `values` merged into `extent` (or null). */
+export function extendExtent(extent, values) {
+  let out = extent;
+  for (const value of values) {
+    if (value === null || !Number.isFinite(value)) continue;
+    if (out === null) out = { min: value, max: value };
+    else out = { min: Math.min(out.min, value), max: Math.max(out.max, value) };
+  }
+  return out;
+}
+
+/**
+ * A line chart layout in the page's theme. Both axes grow their margins to fit their tick
+ * labels (automargin), so long labels of a tiny or one-point series are never clipped.
+ * @param {{title: string, yTitle?: string, logY?: boolean, xTitle?: string, xType?: string,
+ *   xRange?: number[]|null, yRange?: number[]|null, theme: {fg: string, grid: string, bg: string}}} spec
+ */
+export function lineLayout({ title, yTitle = "", logY = false, xTitle = "step", xType = "linear",
+  xRange = null, yRange = null, theme }) {
+  const yaxis = { title: { text: yTitle }, gridcolor: theme.grid, type: logY ? "log" : "linear",
+    automargin: true };
+  if (yRange) Object.assign(yaxis, { range: yRange, autorange: false });
+  const xaxis = { title: { text: xTitle }, type: xType, gridcolor: theme.grid, zeroline: false,
+    automargin: true };
+  if (xRange) Object.assign(xaxis, { range: xRange, autorange: false });
   return {
     title: {
       text: title, x: 0, xanchor: "left", y: 1, yanchor: "top", pad: { t: 8, l: 8 },
@@ -57,8 +105,8 @@ export function lineLayout({ title, yTitle = "", logY = false, theme }) {
     font: { color: theme.fg, size: 12 },
     margin: { l: 60, r: 16, t: 56, b: 44 },
     height: 320,
-    xaxis: { title: { text: "step" }, gridcolor: theme.grid, zeroline: false },
-    yaxis: { title: { text: yTitle }, gridcolor: theme.grid, type: logY ? "log" : "linear" },
+    xaxis,
+    yaxis,
     legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom" },
     hovermode: "closest",
     uirevision: "keep",

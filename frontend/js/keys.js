@@ -7,6 +7,7 @@ const LAYER_RE = /^layer\/(.+)\/rel_drift\/([^/]+)$/s;
 const WEIGHTS_RE = /^weights\/(norm|drift|rel_drift|cos)\/([^/]+)$/s;
 const EVAL_RE = /^eval\/([^/]+)\/(.+)$/s;
 const DECAY_RE = /^decay\/([^/]+)$/s;
+const BN_RECOMPUTED_RE = /^bn_recomputed\/([^/]+)$/s;
 const TRAIN_RE = /^train\/(.+)$/s;
 const POSTHOC_RE = /^posthoc\/([^/]+)\/(.+)$/s;
 
@@ -14,7 +15,7 @@ const POSTHOC_RE = /^posthoc\/([^/]+)\/(.+)$/s;
  * What a metric key means (ema_core.metric_keys.parse_key).
  * @returns {{kind: string, averager?: string, layer?: string, model?: string, metric?: string,
  *   name?: string, sigmaRel?: string}} kind is one of norm, drift, rel_drift, cos, layer,
- *   eval, decay, train, posthoc, other; `weights/norm/live` has averager "live".
+ *   eval, decay, bn_recomputed, train, posthoc, other; `weights/norm/live` has averager "live".
  */
 export function parseKey(key) {
   let match = LAYER_RE.exec(key);
@@ -25,6 +26,8 @@ export function parseKey(key) {
   if (match) return { kind: "eval", model: match[1], metric: match[2] };
   match = DECAY_RE.exec(key);
   if (match) return { kind: "decay", averager: match[1] };
+  match = BN_RECOMPUTED_RE.exec(key);
+  if (match) return { kind: "bn_recomputed", averager: match[1] };
   match = TRAIN_RE.exec(key);
   if (match) return { kind: "train", name: match[1] };
   match = POSTHOC_RE.exec(key);
@@ -94,17 +97,25 @@ export function naturalCompare(a, b) {
 
 const LINE_KINDS = ["norm", "drift", "rel_drift", "cos", "decay"];
 
+/** The panel of the scalar views a key is drawn in: the part before its last "/" ("train"
+ * for "train/loss", "val" for "val/acc"), or "scalars" for a key without one ("lr"). */
+export function panelOf(key) {
+  const slash = key.lastIndexOf("/");
+  return slash > 0 ? key.slice(0, slash) : "scalars";
+}
+
 /**
  * The view of the run page that draws a key, used to read each view's series in its own
- * request: "norm", "drift", "rel_drift", "cos", "decay", "train/<name>", "eval", or null
- * for layer keys (the heatmap reads those itself) and keys no view shows.
+ * request: "norm", "drift", "rel_drift", "cos", "decay", "eval", "scalars:<panel>" for every
+ * other scalar (train/*, custom keys), or null for the keys of views that read their own:
+ * layer keys (the heatmap) and post-hoc evaluations (the What-if panel).
  */
 export function viewOf(key) {
   const info = parseKey(key);
   if (LINE_KINDS.includes(info.kind)) return info.kind;
-  if (info.kind === "train") return `train/${info.name}`;
   if (info.kind === "eval") return "eval";
-  return null;
+  if (info.kind === "layer" || info.kind === "posthoc") return null;
+  return `scalars:${panelOf(key)}`;
 }
 
 /** The keys each view draws, as [view, keys] pairs sorted by view; null views left out. */

@@ -1,19 +1,14 @@
 // The run page: loads every view over REST, then keeps them live over one websocket
 // (/ws/runs/{id}); points are appended with Plotly.extendTraces in batches, a reconnect
 // catches up over REST from the last step seen per key, a "resync" re-reads everything.
+// The views are built in run_views.js; this module runs the load and the live updates.
 
 import { apiJson } from "./api.js";
-import { ChartGroup } from "./charts/chartgroup.js";
-import { EvalView } from "./charts/evalview.js";
-import { LayerHeatmap } from "./charts/heatmap.js";
-import { LengthsView } from "./charts/lengthsview.js";
-import { LineChart } from "./charts/linechart.js";
-import { WhatIfView } from "./charts/whatifview.js";
 import { keysByView, parseKey, summarizeKeys } from "./keys.js";
 import { LiveSocket } from "./live.js";
-import { renderRunHeader } from "./runheader.js";
+import { loadPlotly } from "./plotly.js";
+import { buildViews } from "./run_views.js";
 import { fetchSeries, groupNewPoints, plotSeries, seriesToPoints } from "./series.js";
-import { SnapshotsView } from "./snapshots.js";
 import { onThemeChange } from "./theme.js";
 import { runIdFromSearch } from "./urls.js";
 import { formatAgo } from "./values.js";
@@ -23,47 +18,9 @@ const HELLO_WAIT_MS = 2000;
 const AGO_REFRESH_MS = 5000;
 const $ = (selector) => document.querySelector(selector);
 
-function byKind(kind) {
-  return (key) => {
-    const info = parseKey(key);
-    return info.kind === kind ? info.averager : null;
-  };
-}
-
-function buildViews(runId, page) {
-  // [container, id, title, key kind]; drift and relative drift (indices 1, 2) follow the log toggle.
-  const specs = [
-    ["#norms", "chart-norms", "‖live‖ and ‖shadow‖ (global L2 norm)", "norm"],
-    ["#drift-charts", "chart-drift", "drift ‖live − shadow‖", "drift"],
-    ["#drift-charts", "chart-rel-drift", "relative drift ‖live − shadow‖ / ‖live‖", "rel_drift"],
-    ["#decay", "chart-decay", "decay in effect", "decay"],
-    ["#cos-chart", "chart-cos", "cosine(live, shadow)", "cos"],
-  ];
-  const lines = specs.map(([container, id, title, kind]) =>
-    new LineChart($(container), { id, title, traceName: byKind(kind) }));
-  const train = new ChartGroup($("#train-charts"), {
-    idPrefix: "chart-train-",
-    groupOf: (key) => (parseKey(key).kind === "train" ? parseKey(key).name : null),
-    traceName: (key) => parseKey(key).name,
-    title: (name) => `train/${name}`,
-  });
-  const evalView = new EvalView($("#eval-charts"), $("#eval-tables"));
-  const heatmap = new LayerHeatmap($("#chart-heatmap"), $("#heatmap-averager"), runId);
-  const snapshots = new SnapshotsView({
-    table: $("#snapshots-table"), averager: $("#export-averager"), metric: $("#export-metric"),
-    button: $("#export-best"), note: $("#export-note"),
-  }, runId);
-  const whatif = new WhatIfView({
-    chart: $("#chart-whatif"), bestChart: $("#chart-whatif-best"), metric: $("#whatif-metric"),
-    step: $("#whatif-step"), storage: $("#whatif-storage"), note: $("#whatif-note"),
-    button: $("#whatif-export"), empty: $("#whatif-empty"),
-  }, runId, {
-    evalSeries: () => evalView.series,
-    decays: () => page.decays,
-    averagers: () => page.run?.summary?.averagers || {},
-  });
-  const lengths = new LengthsView($("#lengths-table"));
-  return { lines, train, evalView, heatmap, snapshots, whatif, lengths };
+/** A User Timing mark, from navigation start, set once per page (bench/first_paint.py). */
+function markOnce(name) {
+  if (!performance.getEntriesByName(name).length) performance.mark(name);
 }
 
 class RunPage {
@@ -82,32 +39,38 @@ class RunPage {
   }
 
   async start() {
+    this.plotly = loadPlotly();  // compiled while the data are on their way
+    this.plotly.then(() => markOnce("emaboard:plotly"), showError);
     let helloSeen;
     const hello = new Promise((resolve) => { helloSeen = resolve; });
     this.socket = new LiveSocket(`/ws/runs/${this.runId}`, {
       indicator: $("#conn"),
-      onRefused: (reason) => { helloSeen(); showError(new Error(reason)); },
+      onRefused: (reason) => { helloSeen(null); showError(new Error(reason)); },
       onMessage: (message, info) => {
-        if (message.type === "hello") helloSeen();
+        if (message.type === "hello") {
+          markOnce("emaboard:hello");
+          helloSeen(message);
+        }
         this.onMessage(message, info);
       },
     });
     this.socket.start();
-    // Subscribe first, then read over REST: no point falls between the two.
-    await Promise.race([hello, new Promise((resolve) => setTimeout(resolve, HELLO_WAIT_MS))]);
-    await this.load();
+    // Subscribe first, then read over REST: no point falls between the two. The hello holds
+    // the run and every key with its latest point: the first load needs no other request.
+    const first = await Promise.race([hello, new Promise((resolve) => setTimeout(resolve, HELLO_WAIT_MS))]);
+    await this.load(first || null);
   }
 
   /**
    * Reads the run, its keys and every series over REST and draws all views. A load asked
    * for while one runs happens once more after it (its data may predate the request).
    */
-  load() {
+  load(hello = null) {
     if (this.loading) {
       this.loadAgain = true;
       return this.loading;
     }
-    const attempt = this.loadOnce().then(
+    const attempt = this.loadOnce(hello).then(
       () => { this.loadFailed = false; },
       (error) => { this.loadFailed = true; throw error; });
     this.loading = attempt.finally(() => {
@@ -120,61 +83,65 @@ class RunPage {
     return this.loading;
   }
 
-  async loadOnce() {
-    const started = performance.now();
-    const elapsed = () => String(Math.round(performance.now() - started));
+  /** @param {object|null} hello the socket's hello (run, latest points), or null: REST. */
+  async loadOnce(hello) {
     this.ready = false;
     document.body.dataset.state = "loading";
-    const [run, keyRows] = await Promise.all([
+    const [run, keyRows] = hello ? [hello.run, hello.latest] : await Promise.all([
       apiJson(`/api/runs/${this.runId}`), apiJson(`/api/runs/${this.runId}/keys`)]);
     this.setRun(run);
     this.lastStep = Object.fromEntries(keyRows.map((row) => [row.key, row.step]));
     this.noteDecays(keyRows.map((row) => ({ key: row.key, value: row.value })));
     const keys = keyRows.map((row) => row.key);
-    const groups = keysByView(keys);
-    this.views.train.prepare(groups.map(([view]) => view)
-      .filter((view) => view.startsWith("train/")).map((view) => view.slice("train/".length)));
-    // One request per view, drawn as soon as it arrives: small series need not wait for
-    // the longest one.
+    const { scalars, heatmap, snapshots, health, whatif } = this.views;
+    scalars.prepare(keys);
+    health.reset();
+    // The heatmap and the snapshot table read on their own, in parallel with the line views;
+    // each line view's series come in their own request and are drawn as soon as they
+    // arrive: small series need not wait for the longest one.
+    const side = Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load(),
+      this.plotly.then(() => whatif.load())]);
     const drawn = new Set();
-    await Promise.all(groups.map(async ([view, viewKeys]) => {
+    await Promise.all(keysByView(keys).map(async ([view, viewKeys]) => {
       const raw = await fetchSeries(this.runId, viewKeys);
-      document.body.dataset.fetchMs = elapsed();
+      markOnce("emaboard:first-data");
       await this.drawView(view, raw, drawn);
-      document.body.dataset.firstChartMs ||= elapsed();
+      markOnce("emaboard:first-chart");
     }));
     await this.drawEmptyViews(drawn);
-    document.body.dataset.firstPaintMs = elapsed();
+    markOnce("emaboard:line-charts");
     this.ready = true;
     this.flushSoon();
-    const { heatmap, snapshots, whatif } = this.views;
     this.renderLengths();
-    await Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load(),
-      whatif.load()]);
+    await side;
     $("#error").hidden = true;  // an earlier failure (server down) is over
+    markOnce("emaboard:all-views");
     document.body.dataset.state = "ready";
   }
 
   /** Draws one view from its series (REST answer) and notes the charts drawn in `drawn`. */
-  drawView(view, raw, drawn) {
+  async drawView(view, raw, drawn) {
+    await this.plotly;
     for (const [key, series] of Object.entries(raw)) {
       const last = series.steps[series.steps.length - 1] ?? -1;
       this.lastStep[key] = Math.max(this.lastStep[key] ?? -1, last);
     }
     const plot = plotSeries(raw);
-    const { lines, train, evalView } = this.views;
+    const { lines, scalars, evalView, health } = this.views;
+    health.absorb(raw, this.lastStepSeen());
     if (view === "eval") {
       drawn.add(evalView);
       return evalView.render(plot, raw);
     }
-    if (view.startsWith("train/")) return train.render(plot);
+    if (view.startsWith("scalars:")) return scalars.render(plot);
     const charts = lines.filter((chart) => Object.keys(plot).some((key) => chart.matches(key)));
     charts.forEach((chart) => drawn.add(chart));
     return Promise.all(charts.map((chart) => chart.render(plot)));
   }
 
   /** Draws the views without data empty, so that live points can extend them later. */
-  drawEmptyViews(drawn) {
+  async drawEmptyViews(drawn) {
+    await this.plotly;
     const { lines, evalView } = this.views;
     const pending = lines.filter((chart) => !drawn.has(chart)).map((chart) => chart.render({}));
     if (!drawn.has(evalView)) pending.push(evalView.render({}, {}));
@@ -199,10 +166,16 @@ class RunPage {
     } else if (message.type === "resync") {
       this.load().catch(showError);
     } else if (message.type === "run_deleted") {
-      this.socket.close();
-      this.views.snapshots.button.disabled = true;
-      showError(new Error("This run was deleted."));
+      this.stop("This run was deleted.");
     }
+  }
+
+  /** The run is gone: no more updates, no more actions on it. */
+  stop(reason) {
+    this.socket.close();
+    for (const control of document.querySelectorAll(".run-action")) control.disabled = true;
+    this.views.snapshots.button.disabled = true;
+    showError(new Error(reason));
   }
 
   /** After a reconnect: re-read, from the last step seen, the keys that moved meanwhile. */
@@ -231,17 +204,17 @@ class RunPage {
     const raw = groupNewPoints(this.pending, this.lastStep);
     this.pending = [];
     const plot = plotSeries(raw);
-    const { lines, train, evalView, heatmap } = this.views;
+    const { lines, scalars, evalView, heatmap, health } = this.views;
     for (const chart of lines) chart.append(plot);
-    train.append(plot);
+    scalars.append(plot);
     evalView.append(plot, raw);
     this.views.whatif.append(raw);
     this.renderLengths();
     heatmap.notify(Object.keys(raw));
+    health.absorb(raw, this.lastStepSeen());
     const step = $("#last-step");
-    if (step) step.textContent = String(Math.max(...Object.values(this.lastStep), -1));
-    const tooBig = [...lines, ...train.all(), ...evalView.charts()].some((chart) => chart.tooBig);
-    if (tooBig) this.load().catch(showError);
+    if (step) step.textContent = String(this.lastStepSeen());
+    if (this.charts().some((chart) => chart.tooBig)) this.load().catch(showError);
   }
 
   /** Keeps the latest value of every decay/<averager> key among `points` ({key, value}). */
@@ -256,18 +229,28 @@ class RunPage {
     const described = Object.keys(this.run?.summary?.averagers || {});
     const names = [...new Set([...Object.keys(this.decays), ...described])].sort();
     this.views.lengths.render({ names, decays: this.decays, run: this.run,
-      step: Math.max(...Object.values(this.lastStep), -1) });
+      step: this.lastStepSeen() });
+  }
+
+  lastStepSeen() {
+    return Math.max(...Object.values(this.lastStep), this.run?.last_step ?? -1, -1);
   }
 
   setRun(run) {
     this.run = run;
     this.views.evalView.setAveragers(run.summary?.averagers);
-    renderRunHeader($("#run-header"), run, Math.max(...Object.values(this.lastStep), -1));
+    for (const view of this.views.runViews) view.setRun(run, this.lastStepSeen());
   }
 
+  /** Every line chart (the heatmap draws itself). */
   charts() {
-    const { lines, train, evalView, heatmap, whatif } = this.views;
-    return [...lines, ...train.all(), ...evalView.charts(), heatmap, whatif];
+    const { lines, scalars, evalView } = this.views;
+    return [...lines, ...scalars.all(), ...evalView.charts()];
+  }
+
+  /** Redraws every line chart (after a smoothing or x-axis change). */
+  redrawCharts() {
+    return Promise.all(this.charts().map((chart) => chart.redraw()));
   }
 }
 
@@ -286,6 +269,7 @@ function showError(error) {
 }
 
 function main() {
+  markOnce("emaboard:start");
   let runId;
   try {
     runId = runIdFromSearch(window.location.search);
@@ -297,7 +281,9 @@ function main() {
   $("#drift-log").addEventListener("change", (event) => {
     for (const chart of page.views.lines.slice(1, 3)) chart.setLogY(event.target.checked);
   });
-  onThemeChange((theme) => page.charts().forEach((chart) => chart.applyTheme(theme)));
+  page.views.display.onChange(() => page.redrawCharts().catch(showError));
+  onThemeChange((theme) => [...page.charts(), page.views.heatmap, page.views.whatif]
+    .forEach((chart) => chart.applyTheme(theme)));
   setInterval(refreshLastSeen, AGO_REFRESH_MS);
   page.start().catch(showError);
 }

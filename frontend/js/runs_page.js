@@ -1,17 +1,21 @@
-// The runs page: every run of a project with its status, last step, last seen and best
-// metric per averager, live over /ws/runs; tick runs to compare them.
+// The runs page: every run of a project with its status, tags, last step, last seen, best
+// metric per averager and the config/summary columns picked, live over /ws/runs; filters by
+// project (the websocket's), tag, status and name; tick runs to compare them.
 
 import { apiJson } from "./api.js";
-import { colorFor } from "./figures.js";
+import { colorFor } from "./colors.js";
 import { escapeHtml, swatch } from "./html.js";
 import { sortModels } from "./keys.js";
 import { LiveSocket } from "./live.js";
+import { RunColumns } from "./runcolumns.js";
+import { allTags, filterRuns, filtersFromSearch, searchOfFilters } from "./runfilters.js";
 import { statusBadge } from "./runheader.js";
 import { comparePageUrl, runPageUrl } from "./urls.js";
 import { formatAgo, formatValue } from "./values.js";
 
 const $ = (selector) => document.querySelector(selector);
 const AGO_REFRESH_MS = 5000;
+const FIXED_COLUMNS = 8;  // select, run, project, status, tags, last step, last seen, best
 
 /** Runs newest first (by creation time, then id). */
 export function sortRuns(runs) {
@@ -30,24 +34,53 @@ export function bestChips(best) {
 }
 
 class RunsPage {
-  constructor(project) {
-    this.project = project;
+  constructor(filters) {
+    this.filters = filters;
     this.runs = new Map();
     this.rows = new Map();   // run id -> its <tr>, kept across updates (focus stays put)
     this.selected = new Set();
+    this.columns = new RunColumns($("#column-choices"), filters.project, () => this.render(true));
   }
 
   start() {
-    const params = this.project ? { project: this.project } : {};
+    const params = this.filters.project ? { project: this.filters.project } : {};
     this.socket = new LiveSocket("/ws/runs", {
       params, indicator: $("#conn"), onMessage: (message) => this.onMessage(message),
     });
     this.socket.start();
+    this.renderHeader();  // the columns chosen on an earlier visit
     $("#compare").addEventListener("click", () => {
       window.location.href = comparePageUrl([...this.selected]);
     });
+    this.bindFilters();
     setInterval(() => this.refreshAgo(), AGO_REFRESH_MS);
     this.fillProjects().catch(showError);
+  }
+
+  bindFilters() {
+    const { tag, status, q } = this.filters;
+    $("#status-filter").value = status;
+    $("#name-filter").value = q;
+    this.fillTags([tag].filter(Boolean));
+    $("#tag-filter").value = tag;
+    const update = (name, value) => {
+      this.filters[name] = value;
+      history.replaceState(null, "", window.location.pathname + searchOfFilters(this.filters));
+      this.render();
+    };
+    $("#tag-filter").addEventListener("change", (event) => update("tag", event.target.value));
+    $("#status-filter").addEventListener("change", (event) => update("status", event.target.value));
+    $("#name-filter").addEventListener("input", (event) => update("q", event.target.value));
+  }
+
+  fillTags(tags) {
+    const select = $("#tag-filter");
+    const current = select.value || this.filters.tag;
+    const wanted = [...new Set([...tags, current].filter(Boolean))].sort();
+    const have = [...select.options].slice(1).map((option) => option.value);
+    if (wanted.join("\n") === have.join("\n")) return;
+    select.replaceChildren(new Option("any tag", ""), ...wanted.map((t) => new Option(t, t)));
+    select.value = current;
   }
 
   async fillProjects() {
@@ -55,12 +88,10 @@ class RunsPage {
     const projects = [...new Set(runs.map((run) => run.project))].sort();
     const select = $("#project-filter");
     select.append(...projects.map((name) => new Option(name, name)));
-    select.value = this.project;
+    select.value = this.filters.project;
     select.addEventListener("change", () => {
-      const url = new URL(window.location.href);
-      if (select.value) url.searchParams.set("project", select.value);
-      else url.searchParams.delete("project");
-      window.location.href = url.toString();
+      // Another project is another websocket subscription: load the page for it.
+      window.location.search = searchOfFilters({ ...this.filters, project: select.value });
     });
   }
 
@@ -68,7 +99,7 @@ class RunsPage {
     if (message.type === "runs") {
       this.runs = new Map(message.runs.map((run) => [run.id, run]));
     } else if (message.type === "run") {
-      if (this.project && message.run.project !== this.project) return;
+      if (this.filters.project && message.run.project !== this.filters.project) return;
       this.runs.set(message.run.id, message.run);
     } else if (message.type === "run_deleted") {
       this.runs.delete(message.id);
@@ -83,8 +114,13 @@ class RunsPage {
    * Updates the table in place: a run's row is created once and its cells refilled, and the
    * rows are re-inserted only when their order changed, so a live update (≤ 1/s per
    * running run) neither moves keyboard focus off a checkbox nor rebuilds the table.
+   * @param {boolean} columnsChanged rebuild the header and every row's extra cells.
    */
-  render() {
+  render(columnsChanged = false) {
+    const all = [...this.runs.values()];
+    this.fillTags(allTags(all));
+    this.columns.offer(all);
+    if (columnsChanged) this.renderHeader();
     const body = $("#runs-table tbody");
     for (const [id, tr] of this.rows) {
       if (!this.runs.has(id)) {
@@ -92,19 +128,28 @@ class RunsPage {
         this.rows.delete(id);
       }
     }
-    const wanted = sortRuns([...this.runs.values()]).map((run) => {
+    const kept = filterRuns(sortRuns(all), this.filters);
+    const wanted = kept.map((run) => {
       const tr = this.rows.get(run.id) || this.row(run);
       this.rows.set(run.id, tr);
-      fillRow(tr, run);
+      this.fillRow(tr, run);
       return tr;
     });
     const current = [...body.children];
     if (current.length !== wanted.length || wanted.some((tr, i) => current[i] !== tr)) {
       body.replaceChildren(...wanted);
     }
-    $("#runs-table").classList.toggle("empty", this.runs.size === 0);
+    $("#runs-table").classList.toggle("empty", wanted.length === 0);
+    $("#runs-count").textContent = kept.length === all.length
+      ? `${all.length} run${all.length === 1 ? "" : "s"}` : `${kept.length} of ${all.length} runs`;
     this.updateCompare();
     document.body.dataset.state = "ready";
+  }
+
+  renderHeader() {
+    const head = $("#runs-table thead tr");
+    while (head.children.length > FIXED_COLUMNS) head.lastElementChild.remove();
+    head.append(...this.columns.headers());
   }
 
   /** A new row for `run`: its checkbox cell and empty cells that fillRow fills. */
@@ -114,7 +159,7 @@ class RunsPage {
     const label = `select ${run.project}/${run.name} for comparison`;
     tr.innerHTML = `<td><input type="checkbox" aria-label="${escapeHtml(label)}"></td>
       <td class="name"></td><td class="project"></td><td class="status-cell"></td>
-      <td class="num last-step"></td><td class="ago"></td><td class="best"></td>`;
+      <td class="tags"></td><td class="num last-step"></td><td class="ago"></td><td class="best"></td>`;
     const box = tr.querySelector("input");
     box.checked = this.selected.has(run.id);
     box.addEventListener("change", () => {
@@ -123,6 +168,24 @@ class RunsPage {
       this.updateCompare();
     });
     return tr;
+  }
+
+  /** Refills a row's cells (all but its checkbox) from `run`. */
+  fillRow(tr, run) {
+    const cell = (name) => tr.querySelector(`td.${name}`);
+    cell("name").innerHTML = `<a href="${runPageUrl(run.id)}">${escapeHtml(run.name)}</a>`;
+    cell("project").textContent = run.project;
+    cell("status-cell").innerHTML = statusBadge(run.status);
+    cell("tags").innerHTML = (run.tags || []).length
+      ? `<span class="chips">${run.tags.map((t) => `<span class="chip tag">${escapeHtml(t)}</span>`).join("")}</span>`
+      : '<span class="muted">—</span>';
+    cell("last-step").textContent = String(run.last_step ?? "—");
+    const agoCell = cell("ago");
+    agoCell.dataset.time = String(run.last_seen_at ?? "");
+    agoCell.textContent = ago(run.last_seen_at);
+    cell("best").innerHTML = bestChips(run.best);
+    while (tr.children.length > FIXED_COLUMNS) tr.lastElementChild.remove();
+    tr.append(...this.columns.cells(run));
   }
 
   updateCompare() {
@@ -138,19 +201,6 @@ class RunsPage {
   }
 }
 
-/** Refills a row's cells (all but its checkbox) from `run`. */
-function fillRow(tr, run) {
-  const cell = (name) => tr.querySelector(`td.${name}`);
-  cell("name").innerHTML = `<a href="${runPageUrl(run.id)}">${escapeHtml(run.name)}</a>`;
-  cell("project").textContent = run.project;
-  cell("status-cell").innerHTML = statusBadge(run.status);
-  cell("last-step").textContent = String(run.last_step ?? "—");
-  const agoCell = cell("ago");
-  agoCell.dataset.time = String(run.last_seen_at ?? "");
-  agoCell.textContent = ago(run.last_seen_at);
-  cell("best").innerHTML = bestChips(run.best);
-}
-
 function showError(error) {
   const banner = $("#error");
   banner.hidden = false;
@@ -162,8 +212,13 @@ function ago(time) {
 }
 
 function main() {
-  const project = new URLSearchParams(window.location.search).get("project") || "";
-  new RunsPage(project).start();
+  const params = new URLSearchParams(window.location.search);
+  const deleted = params.get("deleted");
+  if (deleted) {
+    $("#notice").hidden = false;
+    $("#notice").textContent = `Run ${deleted} was deleted, with its snapshot files.`;
+  }
+  new RunsPage(filtersFromSearch(window.location.search)).start();
 }
 
 main();

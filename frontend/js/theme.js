@@ -45,7 +45,8 @@ export function autoResize(div) {
   const observer = new ResizeObserver(() => {
     cancelAnimationFrame(frame);
     frame = requestAnimationFrame(() => {
-      if (div._fullLayout) Plotly.Plots.resize(div);
+      // A chart removed from the page (or not drawn yet) has nothing to resize.
+      if (div.isConnected && div._fullLayout) Plotly.Plots.resize(div).catch(() => {});
     });
   });
   observer.observe(div);

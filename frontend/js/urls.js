@@ -73,3 +73,13 @@ export function runIdsFromSearch(search) {
   }
   return parts.map(Number);
 }
+
+/** `/api/runs/{id}/export/points?keys=…&format=csv|json`: series at full resolution. */
+export function exportPointsUrl(runId, keys, format) {
+  return withQuery(`/api/runs/${runId}/export/points`, { keys, format });
+}
+
+/** `/api/runs/{id}/export`: the whole run as a zip (points CSV, config JSON, snapshot list). */
+export function exportRunUrl(runId) {
+  return `/api/runs/${runId}/export`;
+}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from emaboard_server.app.main import frontend_dir, plotly_js
+from emaboard_server.app.compression import plotly_js
+from emaboard_server.app.main import frontend_dir
 
 
 def test_health(client: TestClient) -> None:

@@ -22,11 +22,10 @@ from tests.e2e.helpers import (
     training_points,
     upload_snapshot,
 )
+from tests.e2e.pages import TRACE_LENGTHS, open_run_page, trace_lengths, wait_trace_lengths
 
 pytestmark = pytest.mark.e2e
 
-TRACE_LENGTHS = """(id) => Object.fromEntries(
-    document.getElementById(id).data.map(trace => [trace.name, trace.x.length]))"""
 # Counts Plotly calls on the line charts (the heatmap re-reads on its own, throttled).
 COUNT_PLOTLY_CALLS = """() => {
   window.plotCalls = {react: 0, newPlot: 0, extendTraces: 0};
@@ -38,24 +37,6 @@ COUNT_PLOTLY_CALLS = """() => {
     };
   }
 }"""
-
-
-def open_run_page(page: Page, server: LocalServer, run_id: int) -> None:
-    page.goto(f"{server.url}/run.html?id={run_id}")
-    page.wait_for_function("document.body.dataset.state === 'ready'")
-    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
-
-
-def trace_lengths(page: Page, chart_id: str) -> dict[str, int]:
-    return dict(page.evaluate(TRACE_LENGTHS, chart_id))
-
-
-def wait_trace_lengths(page: Page, chart_id: str, length: int) -> None:
-    page.wait_for_function(
-        "([id, n]) => { const data = document.getElementById(id)?.data || [];"
-        " return data.length > 0 && data.every(trace => trace.x.length === n); }",
-        arg=[chart_id, length],
-    )
 
 
 def test_traces_grow_live_with_extend_traces(server: LocalServer, page: Page) -> None:

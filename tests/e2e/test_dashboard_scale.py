@@ -1,8 +1,10 @@
 """A long run stays responsive: 200,000 points per series and 150 layers.
 
-The page must receive at most 2,000 points per trace (server-side downsampling) drawn with
-WebGL, and still append live points. The first-paint time is written to
-``tests/e2e/artifacts/scale.json`` (reported in docs/benchmarks/dashboard.md), not asserted.
+The page must receive at most 2,000 points per trace (server-side downsampling), drawn as SVG
+(a trace the page keeps never passes 4,000 points, below which SVG draws faster than WebGL
+sets up), and still append live points. The page's timing marks (ms from navigation start)
+are written to ``tests/e2e/artifacts/scale.json``, not asserted: bench/first_paint.py
+measures first paint (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -50,15 +52,15 @@ def test_long_run_first_paint(server: LocalServer, page: Page, artifacts_dir: Pa
         document.getElementById(id).data.map(t => ({type: t.type, n: t.x.length,
                                                   last: t.x[t.x.length - 1]}))[0])""")
     for trace in traces:
-        assert trace["type"] == "scattergl"
+        assert trace["type"] == "scatter"
         assert 1_000 <= trace["n"] <= 2_000
         assert trace["last"] == STEPS - 1
     heatmap = page.evaluate("(() => { const t = document.getElementById('chart-heatmap').data[0];"
                             " return [t.z.length, t.z[0].length]; })()")
     assert heatmap == [N_LAYERS, STEPS // LAYER_EVERY]
     timings = page.evaluate("""() => Object.fromEntries(
-        ['firstChartMs', 'fetchMs', 'firstPaintMs'].map(
-            name => [name, Number(document.body.dataset[name])]))""")
+        ['first-chart', 'line-charts', 'all-views'].map(name =>
+            [name, Math.round(performance.getEntriesByName('emaboard:' + name)[0].startTime)]))""")
     (artifacts_dir / "scale.json").write_text(json.dumps(
         {"points_ingested": len(LONG_KEYS) * STEPS + N_LAYERS * STEPS // LAYER_EVERY,
          "ingest_s": round(ingest_s, 2), **timings}, indent=2))

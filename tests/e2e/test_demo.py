@@ -68,6 +68,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def test_run_finished_with_the_terminal_summary(demo_run: dict) -> None:
     assert demo_run["run"]["status"] == "finished"
     assert demo_run["run"]["config"]["epochs"] == 2
+    assert demo_run["run"]["tags"] == ["demo", "seed0"]
     stdout = demo_run["stdout"]
     assert f"run.html?id={demo_run['run']['id']}" in stdout
     for model in ("live", *AVERAGERS):

@@ -17,7 +17,7 @@ import torch
 from ema_core.client import Monitor, default_run_dir
 from ema_core.ema import EMA
 from ema_core.snapshot import load_snapshot
-from ema_core.spool import SPOOL_FILENAME, spool_summary
+from ema_core.spool import SPOOL_FILENAME, spool_summary, sync_spool
 from ema_core.swa import SWA
 from ema_core.swap import evaluate_all
 from emaboard_server.local_server import LocalServer, free_port
@@ -142,6 +142,50 @@ def test_non_finite_config_values_travel_as_the_api_strings(
                              "lr": 0.1}
 
 
+def test_tags_are_set_and_a_resume_adds_to_them(tmp_path: Path,
+                                                 live_server: LocalServer) -> None:
+    with Monitor("proj", "tagged", live_server.url, tags=["baseline", "bf16"],
+                 run_dir=tmp_path / "a", **FAST) as mon:
+        mon.step(0, {"loss": 1.0})
+    assert find_run(live_server.url, "proj", "tagged")["tags"] == ["baseline", "bf16"]
+    with Monitor("proj", "tagged", live_server.url, tags="resumed", resume="allow",
+                 run_dir=tmp_path / "b", **FAST) as mon:
+        mon.step(1, {"loss": 0.5})
+    assert find_run(live_server.url, "proj", "tagged")["tags"] == ["baseline", "bf16", "resumed"]
+
+
+def test_tags_travel_through_the_spool_to_emaboard_sync(tmp_path: Path,
+                                                        live_server: LocalServer) -> None:
+    mon = _offline(tmp_path, tags=["offline"])
+    mon.step(0, {"loss": 1.0})
+    mon.finish(timeout_s=0.5)
+    results = sync_spool(tmp_path / "run", live_server.url)
+    assert results[0].points_sent == 1
+    assert find_run(live_server.url, "p", "r")["tags"] == ["offline"]
+
+
+def test_log_eval_records_whether_swa_batchnorm_was_recomputed(
+    tmp_path: Path, live_server: LocalServer
+) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    ema, swa = EMA(model, decays=(0.9,)), SWA(model)
+    loader = [torch.randn(8, 4, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with Monitor("proj", "bn", live_server.url, run_dir=tmp_path / "r", **FAST) as mon:
+        mon.watch(ema, swa, stats_every=1)
+        for step in (1, 2):
+            ema.update(model)
+            swa.update(model)
+            if step == 2:
+                swa.update_bn(loader, model)
+            mon.log_eval(step, {"live": {"acc": 0.5}, "ema_0.9": {"acc": 0.6},
+                                "swa": {"acc": 0.7}})
+    run = find_run(live_server.url, "proj", "bn")
+    got = series(live_server.url, run["id"])
+    assert got["bn_recomputed/swa"]["steps"] == [1, 2]
+    assert got["bn_recomputed/swa"]["values"] == [0.0, 1.0]
+    assert not any(key.startswith("bn_recomputed/ema") for key in got)  # an EMA has no flag
+
+
 def test_context_manager_marks_the_run_crashed_on_an_exception(
     tmp_path: Path, shared_server: LocalServer
 ) -> None:
@@ -204,6 +248,9 @@ def test_default_run_dir_is_under_emaboard_dir(monkeypatch: pytest.MonkeyPatch,
      r"Invalid config: 70012 bytes of JSON, over the server's limit of 65536 \(max_object"),
     ({"config": {"a": json.loads("[" * 32 + "1" + "]" * 32)}}, ValueError,
      "Invalid config: nested deeper than 32 levels, the server's limit; flatten it"),
+    ({"tags": ["a,b"]}, ValueError, "Invalid tag 'a,b': a tag holds no comma"),
+    ({"tags": [" padded"]}, ValueError, "Invalid tag ' padded': expected 1 to 64 characters"),
+    ({"tags": [f"t{i}" for i in range(33)]}, ValueError, "Too many tags: 33 > 32"),
     ({"flush_interval_ms": 0}, ValueError, "Invalid flush_interval_ms 0: expected a positive"),
     ({"max_queue_points": 0}, ValueError, "Invalid max_queue_points 0: expected an int >= 1"),
     ({"finish_timeout_s": -1}, ValueError, "Invalid finish_timeout_s -1: expected a positive"),

@@ -88,6 +88,26 @@ def test_swa_runs_beside_ema_with_swalr_and_refreshes_batchnorm(make_convnet) ->
     assert swa.n_averaged == 3
 
 
+def test_batchnorm_recomputed_follows_averaging_and_update_bn(make_convnet, make_mlp) -> None:
+    # The flag Monitor.log_eval streams as bn_recomputed/<name>: stale after each averaged
+    # step, fresh after update_bn, None for a model without BatchNorm; kept by state_dict.
+    assert SWA(make_mlp()).batchnorm_recomputed is None
+    model = make_convnet()
+    swa = SWA(model, start_step=1)
+    loader = [torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    assert swa.has_batchnorm and swa.batchnorm_recomputed is False
+    swa.update(model)  # step 1: not averaged yet (start_step=1)
+    swa.update(model)
+    assert swa.n_averaged == 1 and swa.batchnorm_recomputed is False
+    swa.update_bn(loader, model)
+    assert swa.batchnorm_recomputed is True
+    restored = SWA(model, start_step=1)
+    restored.load_state_dict(swa.state_dict())
+    assert restored.batchnorm_recomputed is True
+    swa.update(model)
+    assert swa.batchnorm_recomputed is False
+
+
 def test_swa_invalid_arguments(make_mlp) -> None:
     with pytest.raises(InvalidDecayError, match=r"^Invalid update_every 0: expected an int >= 1$"):
         SWA(make_mlp(), update_every=0)

@@ -166,10 +166,10 @@ def test_eval_table_lower_is_better_for_loss() -> None:
 def test_line_trace_switches_to_webgl_for_long_series() -> None:
     got = call(
         "figures.js",
-        "[m.lineTrace({name: 'live', steps: [1, 2], values: [1, 2]}).type,"
-        " m.lineTrace({name: 'live', steps: Array(m.GL_MIN_POINTS).fill(0),"
+        "[m.lineTrace({name: 'live', x: [1, 2], values: [1, 2]}).type,"
+        " m.lineTrace({name: 'live', x: Array(m.GL_MIN_POINTS).fill(0),"
         " values: Array(m.GL_MIN_POINTS).fill(0)}).type,"
-        " m.lineTrace({name: 'swa', steps: Array(5000).fill(0), values: [],"
+        " m.lineTrace({name: 'swa', x: Array(5000).fill(0), values: [],"
         " glAvailable: false}).type]",
     )
     assert got == ["scatter", "scattergl", "scatter"]
@@ -188,10 +188,10 @@ def test_group_new_points_drops_points_already_seen() -> None:
         " return {out, last}; })()",
         points,
     )
-    assert got == {
-        "out": {"a": {"steps": [4], "values": [2]}, "b": {"steps": [5], "values": ["NaN"]}},
-        "last": {"a": 4, "b": 5},
-    }
+    assert got["last"] == {"a": 4, "b": 5}
+    assert got["out"]["a"]["steps"] == [4] and got["out"]["a"]["values"] == [2]
+    assert got["out"]["b"]["steps"] == [5] and got["out"]["b"]["values"] == ["NaN"]
+    assert all(math.isnan(t) for s in got["out"].values() for t in s["wall_times"])
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
@@ -200,10 +200,13 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 def test_keys_by_view_groups_what_each_view_draws() -> None:
+    # Every key but the layer ones (the heatmap reads those) and the post-hoc ones (the
+    # What-if panel) goes to a view: the scalar panels take all that no dedicated view draws,
+    # one request per panel (key prefix).
     keys = [
         "train/loss", "weights/norm/live", "weights/norm/swa", "eval/live/accuracy",
         "eval/swa/loss", "layer/fc/rel_drift/swa", "decay/swa", "weights/cos/swa", "custom",
-        "train/lr",
+        "train/lr", "val/acc", "hf/eval_loss", "lr", "posthoc/0.083/accuracy",
     ]
     got = call("keys.js", "m.keysByView(arg)", keys)
     assert got == [
@@ -211,8 +214,10 @@ def test_keys_by_view_groups_what_each_view_draws() -> None:
         ["decay", ["decay/swa"]],
         ["eval", ["eval/live/accuracy", "eval/swa/loss"]],
         ["norm", ["weights/norm/live", "weights/norm/swa"]],
-        ["train/loss", ["train/loss"]],
-        ["train/lr", ["train/lr"]],
+        ["scalars:hf", ["hf/eval_loss"]],
+        ["scalars:scalars", ["custom", "lr"]],
+        ["scalars:train", ["train/loss", "train/lr"]],
+        ["scalars:val", ["val/acc"]],
     ]
 
 
@@ -286,3 +291,9 @@ def test_eval_table_marks_averagers_with_nothing_averaged() -> None:
     now = call("figures.js", "m.evalTable('accuracy', arg.s, arg.a)",
                {"s": at_start, "a": {"swa": {"averaged": False}}})
     assert now["winner"] == "live" and now["rows"][1]["aheadOfLive"] is None
+
+
+def test_panel_of_is_the_part_before_the_last_slash() -> None:
+    keys = ["train/loss", "val/acc", "lr", "a/b/c", "/odd", "hf/eval_loss"]
+    assert call("keys.js", "arg.map(m.panelOf)", keys) == [
+        "train", "val", "scalars", "a/b", "scalars", "hf"]

@@ -15,6 +15,7 @@ from torch import nn
 from ema_core.client import Monitor
 from ema_core.ema import EMA
 from ema_core.metric_keys import (
+    bn_recomputed_key,
     eval_key,
     layer_key,
     lower_is_better,
@@ -80,6 +81,7 @@ def produced_keys() -> list[str]:
     assert ema.last_stats is not None and swa.last_stats is not None
     keys = [*ema.last_stats.to_metrics(), *swa.last_stats.to_metrics()]
     keys += [train_key("loss"), eval_key("live", "accuracy"), eval_key("swa", "top1/acc"),
+             bn_recomputed_key("swa"),
              posthoc_key(0.083, "accuracy"), posthoc_key(0.05, "val/loss")]
     return keys
 
@@ -89,7 +91,8 @@ ODD_KEYS = [
     "layer/a/b/rel_drift/c", "weights/norm/", "weights/norm/a/b", "weights/size/a", "train/",
     "decay/a/b", "posthoc/0.083/", "posthoc//acc", "eval/live/val/acc", "eval/live/a\nb",
     "train/a\u2028b", "layer/x\r/rel_drift/a", "decay/\n", "eval/ema_0.999/ünïcode ✓",
-    "Eval/live/acc", " train/x", "weights/norm/live ",
+    "Eval/live/acc", " train/x", "weights/norm/live ", "bn_recomputed/", "bn_recomputed/a/b",
+    "bn_recomputed/swa\n",
 ]
 
 
@@ -110,7 +113,8 @@ def test_produced_keys_parse_back_to_what_built_them() -> None:
     assert {"weights/norm/live", "weights/cos/ema_0.999", "decay/swa", "layer/<root>/rel_drift/swa",
             "layer/1.0/rel_drift/ema_0.999"} <= keys
     assert {parse_key(k).kind for k in keys} == {
-        "norm", "drift", "rel_drift", "cos", "layer", "decay", "train", "eval", "posthoc"}
+        "norm", "drift", "rel_drift", "cos", "layer", "decay", "train", "eval", "posthoc",
+        "bn_recomputed"}
     assert parse_key(layer_key("1.0", "swa")) == parse_key("layer/1.0/rel_drift/swa")
     assert parse_key(weights_key("rel_drift", "swa")).averager == "swa"
     assert parse_key(posthoc_key(0.083, "accuracy")).sigma_rel == "0.083"

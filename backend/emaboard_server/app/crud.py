@@ -15,22 +15,25 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ema_core.metric_keys import default_mode, parse_key
+from ema_core.wire import check_tags
 from emaboard_server.app.exceptions import (
+    InvalidTags,
     RunMissing,
     RunNotFound,
     SnapshotConflict,
     SnapshotNotFound,
 )
-from emaboard_server.app.models import LatestMetric, MetricPoint, Run, Snapshot
+from emaboard_server.app.models import LatestMetric, MetricPoint, Run, RunTag, Snapshot
 
 MAX_NAME_LENGTH = 200
 
 
 def get_or_create_run(
     session: Session, *, project: str, name: str, config: dict[str, Any] | None,
-    resume: str = "allow",
+    resume: str = "allow", tags: list[str] | None = None,
 ) -> tuple[Run, bool]:
-    """Create the run (project, name), or resume it: status back to running, config merged.
+    """Create the run (project, name), or resume it: status back to running, config merged,
+    ``tags`` added to its tags.
 
     Args:
         resume: ``"allow"`` resumes an existing run; ``"never"`` creates a new run under the
@@ -42,6 +45,7 @@ def get_or_create_run(
 
     Raises:
         RunMissing: ``resume="must"`` and no such run.
+        InvalidTags: the resumed run would hold more than ``MAX_TAGS`` tags.
     """
     now = time.time()
     run = session.scalar(select(Run).where(Run.project == project, Run.name == name))
@@ -52,6 +56,7 @@ def get_or_create_run(
             name = _free_name(session, project=project, name=name)
         run = Run(project=project, name=name, config=config or {}, status="running",
                   created_at=now, last_seen_at=now, summary={})
+        run.set_tags(tags or [])
         session.add(run)
         session.flush()
         return run, True
@@ -59,8 +64,17 @@ def get_or_create_run(
     run.last_seen_at = now
     if config:
         run.config = {**run.config, **config}
+    if tags:
+        run.set_tags(_checked_tags([*run.tags, *tags]))
     session.flush()
     return run, False
+
+
+def _checked_tags(tags: list[str]) -> list[str]:
+    try:
+        return check_tags(tags)
+    except ValueError as exc:
+        raise InvalidTags(str(exc)) from None
 
 
 def _free_name(session: Session, *, project: str, name: str) -> str:
@@ -78,11 +92,21 @@ def _free_name(session: Session, *, project: str, name: str) -> str:
         number += 1
 
 
-def list_runs(session: Session, *, project: str | None = None) -> Sequence[Run]:
-    """Runs, newest first, optionally of one project."""
+def list_runs(
+    session: Session, *, project: str | None = None, tags: Sequence[str] = (),
+    status: str | None = None, name_contains: str | None = None,
+) -> Sequence[Run]:
+    """Runs, newest first, optionally of one project, holding every tag of ``tags``, with one
+    status, and/or whose name contains ``name_contains`` (case-insensitive, literal)."""
     query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
     if project is not None:
         query = query.where(Run.project == project)
+    for tag in dict.fromkeys(tags):
+        query = query.where(Run.tag_rows.any(RunTag.tag == tag))
+    if status is not None:
+        query = query.where(Run.status == status)
+    if name_contains:
+        query = query.where(Run.name.icontains(name_contains, autoescape=True))
     return session.scalars(query).all()
 
 
@@ -104,13 +128,17 @@ def require_run(session: Session, *, run_id: int) -> Run:
 
 
 def update_run(
-    session: Session, *, run: Run, status: str | None, summary: dict[str, Any] | None
+    session: Session, *, run: Run, status: str | None, summary: dict[str, Any] | None,
+    tags: list[str] | None = None,
 ) -> Run:
-    """Set the status and/or merge ``summary`` into the run's summary."""
+    """Set the status, merge ``summary`` into the run's summary, replace its ``tags``
+    (checked already); None leaves a field as it is."""
     if status is not None:
         run.status = status
     if summary is not None:
         run.summary = {**run.summary, **summary}
+    if tags is not None:
+        run.set_tags(tags)
     run.last_seen_at = time.time()
     session.flush()
     return run

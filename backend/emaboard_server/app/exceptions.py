@@ -17,7 +17,8 @@ Class tree (HTTP status of the answer)::
      ├── ema_core InvalidDecayError        422 "Invalid sigma_rel 0.3: ..." (post-hoc)
      ├── snapshot_files.InvalidSnapshot    400 "File is not a valid safetensors file: ..."
      ├── snapshot_files.SnapshotTooLarge   413 "Upload too large: ..."
-     └── schemas.ObjectTooLarge            422 "Invalid field 'config': ... over max_object_bytes"
+     ├── schemas.ObjectTooLarge            422 "Invalid field 'config': ... over max_object_bytes"
+     └── InvalidTags                       422 "Invalid field 'tags': Too many tags: 40 > 32"
 """
 
 from __future__ import annotations
@@ -101,3 +102,7 @@ class StorageFull(Exception):
             f"Insufficient storage: the disk holding {place} is full, so nothing of this "
             "request was stored; free space there and send it again (emaboard clients keep "
             "what was not stored and retry)")
+
+
+class InvalidTags(ValueError):
+    """A run's tags break a rule once merged with the stored ones (``ema_core.wire.check_tags``)."""

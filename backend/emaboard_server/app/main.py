@@ -6,13 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.resources import files
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.gzip import GZipMiddleware
 
 import emaboard_server
 from emaboard_server.app.api.auth import SameOriginMiddleware, TokenMiddleware
@@ -21,8 +20,23 @@ from emaboard_server.app.api.hosts import AllowedHostsMiddleware, HostPolicy
 from emaboard_server.app.api.limits import BodyLimitMiddleware
 from emaboard_server.app.api.openapi import API_ERRORS, install_openapi
 from emaboard_server.app.api.options import OptionsMiddleware
-from emaboard_server.app.api.routes import health, metrics, posthoc, runs, snapshots, ws
+from emaboard_server.app.api.routes import (
+    export,
+    health,
+    metrics,
+    posthoc,
+    runs,
+    snapshots,
+    ws,
+)
 from emaboard_server.app.api.routes.health import package_version
+from emaboard_server.app.compression import (
+    GZIP_EXCLUDED_TYPES,
+    GZIP_LEVEL,
+    GZIP_MINIMUM_BYTES,
+    PrecompressedFile,
+    plotly_js,
+)
 from emaboard_server.app.core.config import Settings
 from emaboard_server.app.core.db import Database, upgrade_database
 from emaboard_server.app.fanout import Fanout
@@ -42,14 +56,9 @@ def frontend_dir() -> Path:
     return package_dir.parent.parent / "frontend"
 
 
-def plotly_js() -> Path:
-    """``plotly.min.js`` from the installed plotly package (no CDN)."""
-    return Path(str(files("plotly") / "package_data" / "plotly.min.js"))
-
-
 def _api_router() -> APIRouter:
     api = APIRouter(prefix="/api", responses=API_ERRORS)
-    for module in (health, runs, metrics, snapshots, posthoc):
+    for module in (health, runs, metrics, snapshots, posthoc, export):
         api.include_router(module.router)
     return api
 
@@ -89,11 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
 
+    plotly = PrecompressedFile(plotly_js(), "text/javascript")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state: AppState = app.state.emaboard
         state.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await run_in_threadpool(upgrade_database, state.db.engine, state.settings.data_dir)
+        await run_in_threadpool(plotly.prepare)  # the first page load need not wait for it
         ticker = RunListTicker(state)
         ticker.start()
         await state.fanout.start()
@@ -108,7 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Live EMA/SWA weight-averaging dashboard: runs, metrics, snapshots.")
     app.state.emaboard = create_state(settings)
     install_error_handlers(app)
-    app.add_middleware(OptionsMiddleware)  # innermost: OPTIONS answers for the routes
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES,  # innermost
+                       compresslevel=GZIP_LEVEL, exclude_content_types=GZIP_EXCLUDED_TYPES)
+    app.add_middleware(OptionsMiddleware)  # OPTIONS answers for the routes
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(TokenMiddleware, token=settings.token)  # before any body is read
     app.add_middleware(SameOriginMiddleware)  # cross-site browser requests
@@ -119,9 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app, token_required=settings.token is not None)
 
     @app.get("/vendor/plotly.min.js", include_in_schema=False)
-    def read_plotly() -> FileResponse:
-        return FileResponse(plotly_js(), media_type="text/javascript",
-                            headers={"Cache-Control": "public, max-age=86400"})
+    def read_plotly(request: Request) -> Response:
+        return plotly.response(request)
 
     static = frontend_dir()
     if static.is_dir():

@@ -73,6 +73,31 @@ class Run(Base):
     snapshots: Mapped[list[Snapshot]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True
     )
+    tag_rows: Mapped[list[RunTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin",
+        order_by="RunTag.tag",
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        """The run's tags, sorted."""
+        return [row.tag for row in self.tag_rows]
+
+    def set_tags(self, tags: list[str]) -> None:
+        """Replace the run's tags by ``tags`` (checked: ``ema_core.wire.check_tags``)."""
+        kept = {row.tag: row for row in self.tag_rows if row.tag in tags}
+        self.tag_rows = [kept.get(tag) or RunTag(tag=tag) for tag in sorted(set(tags))]
+
+
+class RunTag(Base):
+    """One tag of one run; (run_id, tag) is the primary key, ``tag`` is indexed (filters)."""
+
+    __tablename__ = "run_tag"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class MetricPoint(Base):

@@ -27,7 +27,14 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import NotRequired, TypedDict
 
 from ema_core.metric_keys import MAX_KEY_LENGTH
-from ema_core.wire import MAX_JSON_DEPTH, encode_float, encode_json, json_depth, json_size
+from ema_core.wire import (
+    MAX_JSON_DEPTH,
+    check_tags,
+    encode_float,
+    encode_json,
+    json_depth,
+    json_size,
+)
 
 RunStatus = Literal["running", "finished", "crashed"]
 ResumeMode = Literal["never", "allow", "must"]  # ema_core.wire.RESUME_MODES
@@ -104,6 +111,8 @@ InValue = (StrictFloat | Annotated[StrictInt, AfterValidator(int_as_float)]
            | Literal["NaN", "Infinity", "-Infinity"])
 # NUL in keys is refused by the ingest route (cheaper than a validator call per point).
 MetricKey = Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+# Run tags, checked by the one rule of ema_core.wire (sorted, without repeats).
+Tags = Annotated[list[str], AfterValidator(check_tags)]
 
 
 class PointIn(TypedDict):
@@ -164,22 +173,26 @@ class RunCreate(BaseModel):
 
     ``resume`` says what to do when the run exists: ``allow`` (the default) continues it,
     ``never`` creates a new run under the first free name ``name-2``, ``name-3``, …, and
-    ``must`` continues it but answers 404 when it does not exist.
+    ``must`` continues it but answers 404 when it does not exist. ``tags`` are added to a
+    resumed run's tags.
     """
 
     model_config = ConfigDict(extra="forbid")
     project: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     name: Annotated[str, Field(min_length=1, max_length=200), NoNul]
     config: JsonObject | None = None
+    tags: Tags | None = None
     resume: ResumeMode = "allow"
 
 
 class RunUpdate(BaseModel):
-    """Body of ``PATCH /api/runs/{run_id}``; omitted fields stay as they are."""
+    """Body of ``PATCH /api/runs/{run_id}``; omitted fields stay as they are, ``tags``
+    replaces the run's tags."""
 
     model_config = ConfigDict(extra="forbid")
     status: RunStatus | None = None
     summary: JsonObject | None = None
+    tags: Tags | None = None
 
 
 class BestValue(BaseModel):
@@ -201,6 +214,7 @@ class RunOut(BaseModel):
     created_at: float
     last_seen_at: float
     summary: dict[str, Any]
+    tags: list[str]
     last_step: int | None
     best: dict[str, BestValue]
 

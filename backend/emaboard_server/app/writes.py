@@ -29,7 +29,7 @@ from emaboard_server.app.storage_full import guard_storage
 @guard_storage
 def create_or_resume_run(
     state: AppState, *, project: str, name: str, config: dict[str, Any] | None,
-    resume: str = "allow",
+    resume: str = "allow", tags: list[str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Create the run (project, name) or resume it, its config merged into the stored one.
 
@@ -43,6 +43,7 @@ def create_or_resume_run(
     Raises:
         ObjectTooLarge: ``config``, or the merged config, is over ``max_object_bytes``.
         RunMissing: ``resume="must"`` and no such run.
+        InvalidTags: the resumed run would hold more than ``MAX_TAGS`` tags.
     """
     limit = state.settings.max_object_bytes
     if config is not None:
@@ -51,7 +52,7 @@ def create_or_resume_run(
     def write() -> tuple[dict[str, Any], bool]:
         with state.db.writing() as session:
             run, created = crud.get_or_create_run(session, project=project, name=name,
-                                                  config=config, resume=resume)
+                                                  config=config, resume=resume, tags=tags)
             if config:  # a resumed run's config is merged: the result must fit too
                 check_object_size("config", run.config, limit, merged_with="the stored config")
             return runs_dicts(session, [run])[0], created
@@ -64,9 +65,11 @@ def create_or_resume_run(
 
 @guard_storage
 def update_run(
-    state: AppState, *, run_id: int, status: str | None, summary: dict[str, Any] | None
+    state: AppState, *, run_id: int, status: str | None, summary: dict[str, Any] | None,
+    tags: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Set the run's status and/or merge ``summary`` into its summary; the run in API form.
+    """Set the run's status, merge ``summary`` into its summary and/or replace its ``tags``;
+    the run in API form.
 
     Raises:
         RunNotFound: No run has this id.
@@ -78,7 +81,7 @@ def update_run(
         check_object_size("summary", summary, limit)
     with state.db.writing() as session:
         run = crud.require_run(session, run_id=run_id)
-        crud.update_run(session, run=run, status=status, summary=summary)
+        crud.update_run(session, run=run, status=status, summary=summary, tags=tags)
         if summary:
             check_object_size("summary", run.summary, limit, merged_with="the stored summary")
         return runs_dicts(session, [run])[0]

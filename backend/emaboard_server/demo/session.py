@@ -103,7 +103,8 @@ class DemoSession:
         from ema_core.client import Monitor
 
         monitor = Monitor(
-            self.project, self.run_name, server, self.config.to_dict(), token=self.token
+            self.project, self.run_name, server, self.config.to_dict(), token=self.token,
+            tags=("demo", f"seed{self.config.seed}"),
         )
         with monitor:
             self._print_dashboard_url(server, monitor)

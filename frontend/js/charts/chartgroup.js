@@ -8,7 +8,9 @@ export class ChartGroup {
    * @param {HTMLElement} container
    * @param {{idPrefix: string, groupOf: (key: string) => (string|null),
    *   traceName: (key: string) => string, title: (group: string) => string,
-   *   markers?: boolean, onCreate?: (group: string, chart: LineChart) => void}} spec
+   *   markers?: boolean, display?: object, exportUrl?: Function,
+   *   onCreate?: (group: string, chart: LineChart) => void}} spec display and exportUrl
+   *   go to each LineChart.
    */
   constructor(container, spec) {
     this.container = container;
@@ -20,13 +22,12 @@ export class ChartGroup {
     let chart = this.charts.get(group);
     if (chart) return chart;
     const { idPrefix, groupOf, traceName, title, markers = false, onCreate } = this.spec;
-    const slot = document.createElement("div");
-    slot.className = "chart-slot";
-    this.container.append(slot);
-    chart = new LineChart(slot, {
+    chart = new LineChart(this.container, {
       id: `${idPrefix}${group.replace(/[^A-Za-z0-9_-]/g, "_")}`,
       title: title(group),
       markers,
+      display: this.spec.display,
+      exportUrl: this.spec.exportUrl,
       traceName: (key) => (groupOf(key) === group ? traceName(key) : null),
     });
     this.charts.set(group, chart);

@@ -8,8 +8,11 @@ import { formatValue, toNumber } from "../values.js";
 import { ChartGroup } from "./chartgroup.js";
 
 export class EvalView {
-  /** @param {HTMLElement} chartsEl @param {HTMLElement} tablesEl */
-  constructor(chartsEl, tablesEl) {
+  /**
+   * @param {HTMLElement} chartsEl @param {HTMLElement} tablesEl
+   * @param {{display?: object, exportUrl?: Function}} chartOptions for each LineChart.
+   */
+  constructor(chartsEl, tablesEl, chartOptions = {}) {
     this.tablesEl = tablesEl;
     this.series = {}; // metric -> model -> {steps, values} (raw numbers, NaN kept)
     this.averagers = {}; // the run summary's averagers: which hold no average yet
@@ -19,6 +22,7 @@ export class EvalView {
       traceName: (key) => parseKey(key).model,
       title: (metric) => `eval: ${metric}`,
       markers: true,
+      ...chartOptions,
     });
   }
 

@@ -3,6 +3,7 @@
 // a redraw per message.
 
 import { apiJson } from "../api.js";
+import { loadPlotly } from "../plotly.js";
 import { heatmapMatrix, heatmapTrace } from "../figures.js";
 import { layerKey, naturalCompare, parseKey } from "../keys.js";
 import { autoResize, chartTheme, themeRelayout } from "../theme.js";
@@ -68,22 +69,25 @@ export class LayerHeatmap {
     }
   }
 
-  /** Fetches the chosen averager's layer series (downsampled) and draws the heatmap. */
+  /** Fetches the chosen averager's layer series (downsampled; requests of 60 layers, in
+   * parallel) and draws the heatmap. */
   async load() {
     const averager = this.select.value;
     const layers = this.layers[averager] || [];
     const seriesByLayer = {};
-    for (let i = 0; i < layers.length; i += KEYS_PER_REQUEST) {
-      const chunk = layers.slice(i, i + KEYS_PER_REQUEST);
+    const chunks = [];
+    for (let i = 0; i < layers.length; i += KEYS_PER_REQUEST) chunks.push(layers.slice(i, i + KEYS_PER_REQUEST));
+    await Promise.all(chunks.map(async (chunk) => {
       const keys = chunk.map((layer) => layerKey(layer, averager));
       const url = metricsUrl(this.runId, { keys, maxPoints: HEATMAP_COLUMNS });
       const { series } = await apiJson(url);
       chunk.forEach((layer, j) => { if (series[keys[j]]) seriesByLayer[layer] = series[keys[j]]; });
-    }
+    }));
     return this.draw(averager, layers, seriesByLayer);
   }
 
-  draw(averager, layers, seriesByLayer) {
+  async draw(averager, layers, seriesByLayer) {
+    await loadPlotly();
     const matrix = heatmapMatrix(layers, seriesByLayer, HEATMAP_COLUMNS);
     const theme = chartTheme();
     const layout = {
@@ -95,7 +99,9 @@ export class LayerHeatmap {
       margin: { l: 160, r: 16, t: 36, b: 40 },
       height: Math.min(720, Math.max(320, 60 + 12 * layers.length)),
       xaxis: { title: { text: "step" }, gridcolor: theme.grid },
-      yaxis: { autorange: "reversed", automargin: true, gridcolor: theme.grid },
+      // Layer names are categories, also when they look like numbers ("0", "2" of an
+      // nn.Sequential): a numeric axis would place them at y = 0 and 2 on a −1…3 scale.
+      yaxis: { type: "category", autorange: "reversed", automargin: true, gridcolor: theme.grid },
       uirevision: averager,
     };
     this.drawn = true;

@@ -48,6 +48,8 @@ HTTP_CASES: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
         {},
     ),
     ("DELETE", "/api/runs/{run_id}/snapshots/{snapshot_id}"): ("/api/runs/1/snapshots/1", {}),
+    ("GET", "/api/runs/{run_id}/export/points"): ("/api/runs/1/export/points", {}),
+    ("GET", "/api/runs/{run_id}/export"): ("/api/runs/1/export", {}),
     ("GET", "/api/runs/{run_id}/posthoc"): ("/api/runs/1/posthoc", {}),
     ("GET", "/api/runs/{run_id}/posthoc/solve"): (
         "/api/runs/1/posthoc/solve", {"params": {"sigma_rel": "0.05"}}),

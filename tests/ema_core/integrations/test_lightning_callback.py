@@ -64,13 +64,15 @@ def test_callback_streams_loss_statistics_and_dual_eval(tmp_path: Path,
     callback = EmaboardCallback("lightning", "tiny", shared_server.url, decays=(0.9,),
                                 swa_start_step=4, stats_every=4, eval_fn=eval_fn,
                                 track_best="accuracy",
-                                monitor_kwargs={"run_dir": tmp_path / "run", **FAST})
+                                monitor_kwargs={"run_dir": tmp_path / "run",
+                                                "tags": ["tiny", "cpu"], **FAST})
     module = TinyModule()
     _trainer(tmp_path, callback).fit(module, _loader(0), _loader(1))
 
     run = find_run(shared_server.url, "lightning", "tiny")
     got = series(shared_server.url, run["id"])
     assert (run["status"], run["config"]) == ("finished", {"lr": 0.1})
+    assert run["tags"] == ["cpu", "tiny"]
     assert got["train/loss"]["steps"] == list(range(1, 17))  # 8 batches x 2 epochs
     assert got["weights/rel_drift/ema_0.9"]["steps"] == [4, 8, 12, 16]
     assert "weights/cos/swa" in got

@@ -72,12 +72,14 @@ def test_trainer_callback_streams_logs_statistics_and_dual_eval(
 ) -> None:
     callback = EmaboardTrainerCallback("hf", "tiny", shared_server.url, decays=(0.9, 0.99),
                                        stats_every=3, track_best="loss", track_mode="min",
-                                       monitor_kwargs={"run_dir": tmp_path / "run", **FAST})
+                                       monitor_kwargs={"run_dir": tmp_path / "run",
+                                                       "tags": ["glue"], **FAST})
     _train(tmp_path, callback)
 
     run = find_run(shared_server.url, "hf", "tiny")
     got = series(shared_server.url, run["id"])
     assert run["status"] == "finished" and run["config"]["learning_rate"] == 0.05
+    assert run["tags"] == ["glue"]
     assert got["train/loss"]["steps"] == [3, 6, 9, 12]
     assert got["train/learning_rate"]["steps"] == [3, 6, 9, 12]
     assert got["hf/eval_loss"]["steps"] == [6, 12]

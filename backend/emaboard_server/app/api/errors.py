@@ -18,6 +18,7 @@ from ema_core.exceptions import InvalidDecayError
 from emaboard_server.app.api.close_codes import WS_4422_INVALID_REQUEST
 from emaboard_server.app.exceptions import (
     InvalidPosthocUpload,
+    InvalidTags,
     NotFound,
     PosthocUnavailable,
     SnapshotConflict,
@@ -102,6 +103,7 @@ DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
     SnapshotTooLarge: (413, "Upload too large: {exc}"),
     ObjectTooLarge: (422, "{exc}"),
     StorageFull: (507, "{exc}"),
+    InvalidTags: (422, "Invalid field 'tags': {exc}"),
 }
 
 

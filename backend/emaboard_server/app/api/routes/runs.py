@@ -5,13 +5,20 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from emaboard_server.app import crud, writes
 from emaboard_server.app.api.deps import RunDep, RunId, SessionDep, StateDep
 from emaboard_server.app.api.json_body import JsonRoute
-from emaboard_server.app.schemas import ErrorResponse, NoNul, RunCreate, RunOut, RunUpdate
+from emaboard_server.app.schemas import (
+    ErrorResponse,
+    NoNul,
+    RunCreate,
+    RunOut,
+    RunStatus,
+    RunUpdate,
+)
 from emaboard_server.app.serialize import runs_dicts
 from emaboard_server.app.state import AppState
 
@@ -34,7 +41,8 @@ async def create_run(body: RunCreate, state: StateDep, response: Response) -> di
     """Create the run (project, name) or resume it, as ``resume`` says (201 new, 200 resumed)."""
     run, created = await run_in_threadpool(
         lambda: writes.create_or_resume_run(state, project=body.project, name=body.name,
-                                            config=body.config, resume=body.resume))
+                                            config=body.config, resume=body.resume,
+                                            tags=body.tags))
     if not created:
         response.status_code = status.HTTP_200_OK
     elif run["name"] != body.name:
@@ -46,10 +54,15 @@ async def create_run(body: RunCreate, state: StateDep, response: Response) -> di
 
 @router.get("", response_model=list[RunOut])
 def read_runs(
-    session: SessionDep, project: Annotated[str | None, NoNul] = None
+    session: SessionDep, project: Annotated[str | None, NoNul] = None,
+    tag: Annotated[list[str] | None, Query(), NoNul] = None, status: RunStatus | None = None,
+    q: Annotated[str | None, Query(max_length=200), NoNul] = None,
 ) -> list[dict[str, Any]]:
-    """List runs, newest first (optionally of one project)."""
-    return runs_dicts(session, crud.list_runs(session, project=project))
+    """List runs, newest first: of one project, with every ``tag``, one status, a name
+    containing ``q`` (each optional)."""
+    runs = crud.list_runs(session, project=project, tags=tag or (), status=status,
+                          name_contains=q)
+    return runs_dicts(session, runs)
 
 
 @router.get("/{run_id}", response_model=RunOut, responses=ERRORS)
@@ -60,10 +73,10 @@ def read_run(run: RunDep, session: SessionDep) -> dict[str, Any]:
 
 @router.patch("/{run_id}", response_model=RunOut, responses=ERRORS)
 async def update_run(run_id: RunId, body: RunUpdate, state: StateDep) -> dict[str, Any]:
-    """Set a run's status (running, finished, crashed) and/or merge into its summary."""
+    """Set a run's status (running, finished, crashed), merge into its summary, set its tags."""
     run = await run_in_threadpool(
         lambda: writes.update_run(state, run_id=run_id, status=body.status,
-                                  summary=body.summary))
+                                  summary=body.summary, tags=body.tags))
     await announce_run(state, run)
     return run
 

@@ -1,0 +1,33 @@
+"""The pages' HTML: run.html preloads exactly the run page's module graph (one round trip
+instead of one per import level) and Plotly, which the page loads itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
+IMPORT = re.compile(r'^import [^;]*?from "(\.[^"]+)";', re.MULTILINE | re.DOTALL)
+
+
+def module_graph(entry: Path) -> set[str]:
+    """Every module ``entry`` imports, directly or not, as /js/... paths (entry included)."""
+    seen: set[Path] = set()
+    stack = [entry.resolve()]
+    while stack:
+        module = stack.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        stack += [(module.parent / target).resolve()
+                  for target in IMPORT.findall(module.read_text())]
+    return {"/" + str(path.relative_to(FRONTEND)) for path in seen}
+
+
+def test_run_page_preloads_its_whole_module_graph() -> None:
+    html = (FRONTEND / "run.html").read_text()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', html))
+    graph = module_graph(FRONTEND / "js" / "run_page.js")
+    assert preloaded == graph - {"/js/run_page.js"}
+    assert '<link rel="preload" href="/vendor/plotly.min.js" as="script">' in html
+    assert '<script src="/vendor/plotly.min.js">' not in html  # loaded by js/plotly.js
