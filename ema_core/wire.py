@@ -20,9 +20,9 @@ from typing import Any
 __all__ = [
     "DEFAULT_MAX_OBJECT_BYTES",
     "MAX_JSON_DEPTH",
-    "NON_FINITE",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
+    "NON_FINITE",
     "RESUME_MODES",
     "check_tags",
     "decode_float",

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.backend.conftest import assert_error, points
 from tests.backend.utils import safetensors_bytes
+from tests.utils.databases import both_databases
 
 ODD_KEY = 'val/acc, "top-1"'  # a comma and quotes: quoted in the CSV
 
@@ -35,6 +36,7 @@ def read_csv(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
 
 
+@both_databases
 def test_points_csv_is_every_point_at_full_resolution(client: TestClient,
                                                       run: dict[str, Any]) -> None:
     run_id = filled(client, run)
@@ -53,6 +55,7 @@ def test_points_csv_is_every_point_at_full_resolution(client: TestClient,
     assert math.isnan(float(odd[1][2])) and float(odd[2][2]) == math.inf
 
 
+@both_databases
 def test_points_json_has_the_metrics_shape(client: TestClient, run: dict[str, Any]) -> None:
     run_id = filled(client, run)
     response = client.get(f"/api/runs/{run_id}/export/points",
@@ -72,6 +75,7 @@ def test_points_json_has_the_metrics_shape(client: TestClient, run: dict[str, An
     assert missing == {"series": {"nope": {"steps": [], "values": [], "wall_times": []}}}
 
 
+@both_databases
 def test_points_errors(client: TestClient, run: dict[str, Any]) -> None:
     assert_error(client.get("/api/runs/999/export/points"), 404, "Run not found")
     error = assert_error(client.get(f"/api/runs/{run['id']}/export/points",
@@ -80,6 +84,7 @@ def test_points_errors(client: TestClient, run: dict[str, Any]) -> None:
     assert error["details"][0]["loc"] == ["query", "format"]
 
 
+@both_databases
 def test_run_zip_holds_points_config_run_and_snapshots(client: TestClient) -> None:
     config = {"lr": 0.1, "optimizer": {"name": "sgd", "momentum": 0.9}, "clip": "Infinity"}
     run = client.post("/api/runs", json={"project": "cifar", "name": "resnet/18",
@@ -109,10 +114,12 @@ def test_run_zip_holds_points_config_run_and_snapshots(client: TestClient) -> No
     assert len(read_csv(csv_text)) == 1 + 5000 + 4
 
 
+@both_databases
 def test_run_zip_of_a_missing_run(client: TestClient) -> None:
     assert_error(client.get("/api/runs/999/export"), 404, "Run not found")
 
 
+@both_databases
 def test_an_empty_run_exports_headers_only(client: TestClient, run: dict[str, Any]) -> None:
     assert client.get(f"/api/runs/{run['id']}/export/points").text == (
         "key,step,value,wall_time\n")
@@ -121,6 +128,7 @@ def test_an_empty_run_exports_headers_only(client: TestClient, run: dict[str, An
     assert json.loads(archive.read("snapshots.json")) == []
 
 
+@both_databases
 def test_large_export_streams(client: TestClient, run: dict[str, Any]) -> None:
     post(client, int(run["id"]), points("a", range(50_000)))
     with client.stream("GET", f"/api/runs/{run['id']}/export/points") as response:

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from ema_core.wire import MAX_TAGS
 from tests.backend.conftest import assert_error
+from tests.utils.databases import both_databases
 
 
 def create(client: TestClient, name: str, **body: Any) -> dict[str, Any]:
@@ -18,6 +19,7 @@ def create(client: TestClient, name: str, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
+@both_databases
 def test_tags_at_creation_sorted_without_repeats(client: TestClient) -> None:
     run = create(client, "a", tags=["bf16", "baseline", "bf16"])
     assert run["tags"] == ["baseline", "bf16"]
@@ -25,12 +27,14 @@ def test_tags_at_creation_sorted_without_repeats(client: TestClient) -> None:
     assert create(client, "b")["tags"] == []
 
 
+@both_databases
 def test_a_resume_adds_tags(client: TestClient) -> None:
     create(client, "a", tags=["baseline"])
     assert create(client, "a", tags=["resumed", "baseline"])["tags"] == ["baseline", "resumed"]
     assert create(client, "a")["tags"] == ["baseline", "resumed"]  # none given: kept
 
 
+@both_databases
 def test_patch_replaces_tags(client: TestClient) -> None:
     run = create(client, "a", tags=["x", "y"])
     response = client.patch(f"/api/runs/{run['id']}", json={"tags": ["z"]})
@@ -60,6 +64,7 @@ def test_bad_tags_are_422_naming_the_tag(client: TestClient, tags: Any, message:
     assert client.get(f"/api/runs/{run['id']}").json()["tags"] == []  # nothing stored
 
 
+@both_databases
 def test_too_many_tags_after_a_resume_is_422_and_keeps_the_stored(client: TestClient) -> None:
     create(client, "a", tags=[f"t{i}" for i in range(MAX_TAGS)])
     assert_error(client.post("/api/runs", json={"project": "p", "name": "a", "tags": ["new"]}),
@@ -68,6 +73,7 @@ def test_too_many_tags_after_a_resume_is_422_and_keeps_the_stored(client: TestCl
     assert len(run["tags"]) == MAX_TAGS and "new" not in run["tags"]
 
 
+@both_databases
 def test_list_filters_by_tags_status_and_name(client: TestClient) -> None:
     a = create(client, "resnet-lr0.1", tags=["baseline", "cifar"])
     b = create(client, "ResNet-lr0.2", tags=["cifar"])
@@ -92,6 +98,7 @@ def test_list_filters_by_tags_status_and_name(client: TestClient) -> None:
                  "'crashed'")
 
 
+@both_databases
 def test_deleting_a_run_deletes_its_tags(client: TestClient) -> None:
     run = create(client, "a", tags=["x"])
     client.delete(f"/api/runs/{run['id']}")
