@@ -1,7 +1,7 @@
 # emaboard images, two targets of one Dockerfile:
 #   server  - `emaboard serve`, without torch (the server never imports it)
 #   trainer - the demo trainer: the CPU torch wheel and emaboard[demo]
-#   docker compose up --build          # server on :8000, then the demo streams a run into it
+#   docker compose up --build          # PostgreSQL, the server on :8000, then the demo streams a run
 FROM python:3.11-slim AS common
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -32,8 +32,9 @@ COPY pyproject.toml README.md ./
 COPY ema_core ./ema_core
 COPY backend ./backend
 COPY frontend ./frontend
-# emaboard without its training-side dependencies (torch), then exactly the `server` extra.
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['server']))" > /tmp/server-requirements.txt \
+# emaboard without its training-side dependencies (torch), then exactly the `server` extra
+# and the `postgres` extra's driver (psycopg 3; the compose file stores into PostgreSQL).
+RUN python -c "import tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(extras['server'] + [r for r in extras['postgres'] if not r.startswith('emaboard')]))" > /tmp/server-requirements.txt \
     && pip install --no-deps . && pip install -r /tmp/server-requirements.txt
 
 # Inside the container the server must listen on every interface to be reachable.

@@ -20,6 +20,14 @@ against a server on a fresh SQLite file, then against one on that PostgreSQL dat
 
     .venv/bin/python bench/ingest.py --clients 1 --batch 5000 --points 200000 --ws-clients 0 \\
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+
+``--variant 'LABEL: NAME=VALUE ...'`` adds, for every database, a server started with those
+environment variables too (a setting such as ``EMABOARD_WS_SEND_INTERVAL_MS=100``, or
+``PYTHONPATH`` pointing at another checkout's ``backend`` folder to measure a change side by
+side with the code before it)::
+
+    .venv/bin/python bench/ingest.py --repeats 3 \\
+        --variant '100 ms: EMABOARD_WS_SEND_INTERVAL_MS=100'
 """
 
 from __future__ import annotations
@@ -254,22 +262,44 @@ def measure(args: argparse.Namespace, label: str, env: dict[str, str]) -> dict[s
 
 
 def compare(rows: list[tuple[str, list[dict[str, float]]]]) -> None:
-    """One table of the configurations' figures (medians over the repeats), side by side."""
+    """One table of the configurations' figures (medians over the repeats, and the range
+    when there are several), side by side."""
     columns = [("points_s", "points/s", "{:,.0f}"), ("cpu_us_point", "CPU µs/point", "{:.1f}"),
-               ("post_p99", "POST p99 ms", "{:.1f}"), ("ws_p99", "ws p99 ms", "{:.1f}")]
-    print(f"medians over {len(rows[0][1])} interleaved run(s) of each configuration")
+               ("post_p99", "POST p99 ms", "{:.1f}"), ("ws_p50", "ws p50 ms", "{:.1f}"),
+               ("ws_p99", "ws p99 ms", "{:.1f}")]
+    print(f"medians [min-max] over {len(rows[0][1])} interleaved run(s) of each configuration")
     print("| database | " + " | ".join(title for _, title, _ in columns) + " |")
     print("|---|" + "---:|" * len(columns))
     medians = []
     for label, runs in rows:
-        median = {key: statistics.median(r[key] for r in runs)
-                  for key, _, _ in columns if all(key in r for r in runs)}
+        values = {key: [r[key] for r in runs] for key, _, _ in columns
+                  if all(key in r for r in runs)}
+        median = {key: statistics.median(v) for key, v in values.items()}
         medians.append(median)
-        cells = [form.format(median[key]) if key in median else "-" for key, _, form in columns]
+        cells = []
+        for key, _, form in columns:
+            if key not in values:
+                cells.append("-")
+                continue
+            cell = form.format(median[key])
+            if len(values[key]) > 1:
+                cell += f" [{form.format(min(values[key]))}-{form.format(max(values[key]))}]"
+            cells.append(cell)
         print(f"| {label} | " + " | ".join(cells) + " |")
     for (label, _), median in zip(rows[1:], medians[1:], strict=True):
         ratio = median["points_s"] / medians[0]["points_s"]
         print(f"ingest {label} / {rows[0][0]}: {ratio:.2f}")
+
+
+def variant(text: str) -> tuple[str, dict[str, str]]:
+    """Parse ``--variant 'LABEL: NAME=VALUE ...'`` into the label and the variables."""
+    label, _, assignments = text.partition(":")
+    pairs = [item.partition("=") for item in assignments.split()]
+    if not label.strip() or not pairs or any(not name or not eq for name, eq, _ in pairs):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected 'LABEL: NAME=VALUE ...', e.g. '100 ms: "
+            "EMABOARD_WS_SEND_INTERVAL_MS=100'")
+    return label.strip(), {name: value for name, _, value in pairs}
 
 
 def main() -> None:
@@ -293,6 +323,10 @@ def main() -> None:
                         "table gives medians (default 1)")
     parser.add_argument("--only-database-url", action="store_true",
                         help="skip the SQLite run")
+    parser.add_argument("--variant", action="append", default=[], type=variant,
+                        metavar="'LABEL: NAME=VALUE ...'",
+                        help="also run every database configuration with these server "
+                        "environment variables, labelled LABEL (repeatable)")
     args = parser.parse_args()
     if args.url:
         report(args, *drive(args.url.rstrip("/"), args))
@@ -305,6 +339,8 @@ def main() -> None:
             label = f"PostgreSQL, {workers} process{'es' if workers > 1 else ''}"
             configs.append((label, {"EMABOARD_DATABASE_URL": args.database_url,
                                     "EMABOARD_WORKERS": str(workers)}))
+    configs += [(f"{label}, {name}", {**env, **extra})
+                for name, extra in args.variant for label, env in list(configs)]
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
     for _ in range(args.repeats):
         for label, env in configs:

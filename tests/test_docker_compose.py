@@ -2,8 +2,10 @@
 
 ``docker-compose config`` (Debian's v1 client) validates and normalises the compose file;
 the container commands are then run directly on this machine: the server command with the
-compose environment (port and data folder moved to a free port and a temporary folder),
-its healthcheck command against it, and the demo command through the real CLI parser.
+compose environment (port and data folder moved to a free port and a temporary folder, the
+database URL to a database of the test suite's PostgreSQL cluster), its healthcheck command
+against it, PostgreSQL's healthcheck command against the cluster, and the demo command
+through the real CLI parser.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import create_engine
 
 from emaboard_server.cli import build_parser
 from emaboard_server.local_server import free_port
@@ -36,25 +39,72 @@ def compose() -> dict[str, Any]:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose is not installed (./scripts/test installs Debian's v1 client)")
+    env = {k: v for k, v in os.environ.items() if k != "EMABOARD_DB_PASSWORD"}
     result = subprocess.run(
         [binary, "-f", str(COMPOSE_FILE), "config"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)  # type: ignore[no-any-return]
 
 
+DATABASE_URL = "postgresql://emaboard:emaboard@postgres:5432/emaboard"
+
+
 def test_services_volume_and_ports(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"server", "demo"}
-    assert set(compose["volumes"]) == {"emaboard-data"}
+    assert set(compose["services"]) == {"postgres", "server", "demo"}
+    assert set(compose["volumes"]) == {"emaboard-data", "postgres-data"}
     server = compose["services"]["server"]
     assert server["build"]["context"] == str(REPO)
     assert server["ports"] == [{"published": 8000, "target": 8000}]
     assert server["volumes"] == ["emaboard-data:/data:rw"]
     assert server["environment"] == {
         "EMABOARD_HOST": "0.0.0.0", "EMABOARD_PORT": "8000", "EMABOARD_DATA_DIR": "/data",
+        "EMABOARD_DATABASE_URL": DATABASE_URL, "EMABOARD_WORKERS": "2",
         "EMABOARD_ALLOWED_HOSTS": "localhost,127.0.0.1,::1,server",
     }  # fmt: skip
+    assert server["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+
+
+def test_postgres_is_the_official_image_with_a_volume_and_a_healthcheck(
+    compose: dict[str, Any]
+) -> None:
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"] == "postgres:16"  # Docker's official image
+    assert postgres["environment"] == {"POSTGRES_USER": "emaboard", "POSTGRES_DB": "emaboard",
+                                       "POSTGRES_PASSWORD": "emaboard"}
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data:rw"]
+    assert "ports" not in postgres  # reachable only on compose's network
+    check = postgres["healthcheck"]
+    assert check["test"] == ["CMD", "pg_isready", "--username=emaboard", "--dbname=emaboard"]
+    assert check["interval"] == "5s" and check["retries"] == 12
+
+
+def test_the_database_password_comes_from_the_environment() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose is not installed (./scripts/test installs Debian's v1 client)")
+    env = {**os.environ, "EMABOARD_DB_PASSWORD": "s3cret"}
+    result = subprocess.run([binary, "-f", str(COMPOSE_FILE), "config"], capture_output=True,
+                            text=True, timeout=60, check=True, env=env)
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cret"
+    assert services["server"]["environment"]["EMABOARD_DATABASE_URL"] == (
+        "postgresql://emaboard:s3cret@postgres:5432/emaboard")
+
+
+def test_postgres_healthcheck_command_tells_up_from_down(
+    compose: dict[str, Any], postgres_cluster: Any
+) -> None:
+    # The image runs it on its local socket; here it is pointed at the test cluster.
+    command = compose["services"]["postgres"]["healthcheck"]["test"][1:]
+    binary = shutil.which("pg_isready") or str(postgres_cluster.bindir / "pg_isready")
+    where = ["--host=127.0.0.1", "--username=postgres", "--dbname=postgres"]
+    up = subprocess.run([binary, *command[1:], *where, f"--port={postgres_cluster.port}"],
+                        capture_output=True, timeout=30, check=False)
+    down = subprocess.run([binary, *command[1:], *where, f"--port={free_port()}"],
+                          capture_output=True, timeout=30, check=False)
+    assert (up.returncode, down.returncode != 0) == (0, True), (up, down)
 
 
 def test_server_healthcheck_polls_api_health(compose: dict[str, Any]) -> None:
@@ -90,7 +140,7 @@ def _emaboard_executable() -> str:
 
 
 def test_server_command_and_healthcheck_work_when_run_directly(
-    compose: dict[str, Any], tmp_path: Path
+    compose: dict[str, Any], tmp_path: Path, postgres_url: str
 ) -> None:
     server = compose["services"]["server"]
     port = free_port()
@@ -99,6 +149,7 @@ def test_server_command_and_healthcheck_work_when_run_directly(
         **server["environment"],
         "EMABOARD_PORT": str(port),
         "EMABOARD_DATA_DIR": str(tmp_path / "data"),
+        "EMABOARD_DATABASE_URL": postgres_url,  # the compose value, on this machine's cluster
     }
     command = [_emaboard_executable(), *server["command"][1:]]
     with (tmp_path / "server.log").open("wb") as log:
@@ -108,7 +159,18 @@ def test_server_command_and_healthcheck_work_when_run_directly(
         check = [sys.executable, *server["healthcheck"]["test"][2:]]
         check[-1] = check[-1].replace(":8000/", f":{port}/")
         assert subprocess.run(check, timeout=30, check=False).returncode == 0
-        assert (tmp_path / "data" / "emaboard.db").exists()
+        created = httpx.post(f"http://127.0.0.1:{port}/api/runs",
+                             json={"project": "compose", "name": "r"}, timeout=10)
+        assert created.status_code == 201, created.text
+        assert not (tmp_path / "data" / "emaboard.db").exists()  # stored in PostgreSQL
+        engine = create_engine(postgres_url)
+        with engine.connect() as connection:
+            names = connection.exec_driver_sql("SELECT name FROM run").scalars().all()
+            listening = connection.exec_driver_sql(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = "
+                "'emaboard-listen'").scalar()
+        engine.dispose()
+        assert (names, listening) == (["r"], 2)  # two processes, each listening
         # The names compose uses answer (the demo's server:8000, a browser's localhost:8000);
         # any other name is refused (DNS rebinding).
         url = f"http://127.0.0.1:{port}/api/runs"
@@ -169,7 +231,8 @@ def test_dockerfile_matches_the_compose_file(compose: dict[str, Any]) -> None:
     (server_run,) = [arg for op, arg in server_stage if op == "RUN"]
     assert "torch" not in server_run
     assert "pip install --no-deps ." in server_run
-    assert "['optional-dependencies']['server']" in server_run
+    assert "['optional-dependencies']" in server_run
+    assert "extras['server']" in server_run and "extras['postgres']" in server_run
     env = " ".join(arg for op, arg in server_stage if op == "ENV")
     assert re.search(r"EMABOARD_HOST=0\.0\.0\.0\b", env)
     assert re.search(r"EMABOARD_DATA_DIR=/data\b", env)
@@ -182,13 +245,15 @@ def test_dockerfile_matches_the_compose_file(compose: dict[str, Any]) -> None:
 
 
 def test_server_stage_installs_what_the_server_imports() -> None:
-    """The command the server stage runs yields the server extra's requirements."""
+    """The command the server stage runs yields the server extra's requirements and the
+    PostgreSQL driver."""
     (server_run,) = [arg for op, arg in _stages()["server"] if op == "RUN"]
     script = server_run.split('python -c "', 1)[1].split('" > ', 1)[0]
     printed = subprocess.run([sys.executable, "-c", script], cwd=REPO,
                              capture_output=True, text=True, check=True).stdout.split()
     assert any(req.startswith("fastapi") for req in printed)
-    assert not any(req.startswith("torch") for req in printed)
+    assert any(req.startswith("psycopg[binary]") for req in printed)
+    assert not any(req.startswith(("torch", "emaboard")) for req in printed)
 
 
 def test_dockerignore_keeps_the_build_context_small() -> None:

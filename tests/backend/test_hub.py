@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from emaboard_server.app.hub import MIN_SEND_INTERVAL_S, RESYNC, Hub
+from emaboard_server.app.hub import RESYNC, SEND_INTERVAL_S, Hub
 from emaboard_server.app.ingest import Point
 
 
@@ -58,7 +58,8 @@ def test_batches_queued_while_waiting_are_merged_into_one_message() -> None:
     assert [p["step"] for p in messages[0]["points"]] == list(range(30))
 
 
-def test_sends_are_spaced_by_the_minimum_interval() -> None:
+@pytest.mark.parametrize("interval_s", [SEND_INTERVAL_S, 0.1])  # default, ws_send_interval_ms
+def test_sends_are_spaced_by_the_minimum_interval(interval_s: float) -> None:
     async def scenario() -> list[float]:
         loop = asyncio.get_running_loop()
         times: list[float] = []
@@ -68,12 +69,12 @@ def test_sends_are_spaced_by_the_minimum_interval() -> None:
             times.append(loop.time())
             sent.append(text)
 
-        hub = Hub()
+        hub = Hub(send_interval_s=interval_s)
         sub = hub.subscribe(1, send)
         hub.start(sub)
-        for step in range(12):  # the input: a batch every 20 ms, faster than sends may go
+        for step in range(12):  # the input: a batch every 10 ms, faster than sends may go
             hub.publish_points(1, batch(step * 3))
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         await until(lambda: len(steps_of(sent)) == 36)
         await hub.unsubscribe(sub)
         assert steps_of(sent) == list(range(36))
@@ -82,7 +83,7 @@ def test_sends_are_spaced_by_the_minimum_interval() -> None:
     times = asyncio.run(scenario())
     assert len(times) >= 2
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= MIN_SEND_INTERVAL_S * 0.95  # a spacing rule, not a speed target
+    assert min(gaps) >= interval_s * 0.95  # a spacing rule, not a speed target
 
 
 def test_overflow_drops_the_backlog_for_one_resync_and_spares_others() -> None:

@@ -46,8 +46,9 @@ def test_every_key_and_value_reads_back_as_posted(client: TestClient, run: dict[
 def test_a_point_stored_behind_ingest_s_back_falls_back_to_on_conflict(
     client: TestClient, run: dict[str, Any], settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A row ingest's lookup cannot see (no latest_metric entry): COPY meets it, the savepoint
-    # is rolled back and INSERT ... ON CONFLICT DO NOTHING stores the rest, the row kept.
+    # A row ingest's lookup cannot see (no latest_metric entry): COPY meets it, the
+    # transaction is rolled back and the batch stored again in a new one by INSERT ... ON
+    # CONFLICT DO NOTHING: the rest stored once, the row kept.
     engine = create_engine(settings.resolved_database_url())
     with engine.begin() as connection:
         connection.exec_driver_sql(

@@ -150,6 +150,11 @@ def same_value(a: float, b: float | None) -> bool:
     return a == b
 
 
+class PointExists(Exception):
+    """PostgreSQL's ``COPY`` met a point that was stored already; its transaction is
+    aborted (:mod:`emaboard_server.app.ingest_postgres`)."""
+
+
 class Inserted(NamedTuple):
     """What :func:`insert_points` did with a batch."""
 
@@ -228,7 +233,9 @@ def _stored_values(
     return found
 
 
-def insert_points(connection: Connection, run_id: int, batch: Batch) -> Inserted:
+def insert_points(
+    connection: Connection, run_id: int, batch: Batch, *, copy: bool = True
+) -> Inserted:
     """Store the batch's points that the run does not have yet (1,000 rows per statement).
 
     A point at a (key, step) the run already has is not stored again: with the same value it
@@ -238,6 +245,10 @@ def insert_points(connection: Connection, run_id: int, batch: Batch) -> Inserted
     Call inside the write transaction (under the write lock for SQLite), so the lookup of
     stored steps and the insert see the same table. ``ON CONFLICT DO NOTHING`` stays as the
     guard for databases with concurrent writers.
+
+    Raises:
+        PointExists: PostgreSQL's ``COPY`` met a stored point (the transaction is aborted):
+            call again in a new one with ``copy=False``.
 
     Returns:
         The new rows in posted order, and the conflicts (those of the batch itself first).
@@ -251,18 +262,19 @@ def insert_points(connection: Connection, run_id: int, batch: Batch) -> Inserted
         batch = Batch(fresh, _group(fresh))
     if not batch.rows:
         return Inserted([], conflicts)
-    _insert_rows(connection, run_id, batch.rows)
+    _insert_rows(connection, run_id, batch.rows, copy)
     _upsert_latest(connection, run_id, batch)
     return Inserted(batch.rows, conflicts)
 
 
-def _insert_rows(connection: Connection, run_id: int, rows: Sequence[Row]) -> None:
-    """Store new rows: ``COPY`` on PostgreSQL, multi-row ``INSERT`` elsewhere."""
-    if connection.dialect.name == "postgresql":
+def _insert_rows(connection: Connection, run_id: int, rows: Sequence[Row], copy: bool) -> None:
+    """Store new rows: ``COPY`` on PostgreSQL (unless ``copy`` is False), else multi-row
+    ``INSERT ... ON CONFLICT DO NOTHING``."""
+    if copy and connection.dialect.name == "postgresql":
         from emaboard_server.app.ingest_postgres import copy_points  # psycopg: [postgres]
 
-        if copy_points(connection, run_id, rows):
-            return
+        copy_points(connection, run_id, rows)
+        return
     _insert_values(connection, run_id, rows)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +39,7 @@ from emaboard_server.app.compression import (
     plotly_js,
 )
 from emaboard_server.app.core.config import Settings
-from emaboard_server.app.core.db import Database, upgrade_database
+from emaboard_server.app.core.db import Database, WalCheckpointer, upgrade_database
 from emaboard_server.app.fanout import Fanout
 from emaboard_server.app.hub import Hub
 from emaboard_server.app.run_list import RunListTicker
@@ -75,7 +76,7 @@ def create_state(settings: Settings) -> AppState:
         raise ValueError(f"Live fan-out between {settings.workers} server processes needs "
                          "PostgreSQL: set database_url to postgresql://..., or run one "
                          "process (workers=1, live_fanout unset)")
-    hub = Hub(settings.ws_queue_size)
+    hub = Hub(settings.ws_queue_size, send_interval_s=settings.ws_send_interval_ms / 1000)
     return AppState(settings=settings, db=db, hub=hub,
                     fanout=Fanout(hub, db, enabled=settings.fanout_enabled()),
                     posthoc_slots=asyncio.Semaphore(settings.posthoc_max_concurrent))
@@ -108,12 +109,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(plotly.prepare)  # the first page load need not wait for it
         ticker = RunListTicker(state)
         ticker.start()
+        checkpointer = WalCheckpointer(state.db.engine) if state.db.is_sqlite else None
+        if checkpointer is not None:
+            checkpointer.start()
         await state.fanout.start()
+        # What exists now lives as long as the server: out of the garbage collector's sight,
+        # a full collection (a pause of tens of ms in the middle of requests) only walks
+        # what requests allocated.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
             await state.fanout.stop()
             await ticker.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
             state.db.dispose()
 
     app = FastAPI(title="emaboard", version=package_version(), lifespan=lifespan,

@@ -10,6 +10,7 @@ error (:mod:`emaboard_server.app.exceptions`, ``ObjectTooLarge``, ``InvalidSnaps
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import IO, Any
 
@@ -24,6 +25,8 @@ from emaboard_server.app.serialize import runs_dicts, snapshot_dict
 from emaboard_server.app.snapshot_files import remove_files, remove_run_folder, store_upload
 from emaboard_server.app.state import AppState
 from emaboard_server.app.storage_full import guard_storage
+
+logger = logging.getLogger(__name__)
 
 
 @guard_storage
@@ -122,11 +125,21 @@ def store_points(
     """
     now = time.time()
     prepared = ingest.prepare(batch.points, now)
+    try:
+        return _store(state, run_id, prepared, batch, now, copy=True)
+    except ingest.PointExists as exc:
+        logger.warning("run %d: a posted point existed although ingest had checked (%s); "
+                       "storing the batch with ON CONFLICT DO NOTHING instead", run_id, exc)
+        return _store(state, run_id, prepared, batch, now, copy=False)
+
+
+def _store(state: AppState, run_id: int, prepared: ingest.Batch, batch: MetricBatch,
+           now: float, *, copy: bool) -> tuple[ingest.Inserted, str | None]:
     body = None
-    with state.db.writing_core() as connection:
+    with state.db.ingesting() as connection:
         if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
             raise RunNotFound
-        inserted = ingest.insert_points(connection, run_id, prepared)
+        inserted = ingest.insert_points(connection, run_id, prepared, copy=copy)
         if inserted.rows and (state.fanout.enabled or state.hub.has_subscribers(run_id)):
             as_posted = prepared.as_posted and len(inserted.rows) == len(batch.points)
             body = points_body(inserted.rows, batch.points if as_posted else None)

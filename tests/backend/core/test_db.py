@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -9,7 +11,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
-from emaboard_server.app.core.db import Database, alembic_config, upgrade_database
+from emaboard_server.app.core.db import (
+    Database,
+    WalCheckpointer,
+    alembic_config,
+    upgrade_database,
+)
 from emaboard_server.app.models import Base, MetricPoint, Run
 from tests.utils.databases import both_databases
 
@@ -55,7 +62,55 @@ def test_sqlite_pragmas_are_set(tmp_path: Path) -> None:
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 10_000
+        assert connection.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 10_000
     assert db.write_lock is not None
+    db.dispose()
+
+
+def test_the_checkpointer_thread_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    db = Database(f"sqlite:///{path}")
+    with db.writing() as session:
+        session.execute(text("CREATE TABLE t (x BLOB)"))
+    with db.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    with db.writing() as session:  # 2 MB: 512 pages, under SQLite's own threshold
+        for _ in range(64):
+            session.execute(text("INSERT INTO t VALUES (randomblob(32768))"))
+    time.sleep(0.3)
+    assert path.stat().st_size == size  # in the WAL only: nothing checkpointed it
+    checkpointer = WalCheckpointer(db.engine, interval_s=0.05)
+    checkpointer.start()
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < size + (2 << 20) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    checkpointer.stop()
+    assert path.stat().st_size >= size + (2 << 20)
+    assert checkpointer._thread is not None and not checkpointer._thread.is_alive()
+    db.dispose()
+
+
+@pytest.mark.parametrize("database", ["postgres"])
+def test_only_metric_point_transactions_commit_asynchronously(url: str) -> None:
+    # The test cluster runs with synchronous_commit=off; this database gets PostgreSQL's
+    # default back, as a production server has it.
+    database = url.rsplit("/", 1)[1]
+    db = Database(url)
+    with db.engine.connect() as connection:
+        connection.exec_driver_sql(f"ALTER DATABASE {database} SET synchronous_commit = on")
+        connection.commit()
+    db.dispose()
+
+    def setting(connection: Any) -> str:
+        return str(connection.exec_driver_sql("SHOW synchronous_commit").scalar())
+
+    with db.ingesting() as connection:
+        assert setting(connection) == "off"
+    with db.writing() as session:
+        assert setting(session.connection()) == "on"
+    with db.engine.connect() as connection:  # the pooled connection: SET LOCAL ended
+        assert setting(connection) == "on"
     db.dispose()
 
 

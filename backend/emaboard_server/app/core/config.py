@@ -38,6 +38,8 @@ class Settings(BaseSettings):
             snapshot ``metadata``, each as compact JSON, in bytes.
         max_points_per_request: Most metric points one ``POST .../metrics`` may carry.
         ws_queue_size: Messages a websocket client may have queued before it is told to resync.
+        ws_send_interval_ms: Least time between two messages to one websocket, in ms; what
+            arrives meanwhile is merged into the next message.
         workers: Server processes ``emaboard serve`` runs (PostgreSQL only beyond 1).
         live_fanout: Whether websocket updates travel between server processes through
             PostgreSQL LISTEN/NOTIFY; None (the default) means "when ``workers`` > 1". Set
@@ -62,6 +64,7 @@ class Settings(BaseSettings):
     max_object_bytes: int = Field(default=DEFAULT_MAX_OBJECT_BYTES, gt=0)
     max_points_per_request: int = Field(default=50_000, gt=0)
     ws_queue_size: int = Field(default=256, gt=0)
+    ws_send_interval_ms: int = Field(default=25, ge=0, le=10_000)
     workers: int = Field(default=1, ge=1, le=64)
     live_fanout: bool | None = None
     posthoc_budget_bytes: int = Field(default=10 << 30, ge=0)
