@@ -1,8 +1,9 @@
 """Dashboard first paint for a remote user, measured from navigation start in headless Chromium.
 
 A real server (``python -m emaboard_server serve``, SQLite) holds one run with two
-200,000-point series (``train/loss``, ``weights/rel_drift/ema_0.999``) and 150 layers × 100
-stats steps (every 2,000 steps) of ``layer/<path>/rel_drift/ema_0.999``: 430,000 points.
+200,000-point series (``train/loss``, ``weights/rel_drift/ema_0.999``) and 150 layers × 2,000
+stats steps (every 100 steps; ``--layer-every``) of ``layer/<path>/rel_drift/ema_0.999``:
+700,000 points.
 Each repetition opens ``/run.html?id=…`` in a fresh browser context (cold cache) and reads
 the page's User Timing marks, which count from navigation start (``performance.timeOrigin``):
 
@@ -18,6 +19,7 @@ each page load transferred come from the Resource Timing entries.
 
     .venv/bin/python bench/first_paint.py                 # 5 rounds
     .venv/bin/python bench/first_paint.py --repeats 3 --mbit 20 --rtt-ms 40
+    .venv/bin/python bench/first_paint.py --layer-every 2000   # 150 layers × 100 steps
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 STEPS = 200_000
 LONG_KEYS = ("train/loss", "weights/rel_drift/ema_0.999")
 N_LAYERS = 150
-LAYER_EVERY = 2_000
+LAYER_EVERY = 100  # 2,000 stats steps per layer
 MARKS = ("emaboard:first-chart", "emaboard:all-views")
 # Where the time goes (the page's own marks, printed with --detail).
 STAGES = ("emaboard:start", "emaboard:hello", "emaboard:first-data", "emaboard:plotly",
           "emaboard:first-chart", "emaboard:line-charts", "emaboard:all-views")
 
 
-def run_points() -> list[dict[str, object]]:
+def run_points(layer_every: int) -> list[dict[str, object]]:
     """The run's points: two long series and 150 layers of relative drift."""
     points: list[dict[str, object]] = [
         {"key": key, "step": step, "value": 1.0 / (1 + step * (k + 1) / 1000) + (step % 7) / 1e4}
@@ -56,18 +58,18 @@ def run_points() -> list[dict[str, object]]:
     points += [
         {"key": f"layer/blocks.{i}.mlp/rel_drift/ema_0.999", "step": step,
          "value": (1 + i / N_LAYERS) / (1 + step / 20_000)}
-        for i in range(N_LAYERS) for step in range(0, STEPS, LAYER_EVERY)
+        for i in range(N_LAYERS) for step in range(0, STEPS, layer_every)
     ]
     return points
 
 
-def fill_run(url: str) -> int:
+def fill_run(url: str, layer_every: int) -> int:
     with httpx.Client(base_url=url, timeout=300) as client:
         run = client.post("/api/runs", json={"project": "bench", "name": "first-paint"}).json()
-        points = run_points()
-        for start in range(0, len(points), 50_000):
+        points = run_points(layer_every)
+        for start in range(0, len(points), 20_000):
             client.post(f"/api/runs/{run['id']}/metrics",
-                        json={"points": points[start:start + 50_000]}).raise_for_status()
+                        json={"points": points[start:start + 20_000]}).raise_for_status()
         return int(run["id"])
 
 
@@ -104,6 +106,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mbit", type=float, default=20.0, help="throttled bandwidth, Mbit/s")
     parser.add_argument("--rtt-ms", type=float, default=20.0, help="throttled round trip, ms")
+    parser.add_argument("--layer-every", type=int, default=LAYER_EVERY,
+                        help="steps between two layer points (150 layers)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--detail", action="store_true",
                         help="also print the median of each stage of the page's load")
@@ -117,8 +121,8 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in conditions}
     with tempfile.TemporaryDirectory() as tmp, LocalServer(Path(tmp)) as server:
         started = time.monotonic()
-        run_id = fill_run(server.url)
-        print(f"ingested {len(LONG_KEYS) * STEPS + N_LAYERS * STEPS // LAYER_EVERY:,} points "
+        run_id = fill_run(server.url, args.layer_every)
+        print(f"ingested {len(LONG_KEYS) * STEPS + N_LAYERS * STEPS // args.layer_every:,} points "
               f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
         url = f"{server.url}/run.html?id={run_id}"
         with sync_playwright() as playwright:
