@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 
 from emaboard_server.local_server import LocalServer
+from tests.e2e.browser import close_shared_browser
 from tests.utils.postgres import PostgresCluster
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Close Chromium after the last of consecutive browser tests: while Playwright's sync
+    driver runs, its event loop counts as running and a later ``asyncio.run`` fails (in
+    another test order, e.g. pytest-xdist's, a browser test may come before any test)."""
+    yield  # the test's fixtures (its browser context) are torn down first
+    if nextitem is None or "browser" not in getattr(nextitem, "fixturenames", ()):
+        close_shared_browser()
 
 
 @pytest.fixture

@@ -42,20 +42,20 @@ def launch_chromium(playwright: Playwright) -> Browser:
 _shared: dict[str, Any] = {}
 
 
-def acquire_browser() -> Browser:
-    """The session's one Chromium (Playwright's sync API allows one driver at a time, so
-    ``tests/frontend`` and ``tests/e2e`` share it); pair each call with release_browser()."""
+def shared_browser() -> Browser:
+    """The one Chromium of this process, launched on first use (Playwright's sync API allows
+    one driver at a time). It stays open across consecutive browser tests; close it with
+    :func:`close_shared_browser` before a test that runs an event loop of its own."""
     if not _shared:
         playwright = sync_playwright().start()
-        _shared.update(playwright=playwright, browser=launch_chromium(playwright), users=0)
-    _shared["users"] += 1
+        _shared.update(playwright=playwright, browser=launch_chromium(playwright))
     return _shared["browser"]  # type: ignore[no-any-return]
 
 
-def release_browser() -> None:
-    """Closes the shared Chromium when its last user releases it."""
-    _shared["users"] -= 1
-    if _shared["users"] == 0:
+def close_shared_browser() -> None:
+    """Close the shared Chromium, if open, and stop Playwright's driver: while it runs, its
+    event loop counts as running in the main thread and ``asyncio.run`` refuses to start."""
+    if _shared:
         _shared["browser"].close()
         _shared["playwright"].stop()
         _shared.clear()

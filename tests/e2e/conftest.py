@@ -1,5 +1,6 @@
-"""Browser fixtures for the dashboard tests: one headless Chromium per session, a fresh
-context per test (downloads accepted), uncaught page errors fail the test."""
+"""Browser fixtures for the dashboard tests: one headless Chromium for each stretch of
+consecutive browser tests, a fresh context per test (downloads accepted), uncaught page errors
+fail the test."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from emaboard_server.local_server import LocalServer
-from tests.e2e.browser import PageErrors, acquire_browser, release_browser
+from tests.e2e.browser import PageErrors, shared_browser
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 VIEWPORT = {"width": 1440, "height": 900}
@@ -20,10 +21,11 @@ TIMEOUT_MS = 20_000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    yield acquire_browser()
-    release_browser()
+@pytest.fixture
+def browser() -> Browser:
+    """The shared Chromium (tests/conftest.py closes it after the last of consecutive
+    browser tests)."""
+    return shared_browser()
 
 
 @pytest.fixture
