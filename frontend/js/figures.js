@@ -81,20 +81,56 @@ export function extendExtent(extent, values) {
   return out;
 }
 
+const CHART_HEIGHT = 320;
+const TITLE_PX = 30;          // the title's band at the top of a chart
+const LEGEND_ROW_PX = 29;     // a legend row (measured in Chromium at 12 px font)
+const LEGEND_SIDES_PX = 76;   // the margins left and right of the legend
+const ENTRY_PX = 40;          // an entry's line sample and gaps
+const CHAR_PX = 6;            // a character of its name at 12 px (5.7 measured in Chromium)
+
+/**
+ * The horizontal legend under the chart's title, placed from the top of the chart (Plotly
+ * then moves the plot down to make room): a legend anchored to the plot's top grew upwards
+ * over the title once it took two rows. The chart grows by the rows after the first.
+ * @param {string[]} names the legend entries.
+ * @param {number} width the chart's width in px (0 when not laid out: one entry a row).
+ * @returns {{rows: number, legend: object, height: number}} rows: an estimate (entries packed
+ *   left to right, ENTRY_PX + CHAR_PX per character each); height: the chart's, in px.
+ */
+export function legendPlacement(names, width) {
+  const room = Math.max(0, width - LEGEND_SIDES_PX);
+  let rows = names.length ? 1 : 0;
+  let used = 0;
+  for (const name of names) {
+    const entry = ENTRY_PX + CHAR_PX * String(name).length;
+    if (used > 0 && used + entry > room) {
+      rows += 1;
+      used = 0;
+    }
+    used += entry;
+  }
+  const height = CHART_HEIGHT + Math.max(0, rows - 1) * LEGEND_ROW_PX;
+  return { rows, height, legend: { orientation: "h", x: 0, xanchor: "left", yref: "container",
+    y: 1 - TITLE_PX / height, yanchor: "top" } };
+}
+
 /**
  * A line chart layout in the page's theme. Both axes grow their margins to fit their tick
  * labels (automargin), so long labels of a tiny or one-point series are never clipped.
  * @param {{title: string, yTitle?: string, logY?: boolean, xTitle?: string, xType?: string,
- *   xRange?: number[]|null, yRange?: number[]|null, theme: {fg: string, grid: string, bg: string}}} spec
+ *   xRange?: number[]|null, yRange?: number[]|null, theme: {fg: string, grid: string, bg: string},
+ *   legendNames?: string[], width?: number}} spec legendNames and width place the legend
+ *   and size the chart (legendPlacement).
  */
 export function lineLayout({ title, yTitle = "", logY = false, xTitle = "step", xType = "linear",
-  xRange = null, yRange = null, theme }) {
+  xRange = null, yRange = null, theme, legendNames = [], width = 0 }) {
   const yaxis = { title: { text: yTitle }, gridcolor: theme.grid, type: logY ? "log" : "linear",
     automargin: true };
   if (yRange) Object.assign(yaxis, { range: yRange, autorange: false });
   const xaxis = { title: { text: xTitle }, type: xType, gridcolor: theme.grid, zeroline: false,
     automargin: true };
   if (xRange) Object.assign(xaxis, { range: xRange, autorange: false });
+  const placement = legendPlacement(legendNames, width);
   return {
     title: {
       text: title, x: 0, xanchor: "left", y: 1, yanchor: "top", pad: { t: 8, l: 8 },
@@ -104,10 +140,10 @@ export function lineLayout({ title, yTitle = "", logY = false, xTitle = "step", 
     plot_bgcolor: theme.bg,
     font: { color: theme.fg, size: 12 },
     margin: { l: 60, r: 16, t: 56, b: 44 },
-    height: 320,
+    height: placement.height,
     xaxis,
     yaxis,
-    legend: { orientation: "h", x: 0, xanchor: "left", y: 1.02, yanchor: "bottom" },
+    legend: placement.legend,
     hovermode: "closest",
     uirevision: "keep",
   };

@@ -182,3 +182,47 @@ def test_compare_page_overlays_any_key_live(server: LocalServer, page: Page) -> 
     page.get_by_label("filter keys").fill("")
     page.get_by_label("eval/live/accuracy").uncheck()
     expect(charts).to_have_count(1)
+
+
+def boxes_of(page: Page, chart_id: str) -> dict[str, dict[str, float]]:
+    """Screen boxes of a Plotly chart's title, legend and plot area."""
+    return dict(page.evaluate("""id => {
+        const div = document.getElementById(id);
+        const box = (sel) => { const r = div.querySelector(sel).getBoundingClientRect();
+          return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; };
+        return {title: box('.gtitle'), legend: box('.legend'), plot: box('.nsewdrag')};
+    }""", chart_id))
+
+
+def test_a_long_compare_legend_covers_neither_title_nor_plot(server: LocalServer,
+                                                              page: Page) -> None:
+    # Two runs x six models: 12 legend entries ("digits-seed0 · ema_sigma_rel_0.05"). Anchored
+    # to the plot's top, two rows of them grew over the chart's title (seen in
+    # docs/img/compare.png); the legend now hangs under the title and pushes the plot down.
+    project = f"legend-{uuid.uuid4().hex[:6]}"
+    models = ("live", "ema_0.99", "ema_0.999", "ema_sigma_rel_0.05", "ema_sigma_rel_0.1", "swa")
+    runs = [create_run(server, project, f"digits-seed{i}") for i in range(2)]
+    for run in runs:
+        post_points(server, run["id"], [
+            {"key": f"eval/{model}/accuracy", "step": s, "value": 0.9 + k / 100}
+            for k, model in enumerate(models) for s in (100, 200, 300)])
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{server.url}/compare.html?ids={','.join(str(r['id']) for r in runs)}")
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    chart_id = page.locator("#compare-charts .chart[aria-label='eval: accuracy']").get_attribute(
+        "id") or ""
+    page.wait_for_function("id => document.getElementById(id).data.length >= 12", arg=chart_id)
+    boxes = boxes_of(page, chart_id)
+    title, legend, plot = boxes["title"], boxes["legend"], boxes["plot"]
+    assert legend["top"] >= title["bottom"], boxes  # the title stays readable
+    assert plot["top"] >= legend["bottom"], boxes  # the legend does not cover the plot
+    assert plot["bottom"] - plot["top"] >= 150, boxes  # the plot keeps its height
+    page.set_viewport_size({"width": 700, "height": 900})  # narrower: more rows, taller chart
+    page.wait_for_function("id => document.getElementById(id).clientWidth < 700", arg=chart_id)
+    page.locator("#smoothing").fill("0.5")  # a redraw at the new width
+    page.wait_for_function("id => document.getElementById(id).dataset.smoothing === '0.5'",
+                           arg=chart_id)
+    boxes = boxes_of(page, chart_id)
+    title, legend, plot = boxes["title"], boxes["legend"], boxes["plot"]
+    assert legend["top"] >= title["bottom"] and plot["top"] >= legend["bottom"], boxes
+    assert plot["bottom"] - plot["top"] >= 150, boxes

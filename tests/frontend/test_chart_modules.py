@@ -136,3 +136,21 @@ def test_key_filter_is_a_case_insensitive_regex() -> None:
     assert got[1] == {"kept": keys, "error": None}
     assert got[2]["kept"] == keys
     assert got[2]["error"].startswith('Invalid regular expression "(": ')
+
+
+def test_the_legend_hangs_under_the_title_and_the_chart_grows_by_its_rows() -> None:
+    names = [f"digits-seed{r} · {m}" for r in (0, 1)
+             for m in ("live", "ema_0.99", "ema_0.999", "ema_sigma_rel_0.05", "swa")]
+    got = call("figures.js", "[m.legendPlacement([], 600), m.legendPlacement(['live', 'swa'], 600),"
+               " m.legendPlacement(arg, 1400), m.legendPlacement(arg, 400),"
+               " m.legendPlacement(arg, 0)]", names)
+    empty, short, wide, narrow, unlaid = got
+    assert (empty["rows"], empty["height"]) == (0, 320)
+    assert (short["rows"], short["height"]) == (1, 320)
+    assert 2 <= wide["rows"] < narrow["rows"] <= unlaid["rows"] == len(names)
+    for placed in got:
+        legend = placed["legend"]
+        assert placed["height"] == 320 + max(0, placed["rows"] - 1) * 29
+        # from the top of the chart, under a 30 px title band: Plotly moves the plot down
+        assert (legend["yref"], legend["yanchor"]) == ("container", "top")
+        assert legend["y"] * placed["height"] == pytest.approx(placed["height"] - 30)

@@ -99,7 +99,10 @@ export class LineChart {
     const layout = lineLayout({
       title: this.title, yTitle: this.yTitle, logY: this.logY, xTitle: x.title, xType: x.type,
       xRange: this.stepRange(), yRange: constantRange(this.extent, this.logY), theme: chartTheme(),
+      legendNames: this.keys().map((key) => this.traceName(key)), width: this.div.clientWidth,
     });
+    // The div holds the height too: Plotly's resize (autoResize) sizes the chart to its div.
+    this.div.style.height = `${layout.height}px`;
     this.fixed = layout.yaxis.range || null;  // the constant range drawn, if any
     this.xFixed = layout.xaxis.range || null;
     this.drawn = true;
