@@ -12,6 +12,7 @@ the live weights, and with them every rank's EMA shadow, stay identical.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 from pathlib import Path
 
@@ -96,8 +97,13 @@ def main() -> None:
     if mon is not None:
         mon.finish()
     dist.barrier()  # no rank tears the process group down while another still uses it
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main()
+    # The model, optimizer and averagers are gone with main()'s frame; free what reference
+    # cycles still hold (FSDP2's hooks keep gloo work and tensors) while the interpreter is
+    # alive: freed at exit instead, gloo aborts the process now and then ("terminate called
+    # without an active exception").
+    gc.collect()
+    dist.destroy_process_group()

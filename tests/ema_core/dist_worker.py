@@ -9,6 +9,7 @@ measured to ``OUT_DIR/<name>-rank<r>.json`` and ``.safetensors`` files that the 
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -311,6 +312,10 @@ def main() -> None:
             SCENARIOS[name](out, server)
             dist.barrier()
     finally:
+        # Free what reference cycles still hold (FSDP2's hooks keep gloo work and tensors)
+        # while the interpreter is alive: freed at exit instead, gloo aborts the process
+        # now and then ("terminate called without an active exception").
+        gc.collect()
         dist.destroy_process_group()
 
 
