@@ -12,6 +12,8 @@ Class tree (HTTP status of the answer)::
     SnapshotConflict              409 "Snapshot conflict: run 1 already has snapshot 7 ..."
     PosthocUnavailable            409 "Cannot rebuild from the stored snapshots: ..."
     StorageFull                   507 "Insufficient storage: the disk holding ... is full ..."
+    PointExists                   never answered: ingest stores the batch again with
+                                  ON CONFLICT DO NOTHING (writes.store_points)
     ValueError
      ├── InvalidPosthocUpload              400 "Invalid post-hoc snapshot: ..."
      ├── ema_core InvalidDecayError        422 "Invalid sigma_rel 0.3: ..." (post-hoc)
@@ -91,6 +93,11 @@ class SnapshotConflict(Exception):
             f"(sha256 {existing.sha256[:16]}…): delete it first (DELETE /api/runs/"
             f"{existing.run_id}/snapshots/{existing.id}) or upload under another step"
         )
+
+
+class PointExists(Exception):
+    """PostgreSQL's ``COPY`` met a point that was stored already; its transaction is
+    aborted (:mod:`emaboard_server.app.ingest_postgres`)."""
 
 
 class StorageFull(Exception):

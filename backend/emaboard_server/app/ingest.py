@@ -150,11 +150,6 @@ def same_value(a: float, b: float | None) -> bool:
     return a == b
 
 
-class PointExists(Exception):
-    """PostgreSQL's ``COPY`` met a point that was stored already; its transaction is
-    aborted (:mod:`emaboard_server.app.ingest_postgres`)."""
-
-
 class Inserted(NamedTuple):
     """What :func:`insert_points` did with a batch."""
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import psycopg
 from sqlalchemy import Connection
 
-from emaboard_server.app.ingest import PointExists
+from emaboard_server.app.exceptions import PointExists
 
 Row = tuple[str, int, float, float]  # (key, step, value, wall_time); NaN stored as NULL
 COPY_POINTS = "COPY metric_point (run_id, key, step, value, wall_time) FROM STDIN (FORMAT BINARY)"

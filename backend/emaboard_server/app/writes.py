@@ -17,7 +17,7 @@ from typing import IO, Any
 from sqlalchemy.exc import IntegrityError
 
 from emaboard_server.app import crud, ingest
-from emaboard_server.app.exceptions import RunNotFound
+from emaboard_server.app.exceptions import PointExists, RunNotFound
 from emaboard_server.app.hub import points_body
 from emaboard_server.app.posthoc import POSTHOC_KIND, check_posthoc_upload, thin_posthoc
 from emaboard_server.app.schemas import MetricBatch, check_object_size
@@ -127,7 +127,7 @@ def store_points(
     prepared = ingest.prepare(batch.points, now)
     try:
         return _store(state, run_id, prepared, batch, now, copy=True)
-    except ingest.PointExists as exc:
+    except PointExists as exc:
         logger.warning("run %d: a posted point existed although ingest had checked (%s); "
                        "storing the batch with ON CONFLICT DO NOTHING instead", run_id, exc)
         return _store(state, run_id, prepared, batch, now, copy=False)
