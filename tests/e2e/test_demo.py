@@ -132,8 +132,13 @@ def test_whatif_sweep_arrived_and_the_servers_ema_reproduces_it(demo_run: dict) 
     assert accuracy == whatif[f"posthoc/{sigma}/accuracy"]["values"][-1]
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
-def test_keep_serving_serves_until_ctrl_c_or_sigterm(tmp_path: Path, stop_signal: int) -> None:
+@pytest.mark.parametrize(("stop_signal", "started_ignoring_sigint"), [
+    (signal.SIGINT, False), (signal.SIGTERM, False),
+    (signal.SIGINT, True),  # as a shell script's background job starts it
+], ids=["ctrl-c", "term", "ctrl-c-started-ignored"])
+def test_keep_serving_serves_until_ctrl_c_or_sigterm(
+    tmp_path: Path, stop_signal: int, started_ignoring_sigint: bool
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     out = tmp_path / "demo.out"
@@ -141,8 +146,14 @@ def test_keep_serving_serves_until_ctrl_c_or_sigterm(tmp_path: Path, stop_signal
         sys.executable, "-m", "emaboard_server", "demo", "--epochs", "1", "--keep-serving",
         "--port", str(port), "--data-dir", str(tmp_path / "data"), "--run", "kept",
     ]  # fmt: skip
-    with out.open("w") as sink:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    # A child inherits an ignored SIGINT (not a Python handler): Python then keeps it ignored.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if started_ignoring_sigint else None
+    try:
+        with out.open("w") as sink:
+            proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 240
         while "Ctrl-C to stop" not in out.read_text() and time.monotonic() < deadline:
@@ -156,5 +167,6 @@ def test_keep_serving_serves_until_ctrl_c_or_sigterm(tmp_path: Path, stop_signal
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/api/health", timeout=2.0)  # the demo's server is gone too

@@ -116,12 +116,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _sigterm_as_ctrl_c() -> None:
     """Make SIGTERM (``kill``, ``docker stop``) end the demo like Ctrl-C, so the server child
-    process it started is stopped too instead of being left behind."""
+    process it started is stopped too instead of being left behind; and make Ctrl-C (SIGINT)
+    work even when the demo was started with it ignored (Python then keeps it ignored: a
+    shell script's background job, a service manager), since the demo says "Ctrl-C to stop"."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _wait_for_ctrl_c(server: Any) -> None:
