@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from emaboard_server.app import export
 from emaboard_server.app.api.deps import RunDep, RunId, StateDep
-from emaboard_server.app.schemas import ErrorResponse, SeriesResponse
+from emaboard_server.app.schemas import ErrorResponse, NoNul, SeriesResponse
 
 router = APIRouter(prefix="/runs/{run_id}/export", tags=["export"])
 
@@ -35,7 +35,7 @@ def _attachment(filename: str) -> dict[str, str]:
 @router.get("/points", response_class=StreamingResponse, responses=POINTS_RESPONSES)
 def export_points(
     run: RunDep, state: StateDep,
-    keys: Annotated[list[str] | None, Query()] = None,
+    keys: Annotated[list[str] | None, Query(), NoNul] = None,
     format: Literal["csv", "json"] = "csv",
 ) -> StreamingResponse:
     """Download series (all keys, or ``keys``) at full resolution as CSV or JSON."""
