@@ -20,7 +20,7 @@ SUBCOMMAND_MODULES = ("emaboard_server.serve", "emaboard_server.demo", "emaboard
                       "emaboard_server.whatif")
 
 # What each extra of the ``emaboard`` distribution brings (pyproject.toml), by import name.
-_SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic_settings", "plotly")
+_SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "pydantic_settings")
 EXTRA_MODULES = {
     "server": _SERVER_MODULES,
     "demo": ("torch", "sklearn", "rich", *_SERVER_MODULES),

@@ -6,9 +6,6 @@ import { colorFor, lineWidthFor } from "./colors.js";
 import { lowerIsBetter, sortModels } from "./keys.js";
 import { toNumber } from "./values.js";
 
-/** Traces with at least this many points use WebGL (scattergl); smaller ones SVG, which draws
- * them faster than WebGL sets up (the pages keep at most 4,000 points per trace). */
-export const GL_MIN_POINTS = 5000;
 /** Opacity of the raw series drawn under its smoothed line. */
 export const RAW_OPACITY = 0.25;
 
@@ -18,15 +15,14 @@ export { colorFor };
  * One line trace. A series of one point gets a marker (a line needs two points), as does
  * every point of a `markers` chart.
  * @param {{name: string, x: any[], values: (number|null)[], color?: string, dash?: string,
- *   width?: number, glAvailable?: boolean, markers?: boolean, faint?: boolean,
+ *   width?: number, markers?: boolean, faint?: boolean,
  *   xLabel?: string}} spec color and width default to the model's (colors.js).
  *   `faint`: the raw series under a smoothed one (translucent, no legend entry, no hover).
  */
-export function lineTrace({ name, x, values, color, dash = "solid", width, glAvailable = true,
+export function lineTrace({ name, x, values, color, dash = "solid", width,
   markers = false, faint = false, xLabel = "step" }) {
-  const gl = glAvailable && x.length >= GL_MIN_POINTS;
   const trace = {
-    type: gl ? "scattergl" : "scatter",
+    type: "scatter",  // SVG: the pages keep <= 4,000 points a trace; the bundle has no scattergl
     mode: markers || x.length < 2 ? "lines+markers" : "lines",
     name,
     x,

@@ -39,7 +39,11 @@ class RunPage {
   }
 
   async start() {
-    this.plotly = loadPlotly();  // compiled while the data are on their way
+    // Plotly.js downloads from the start (run.html preloads it) but runs only once the first
+    // series requests are out: its ~0.5 s of script evaluation holds the main thread, and
+    // would hold the websocket's hello, which those requests wait for.
+    const requested = new Promise((resolve) => { this.requestsOut = resolve; });
+    this.plotly = requested.then(loadPlotly);
     this.plotly.then(() => markOnce("emaboard:plotly"), showError);
     let helloSeen;
     const hello = new Promise((resolve) => { helloSeen = resolve; });
@@ -102,12 +106,14 @@ class RunPage {
     const side = Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load(),
       this.plotly.then(() => whatif.load())]);
     const drawn = new Set();
-    await Promise.all(keysByView(keys).map(async ([view, viewKeys]) => {
+    const lineViews = Promise.all(keysByView(keys).map(async ([view, viewKeys]) => {
       const raw = await fetchSeries(this.runId, viewKeys);
       markOnce("emaboard:first-data");
       await this.drawView(view, raw, drawn);
       markOnce("emaboard:first-chart");
     }));
+    this.requestsOut();  // every request above is sent: Plotly may run now
+    await lineViews;
     await this.drawEmptyViews(drawn);
     markOnce("emaboard:line-charts");
     this.ready = true;

@@ -27,15 +27,6 @@ export function themeRelayout(theme) {
   };
 }
 
-/** True when this browser can draw WebGL (scattergl); SVG traces are used otherwise. */
-export function webglAvailable() {
-  try {
-    return Boolean(document.createElement("canvas").getContext("webgl"));
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Keeps a Plotly chart as wide as its element: Plotly's `responsive` follows window resizes
  * only, not a grid column that narrows when a sibling chart appears.

@@ -21,11 +21,13 @@ def test_health(client: TestClient) -> None:
     assert body["status"] == "ok" and body["version"].count(".") == 2
 
 
-def test_plotly_is_served_from_the_installed_package(client: TestClient) -> None:
+def test_plotly_is_served_from_the_vendored_bundle(client: TestClient) -> None:
     response = client.get("/vendor/plotly.min.js")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.content == plotly_js().read_bytes()
+    assert plotly_js() == frontend_dir() / "vendor" / "plotly-cartesian.min.js"
+    assert response.content.startswith(b"/**\n* plotly.js (cartesian - minified) v4.1.1")
 
 
 def test_dashboard_index_is_served_at_root(client: TestClient) -> None:

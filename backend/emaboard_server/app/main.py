@@ -7,14 +7,12 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 
-import emaboard_server
 from emaboard_server.app.api.auth import SameOriginMiddleware, TokenMiddleware
 from emaboard_server.app.api.errors import install_error_handlers
 from emaboard_server.app.api.hosts import AllowedHostsMiddleware, HostPolicy
@@ -36,6 +34,7 @@ from emaboard_server.app.compression import (
     GZIP_LEVEL,
     GZIP_MINIMUM_BYTES,
     PrecompressedFile,
+    frontend_dir,
     plotly_js,
 )
 from emaboard_server.app.core.config import Settings
@@ -46,16 +45,6 @@ from emaboard_server.app.run_list import RunListTicker
 from emaboard_server.app.state import AppState
 
 logger = logging.getLogger(__name__)
-
-def frontend_dir() -> Path:
-    """The dashboard's static files: ``emaboard_server/_frontend`` in a wheel, else
-    ``<repo>/frontend`` (the package lives in ``<repo>/backend/emaboard_server``)."""
-    package_dir = Path(emaboard_server.__file__).resolve().parent
-    packaged = package_dir / "_frontend"
-    if packaged.is_dir():
-        return packaged
-    return package_dir.parent.parent / "frontend"
-
 
 def _api_router() -> APIRouter:
     api = APIRouter(prefix="/api", responses=API_ERRORS)

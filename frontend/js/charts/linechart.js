@@ -9,14 +9,13 @@ import {
 } from "../figures.js";
 import { naturalCompare } from "../keys.js";
 import { Smoother } from "../smoothing.js";
-import { autoResize, chartTheme, themeRelayout, webglAvailable } from "../theme.js";
+import { autoResize, chartTheme, themeRelayout } from "../theme.js";
 import { xAxisSpec, xValues } from "../xaxis.js";
 import { ChartExport } from "./chartexport.js";
 
 /** Above this many points in one trace the chart asks for a downsampled REST re-read. */
 export const MAX_TRACE_POINTS = 4000;
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
-const GL = webglAvailable();
 /** Display settings when the page has none: steps, no smoothing. */
 const PLAIN = { smoothing: 0, xMode: "step", axis: () => ({ originS: 0, unit: { name: "s", seconds: 1 } }) };
 
@@ -129,7 +128,7 @@ export class LineChart {
   tracesOf(key, series) {
     const { smoothing, xMode } = this.display;
     const x = xValues(xMode, series.steps, series.walls, this.display.axis(key));
-    const base = { name: this.traceName(key), x, glAvailable: GL, markers: this.markers,
+    const base = { name: this.traceName(key), x, markers: this.markers,
       xLabel: xMode === "step" ? "step" : "time", ...this.styleOf(key) };
     if (!(smoothing > 0)) return [lineTrace({ ...base, values: series.values }), null];
     series.smoother = new Smoother(smoothing);
