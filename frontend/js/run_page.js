@@ -100,19 +100,25 @@ class RunPage {
     const { scalars, heatmap, snapshots, health, whatif } = this.views;
     scalars.prepare(keys);
     health.reset();
-    // The heatmap and the snapshot table read on their own, in parallel with the line views;
-    // each line view's series come in their own request and are drawn as soon as they
-    // arrive: small series need not wait for the longest one.
-    const side = Promise.all([heatmap.setLayers(summarizeKeys(keys).layers), snapshots.load(),
-      this.plotly.then(() => whatif.load())]);
+    // Each line view's series come in their own request and are drawn as soon as they
+    // arrive: small series need not wait for the longest one. The heatmap's layer requests
+    // (the server's costliest after the long series) go out once every line series has
+    // arrived, so that they do not share the server's cores with the first chart's; the
+    // snapshot table reads in parallel (one cheap request).
+    const fetches = keysByView(keys).map(([view, viewKeys]) =>
+      [view, fetchSeries(this.runId, viewKeys)]);
+    const side = Promise.all([
+      Promise.allSettled(fetches.map(([, fetched]) => fetched))
+        .then(() => heatmap.setLayers(summarizeKeys(keys).layers)),
+      snapshots.load(), this.plotly.then(() => whatif.load())]);
     const drawn = new Set();
-    const lineViews = Promise.all(keysByView(keys).map(async ([view, viewKeys]) => {
-      const raw = await fetchSeries(this.runId, viewKeys);
+    const lineViews = Promise.all(fetches.map(async ([view, fetched]) => {
+      const raw = await fetched;
       markOnce("emaboard:first-data");
       await this.drawView(view, raw, drawn);
       markOnce("emaboard:first-chart");
     }));
-    this.requestsOut();  // every request above is sent: Plotly may run now
+    this.requestsOut();  // the line series' requests are sent: Plotly may run now
     await lineViews;
     await this.drawEmptyViews(drawn);
     markOnce("emaboard:line-charts");

@@ -5,6 +5,7 @@ one point, and live next to ``ema_0.9``."""
 from __future__ import annotations
 
 import math
+from urllib.parse import unquote
 
 import pytest
 from playwright.sync_api import Page
@@ -94,3 +95,26 @@ def test_live_is_distinct_from_every_shadow(server: LocalServer, page: Page) -> 
         distance = math.dist(srgb_to_lab(live["color"]), srgb_to_lab(line["color"]))
         assert distance >= 40, f"{name} {line['color']} is ΔE {distance:.0f} from live"
         assert live["width"] > line["width"]
+
+
+def test_layer_requests_wait_for_the_line_series(server: LocalServer, page: Page) -> None:
+    # First paint (issue 15, item 9): the heatmap's layer requests, the server's costliest
+    # after the long series, must not share its cores with the first chart's requests.
+    run = create_run(server)
+    post_points(server, run["id"], [
+        {"key": key, "step": step, "value": 1.0 / (step + 1)}
+        for key in ("train/loss", "weights/rel_drift/ema_0.9") for step in range(50)])
+    post_points(server, run["id"], [
+        {"key": f"layer/{layer}/rel_drift/ema_0.9", "step": step, "value": 0.1}
+        for layer in ("0", "2") for step in range(0, 50, 10)])
+    events: list[tuple[str, str]] = []
+    page.on("request", lambda request: events.append(("sent", request.url)))
+    page.on("requestfinished", lambda request: events.append(("finished", request.url)))
+    open_run_page(page, server, run["id"])
+    metrics = [(event, unquote(url)) for event, url in events if "/metrics?" in url]
+    layer_sent = [i for i, (event, url) in enumerate(metrics)
+                  if event == "sent" and "keys=layer/" in url]
+    line_finished = [i for i, (event, url) in enumerate(metrics) if event == "finished"
+                     and ("keys=train/loss" in url or "keys=weights/rel_drift" in url)]
+    assert layer_sent and len(line_finished) == 2, metrics
+    assert min(layer_sent) > max(line_finished), metrics
