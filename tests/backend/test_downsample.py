@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, create_engine, insert
 
-from emaboard_server.app.downsample import read_downsampled
-from emaboard_server.app.ingest import POINTS, RUNS
+from emaboard_server.app.downsample import _BUCKET_STEPS, _BUCKET_STEPS_SQLITE, read_downsampled
+from emaboard_server.app.ingest import MAX_STEP, POINTS, RUNS
 from emaboard_server.app.models import Base
 from tests.utils.databases import DATABASES
 
@@ -99,3 +99,28 @@ def test_every_bucket_keeps_its_extremes_and_step_range_applies(connection: Conn
 def test_max_points_below_five_is_rejected(connection: Connection) -> None:
     with pytest.raises(ValueError, match="Invalid max_points 4: expected at least 5"):
         read(connection, "s", 4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(vals=st.lists(st.sampled_from([0.0, 1.0, -2.5, math.inf, -math.inf, math.nan]),
+                     min_size=1, max_size=300),
+       buckets=st.integers(min_value=1, max_value=60), stride=st.integers(min_value=1, max_value=5),
+       near_max=st.booleans())
+def test_sqlite_bucket_ranges_answer_as_the_group_by(
+    connection: Connection, vals: list[float], buckets: int, stride: int, near_max: bool
+) -> None:
+    """SQLite's sort-free query (buckets as step ranges) equals the portable GROUP BY one.
+
+    Ties (the earliest step wins), NaN, ±Inf, empty buckets and steps next to the largest
+    step (where ``e + width`` would overflow) included.
+    """
+    if connection.dialect.name != "sqlite":
+        pytest.skip("the bucket-range query is SQLite's")
+    start = MAX_STEP - stride * (len(vals) - 1) if near_max else 3
+    steps = [start + i * stride for i in range(len(vals))]
+    store(connection, "q", steps, vals)
+    width = -(-(steps[-1] - steps[0] + 1) // buckets)
+    params = {"run_id": 1, "key": "q", "lo": steps[0], "hi": steps[-1], "width": width}
+    expected = [tuple(row) for row in connection.execute(_BUCKET_STEPS, params)]
+    got = [tuple(row) for row in connection.execute(_BUCKET_STEPS_SQLITE, params)]
+    assert got == expected and len(got) <= buckets
