@@ -147,19 +147,22 @@ def test_the_client_does_not_send_a_stored_file_again(
 def test_retries_after_timeouts_store_one_snapshot(
     http: httpx.Client, server: LocalServer, run_id: int, tmp_path: Path
 ) -> None:
-    # The case: every answer takes longer than the client waits, so the client
-    # retries (as the sender does on RetryableError) until one call succeeds.
+    # The case: answers take longer than the client waits, so the client retries
+    # (as the sender does on RetryableError) until one call succeeds. The client's timeout
+    # starts at 2 ms (48 MB cannot even be sent in that time) and grows by 10 % a try, so the
+    # first tries time out however fast the machine, and one gets through before the 300th.
     path = _write_snapshot(tmp_path / "big.safetensors", 48)
-    api = ApiClient(server.url, timeout_s=0.05)
     tries = 0
     for tries in range(1, 301):  # noqa: B007
+        api = ApiClient(server.url, timeout_s=0.002 * 1.1 ** tries)
         try:
             api.upload_snapshot(run_id, path, averager="ema_0.999", step=100, metric=None,
                                 value=None, metadata={})
             break
         except RetryableError:
             continue
-    api.close()
+        finally:
+            api.close()
     assert 1 < tries < 300, tries  # it did time out, and then it got through
     stored = http.get(f"/api/runs/{run_id}/snapshots").json()
     assert len(stored) == 1 and stored[0]["size_bytes"] == path.stat().st_size
