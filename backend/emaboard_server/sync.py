@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from typing import Any
+
+from emaboard_server.cli_args import add_server_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +26,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("directory", metavar="DIR",
                         help="a run directory, or a directory above run directories")
-    parser.add_argument("--server", default=os.environ.get("EMABOARD_SERVER",
-                                                           "http://127.0.0.1:8000"),
-                        help="server base URL (default $EMABOARD_SERVER or "
-                             "http://127.0.0.1:8000)")
-    parser.add_argument("--token", default=os.environ.get("EMABOARD_TOKEN"),
-                        help="bearer token (default $EMABOARD_TOKEN)")
+    add_server_arguments(parser)
     parser.add_argument("--timeout-s", type=float, default=30.0,
                         help="timeout of one request in seconds (default 30)")
     parser.set_defaults(func=run)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from emaboard_server.cli_args import add_server_arguments
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,12 +53,7 @@ def add_parser(subparsers: Any) -> None:
                         help="send the results to --run as posthoc/<sigma_rel>/<metric> points")
     parser.add_argument("--cache", metavar="DIR", help="where the server's snapshots are "
                         "downloaded (default .emaboard/posthoc/run-<ID>; kept, resumable)")
-    parser.add_argument("--server", default=os.environ.get("EMABOARD_SERVER",
-                                                           "http://127.0.0.1:8000"),
-                        help="server base URL (default $EMABOARD_SERVER or "
-                             "http://127.0.0.1:8000)")
-    parser.add_argument("--token", default=os.environ.get("EMABOARD_TOKEN"),
-                        help="bearer token (default $EMABOARD_TOKEN)")
+    add_server_arguments(parser)
     parser.set_defaults(func=run)
 
 

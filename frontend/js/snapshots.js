@@ -5,7 +5,7 @@
 import { apiJson } from "./api.js";
 import { escapeHtml } from "./html.js";
 import { lowerIsBetter } from "./keys.js";
-import { getToken } from "./token.js";
+import { downloadFile, getToken } from "./token.js";
 import { bestSnapshotUrl, withQuery, withToken } from "./urls.js";
 import { formatBytes, formatValue } from "./values.js";
 
@@ -97,12 +97,7 @@ export class SnapshotsView {
     const metric = this.metric.value;
     const mode = lowerIsBetter(metric) ? "min" : "max";
     const url = bestSnapshotUrl(this.runId, { averager: this.averager.value, metric, mode });
-    const link = document.createElement("a");
-    link.href = withToken(url, getToken());
-    link.download = "";
-    document.body.append(link);
-    link.click();
-    link.remove();
+    downloadFile(url);
   }
 }
 

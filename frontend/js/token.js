@@ -1,12 +1,27 @@
 // The access token: asked once in a dialog when the server answers 401 (or closes a
 // websocket with 4401), then kept in sessionStorage for the tab's session.
 
+import { withToken } from "./urls.js";
+
 const STORAGE_KEY = "emaboard-token";
 let pending = null;
 
 /** The token of this tab session, or null. */
 export function getToken() {
   return sessionStorage.getItem(STORAGE_KEY);
+}
+
+/**
+ * Starts the browser's download of a same-origin API file (a snapshot, a rebuilt EMA):
+ * through a link, which sends no headers, so the token goes in its query.
+ */
+export function downloadFile(url) {
+  const link = document.createElement("a");
+  link.href = withToken(url, getToken());
+  link.download = "";
+  document.body.append(link);
+  link.click();
+  link.remove();
 }
 
 /** Forgets the token (after the server refused it). */

@@ -7,8 +7,8 @@ import { apiJson } from "../api.js";
 import { sigmaRelToDecay, decayHalfLife } from "../effective_length.js";
 import { escapeHtml } from "../html.js";
 import { autoResize, chartTheme } from "../theme.js";
-import { getToken } from "../token.js";
-import { metricsUrl, withQuery, withToken } from "../urls.js";
+import { downloadFile } from "../token.js";
+import { metricsUrl, withQuery } from "../urls.js";
 import { formatBytes, formatValue } from "../values.js";
 import {
   absorbPosthoc, bestFigure, bestOf, bestOverTime, curveAt, trackedMarks, valueAt, whatifFigure,
@@ -171,12 +171,7 @@ export class WhatIfView {
   exportSelected() {
     const url = withQuery(`/api/runs/${this.runId}/posthoc/file`, {
       sigma_rel: this.button.dataset.sigmaRel, step: this.button.dataset.step });
-    const link = document.createElement("a");
-    link.href = withToken(url, getToken());
-    link.download = "";
-    document.body.append(link);
-    link.click();
-    link.remove();
+    downloadFile(url);
   }
 
   applyTheme() {
