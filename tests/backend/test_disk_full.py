@@ -9,6 +9,7 @@ a full WAL disk stops the whole cluster). Mounting needs root; without it these 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -94,7 +95,9 @@ def tiny_tablespace_url(postgres_cluster: Any) -> Iterator[str]:
     """A database whose tables go to a tablespace on a 2 MiB tmpfs."""
     # Not under tmp_path: PostgreSQL's user cannot enter root's pytest folders.
     root = Path(tempfile.mkdtemp(prefix="emaboard-tblspc-"))
-    with tmpfs(root, "2m"):
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(root.rmdir)  # after the unmount: left empty in /tmp otherwise
+        cleanup.enter_context(tmpfs(root, "2m"))
         folder = root / "pg"
         folder.mkdir()
         shutil.chown(folder, "postgres")
