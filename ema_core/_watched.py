@@ -5,7 +5,7 @@ requests, which averagers hold an average yet, and their descriptions for the ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ema_core._best_tracker import BestTracker
@@ -43,6 +43,37 @@ class Watched:
             raise TypeError(f"Cannot watch {type(averager).__name__}: expected an EMA or SWA")
         averager.stats_every = stats_every
         self.entries.append([averager, averager.last_stats])
+
+    def add_all(
+        self, averagers: Iterable[Any], stats_every: int, sender: Sender | None
+    ) -> dict[str, dict[str, Any]]:
+        """Watch each of ``averagers`` (:meth:`add`); with a ``sender``, upload the snapshot
+        files of each post-hoc EMA among them (:meth:`upload_snapshots`).
+
+        Returns:
+            Averager name → :func:`describe_averager`, for the run summary.
+
+        Raises:
+            TypeError: as :meth:`add`.
+        """
+        averagers = list(averagers)
+        for averager in averagers:
+            self.add(averager, stats_every)
+            if sender is not None and hasattr(averager, "snapshot_listeners"):
+                self.upload_snapshots(averager, sender)
+        return {name: describe_averager(a) for a in averagers for name in a.averager_names}
+
+    def forward_stats(
+        self, append: Callable[[tuple[Any, ...]], None], step: int, now: float
+    ) -> None:
+        """Append ``(None, step, stats, now)`` for each watched averager whose
+        ``last_stats`` is new since the last call (an identity check, no copy)."""
+        for entry in self.entries:
+            stats = entry[0].last_stats
+            if stats is not entry[1]:
+                entry[1] = stats
+                if stats is not None:
+                    append((None, step, stats, now))
 
     def upload_snapshots(self, averager: Any, sender: Sender) -> None:
         """Queue the upload of each snapshot file a PostHocEMA wrote, and of each it writes

@@ -17,9 +17,7 @@ disk); :class:`ema_core.sender.Sender` does the rest on two daemon threads, spoo
 from __future__ import annotations
 
 import atexit
-import json
 import logging
-import operator
 import os
 import sys
 from collections import deque
@@ -30,11 +28,12 @@ from types import TracebackType
 from typing import Any
 
 from ema_core._distributed import global_rank
-from ema_core._final_status import send_final_status
-from ema_core._run_dir import config_json, dir_name, new_run_dir, open_spool
+from ema_core._intake import Intake, check_step
+from ema_core._run_dir import config_json, dir_name, new_run_dir
 from ema_core._sender_config import SenderConfig, SenderStats, check_positive
-from ema_core._watched import Watched, describe_averager
-from ema_core.metric_keys import MAX_KEY_LENGTH, eval_key, posthoc_key, train_key
+from ema_core._stream import RunSummary, Stream
+from ema_core._watched import Watched
+from ema_core.metric_keys import eval_key, posthoc_key
 from ema_core.sender import Sender
 from ema_core.spool import Spool
 from ema_core.transport import ApiClient
@@ -44,7 +43,6 @@ __all__ = ["DEFAULT_SERVER", "Monitor", "default_run_dir"]
 
 logger = logging.getLogger(__name__)
 
-_STEP_LIMIT = 1 << 63  # the server stores steps as signed 64-bit integers
 _STATUSES = ("finished", "crashed")
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
@@ -145,26 +143,24 @@ class Monitor:
         self.tags = check_tags([tags] if isinstance(tags, str) else tags)
         self.rank = global_rank()
         self._watched = Watched()
-        self._summary: dict[str, Any] = {}  # summary entries set so far
-        self._train_keys: dict[str, str] = {}  # scalar name -> key (train/<name>)
-        self._plain_keys: set[str] = set()  # keys already checked by log()
         self._finished = False
-        self._nudge_at = max_batch_points
+        self._stream: Stream | None = None
         self.spool: Spool | None = None
         self._sender: Sender | None = None
         if self.rank != 0:  # inert: no spool, no thread, no network; points are dropped
             self._api.close()
-            self._inbox: deque[Any] = deque(maxlen=0)
-            self._append = self._inbox.append
+            self._summary = RunSummary(None)
+            self._intake = Intake(deque(maxlen=0))
+            self._inbox = self._intake.inbox
             return
         if run_dir is None and resume == "never":  # a directory of its own, made on rank 0
             self.run_dir = new_run_dir(default_run_dir(project, run)).resolve()
-        self.spool = open_spool(self.run_dir, project, run, wire_config, resume, self.tags)
-        self._sender = Sender(self._api, self.spool, (project, run, json.loads(wire_config)),
-                              self.run_dir / "snapshots", sender_config)
-        self._inbox = self._sender.inbox
-        self._append = self._inbox.append
-        self._sender.start()
+        self._stream = Stream(self._api, self.run_dir, (project, run), wire_config, resume,
+                              self.tags, sender_config)
+        self.spool, self._sender = self._stream.spool, self._stream.sender
+        self._summary = RunSummary(self._stream)
+        self._intake = Intake(self._sender.inbox, self._sender.nudge, max_batch_points)
+        self._inbox = self._intake.inbox
         atexit.register(self._finish_at_exit)
 
     @property
@@ -231,13 +227,8 @@ class Monitor:
                 "torch.distributed.init_process_group; create it after, so that only rank 0 "
                 "streams"
             )
-        for averager in averagers:
-            self._watched.add(averager, stats_every)
-            if self._sender is not None and hasattr(averager, "snapshot_listeners"):
-                self._watched.upload_snapshots(averager, self._sender)
-        described = {name: describe_averager(a) for a in averagers for name in a.averager_names}
-        known = dict(self._summary.get("averagers", {}))
-        self._set_summary(averagers={**known, **described},
+        described = self._watched.add_all(averagers, stats_every, self._sender)
+        self._summary.set(averagers={**self._summary.averagers, **described},
                           **({} if batch_size is None else {"batch_size": batch_size}))
 
     def step(self, step: int, scalars: Mapping[str, Any] | None = None) -> None:
@@ -257,16 +248,9 @@ class Monitor:
         step = self._check_step(step)
         now = time()
         if scalars:
-            self._put(step, scalars, now, train=True)
-        append = self._append
-        for entry in self._watched.entries:
-            stats = entry[0].last_stats
-            if stats is not entry[1]:
-                entry[1] = stats
-                if stats is not None:
-                    append((None, step, stats, now))
-        if len(self._inbox) >= self._nudge_at:
-            self._sender.nudge()  # type: ignore[union-attr]  # an inactive inbox stays empty
+            self._intake.put(step, scalars, now, train=True)
+        self._watched.forward_stats(self._intake.append, step, now)
+        self._intake.nudge_when_full()
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
         """Record any scalars at ``step`` under their own keys (e.g. ``"lr"``, ``"val/acc"``).
@@ -275,9 +259,8 @@ class Monitor:
             RuntimeError, ValueError, TypeError: as :meth:`step`.
         """
         step = self._check_step(step)
-        self._put(step, metrics, time(), train=False)
-        if len(self._inbox) >= self._nudge_at:
-            self._sender.nudge()  # type: ignore[union-attr]  # an inactive inbox stays empty
+        self._intake.put(step, metrics, time(), train=False)
+        self._intake.nudge_when_full()
 
     def log_eval(self, step: int, results: Mapping[str, Mapping[str, Any]]) -> None:
         """Record dual-model evaluation results as ``eval/<model>/<metric>`` points.
@@ -297,14 +280,14 @@ class Monitor:
         """
         step = self._check_step(step)
         results = self._watched.averaged_only(results)
-        described = self._summary.get("averagers", {})
+        described = self._summary.averagers
         if first := self._watched.first_averages(step, described):
-            self._set_summary(averagers={**described, **first})
+            self._summary.set(averagers={**described, **first})
         flat: dict[str, Any] = {eval_key(model, metric): value
                                 for model, metrics in results.items()
                                 for metric, value in metrics.items()}
         flat.update(self._watched.bn_recomputed(results))
-        self._put(step, flat, time(), train=False)
+        self._intake.put(step, flat, time(), train=False)
         jobs = self._watched.snapshot_jobs(step, results, streaming=self._sender is not None)
         if self._sender is not None:
             self._sender.snapshots.extend(jobs)
@@ -331,7 +314,7 @@ class Monitor:
         """
         mode = self._watched.add_tracker(metric, mode, averager)
         if self._sender is not None:
-            self._set_summary(primary_metric=metric, primary_mode=mode)
+            self._summary.set(primary_metric=metric, primary_mode=mode)
 
     def log_posthoc(self, step: int, results: Mapping[float, Mapping[str, Any]]) -> None:
         """Record what-if decay results as ``posthoc/<σ_rel>/<metric>`` points.
@@ -347,18 +330,9 @@ class Monitor:
         step = self._check_step(step)
         flat = {posthoc_key(float(sigma), metric): value for sigma, metrics in results.items()
                 for metric, value in metrics.items()}
-        self._put(step, flat, time(), train=False)
+        self._intake.put(step, flat, time(), train=False)
         if self._sender is not None:
             self._sender.nudge()
-
-    def _set_summary(self, **entries: Any) -> None:
-        """Merge ``entries`` into the run summary: PATCHed by the sender, kept in the spool
-        (for ``emaboard sync``)."""
-        self._summary.update(entries)
-        if self._sender is None or self.spool is None:
-            return
-        self._sender.update_summary(**entries)
-        self.spool.set_meta(summary=json.dumps(self._summary))
 
     def finish(self, status: str | None = None, timeout_s: float | None = None) -> None:
         """Flush within ``timeout_s``, mark the run ``finished`` (or ``crashed``), stop.
@@ -381,14 +355,11 @@ class Monitor:
         if self._finished:
             return
         self._finished = True
-        if self._sender is None or self.spool is None:
+        if self._stream is None:
             return  # an inactive rank: nothing to flush
         atexit.unregister(self._finish_at_exit)
         self._watched.stop_uploads()
-        if not self._sender.close(timeout_s):
-            logger.warning("emaboard: unsent data left in %s; upload it with `emaboard sync %s`",
-                           self.spool.path, self.run_dir)
-        send_final_status(self._sender, self.spool, status)
+        self._stream.finish(status, timeout_s)
 
     def __enter__(self) -> Monitor:
         return self
@@ -404,42 +375,7 @@ class Monitor:
     def _check_step(self, step: Any) -> int:
         if self._finished:
             raise RuntimeError("Monitor used after finish(): create a new Monitor to log again")
-        if step.__class__ is int and 0 <= step < _STEP_LIMIT:
-            return int(step)
-        try:
-            checked = operator.index(step)
-        except TypeError:
-            checked = -1
-        if not 0 <= checked < _STEP_LIMIT:
-            raise ValueError(f"Invalid step {step!r}: expected an int >= 0 and < 2**63")
-        return checked
-
-    def _put(self, step: int, metrics: Mapping[str, Any], now: float, *, train: bool) -> None:
-        append = self._append
-        train_keys, plain_keys = self._train_keys, self._plain_keys
-        for name, value in metrics.items():
-            key = train_keys.get(name) if train else (name if name in plain_keys else None)
-            if key is None:
-                key = self._new_key(name, train)
-            try:
-                append((key, step, float(value), now))
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"Invalid value {value!r} for {key!r}: expected a real number"
-                ) from None
-
-    def _new_key(self, name: Any, train: bool) -> str:
-        key = name if (not train or "/" in str(name)) else train_key(str(name))
-        if not isinstance(name, str) or not name or len(key) > MAX_KEY_LENGTH:
-            raise ValueError(
-                f"Invalid metric name {name!r}: expected a non-empty string, at most "
-                f"{MAX_KEY_LENGTH} characters with its prefix"
-            )
-        if not train:
-            self._plain_keys.add(name)
-            return name
-        self._train_keys[name] = key
-        return key
+        return check_step(step)
 
     def _finish_at_exit(self) -> None:
         crashed = getattr(sys, "last_value", None) is not None
