@@ -1,6 +1,13 @@
-"""State-dict key normalisation shared by the averagers (private)."""
+"""State-dict key normalisation shared by the averagers and snapshot loading (private)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+from ema_core.exceptions import ModelMismatchError
+
+T = TypeVar("T")
 
 _WRAPPER_PREFIX = "module"  # torch.nn.parallel.DistributedDataParallel / DataParallel
 _COMPILE_COMPONENT = "_orig_mod"  # torch.compile's OptimizedModule
@@ -18,6 +25,27 @@ def strip_wrapper_prefixes(key: str) -> str:
     while len(parts) > 1 and parts[0] in (_WRAPPER_PREFIX, _COMPILE_COMPONENT):
         parts.pop(0)
     return ".".join(p for p in parts if p != _COMPILE_COMPONENT)
+
+
+def strip_state_dict_keys(state: Mapping[str, T], remedy: str) -> dict[str, T]:
+    """``state`` keyed by :func:`strip_wrapper_prefixes` names, values unchanged.
+
+    Raises:
+        ModelMismatchError: two keys are the same once prefixes are stripped (a model with
+            both ``module.x`` and ``x``), which would silently drop one of them; the message
+            ends with ``remedy``.
+    """
+    stripped_state: dict[str, T] = {}
+    original: dict[str, str] = {}
+    for key, value in state.items():
+        stripped = strip_wrapper_prefixes(key)
+        if stripped in stripped_state:
+            raise ModelMismatchError(
+                f"Model keys {original[stripped]!r} and {key!r} are both {stripped!r} once "
+                f"wrapper prefixes are stripped: {remedy}"
+            )
+        stripped_state[stripped], original[stripped] = value, key
+    return stripped_state
 
 
 def module_path(key: str) -> str:

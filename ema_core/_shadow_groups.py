@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ema_core._distributed import local_tensor
-from ema_core._keys import strip_wrapper_prefixes
+from ema_core._keys import strip_state_dict_keys
 from ema_core.exceptions import ModelMismatchError, NoFloatParametersError
 
 BLOCK_NUMEL = 1 << 17  # 512 KiB of fp32: live, scratch and shadow blocks fit in L2 together
@@ -77,18 +77,10 @@ def gather_live(model: nn.Module) -> dict[str, Tensor]:
         ModelMismatchError: two keys are the same once prefixes are stripped (a model with
             both ``module.x`` and ``x``), which would silently leave one of them un-averaged.
     """
-    live: dict[str, Tensor] = {}
-    original: dict[str, str] = {}
-    for key, value in model.state_dict(keep_vars=True).items():
-        stripped = strip_wrapper_prefixes(key)
-        if stripped in live:
-            raise ModelMismatchError(
-                f"Model keys {original[stripped]!r} and {key!r} are both {stripped!r} once "
-                "wrapper prefixes are stripped: rename the submodule called 'module' or "
-                "'_orig_mod', or average the unwrapped model"
-            )
-        live[stripped], original[stripped] = value, key
-    return live
+    return strip_state_dict_keys(
+        model.state_dict(keep_vars=True),
+        "rename the submodule called 'module' or '_orig_mod', or average the unwrapped model",
+    )
 
 
 class Group:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ema_core._atomic_write import write_atomically
 from ema_core._averager import Averager
 from ema_core.exceptions import StateDictError
 
@@ -67,8 +67,8 @@ def save_averager_state(
         states.append(state)
     text = json.dumps({"format": _FORMAT, "version": _VERSION, "averagers": states,
                        "extra": dict(extra or {})}, indent=1)
-    _atomic(folder / TENSORS_FILE, lambda tmp: save_file(tensors, tmp))
-    _atomic(folder / STATE_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_atomically(folder / TENSORS_FILE, lambda tmp: save_file(tensors, tmp))
+    write_atomically(folder / STATE_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def load_averager_state(
@@ -119,12 +119,3 @@ def _read_shadows(path: Path, count: int) -> list[dict[str, dict[str, torch.Tens
     return shadows
 
 
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

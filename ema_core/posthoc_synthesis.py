@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
+from ema_core._atomic_write import write_atomically
 from ema_core._safetensors_mmap import MappedTensors
 from ema_core.exceptions import ModelMismatchError
 from ema_core.posthoc import PosthocSolution
@@ -174,12 +175,5 @@ def write_synthesis(
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"Folder {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, str(tmp),
-                  metadata=dict(metadata))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    arrays = {k: np.require(v, requirements="C") for k, v in tensors.items()}
+    return write_atomically(path, lambda tmp: save_file(arrays, tmp, metadata=dict(metadata)))

@@ -21,23 +21,27 @@ The training thread can hand a snapshot to a background uploader cheaply::
 from __future__ import annotations
 
 import json
-import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 import safetensors
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save, save_file
 from torch import Tensor, nn
 
+from ema_core._atomic_write import write_atomically
 from ema_core._distributed import global_rank, is_dtensor, is_initialized, to_full
-from ema_core._keys import strip_wrapper_prefixes
 from ema_core._snapshot_gather import write_gathered
-from ema_core.exceptions import ModelMismatchError, SnapshotFormatError
+from ema_core._snapshot_match import (
+    check_keys,
+    check_shapes,
+    model_tensors,
+    open_snapshot,
+    read_tensors,
+)
+from ema_core.exceptions import SnapshotFormatError
 from ema_core.wire import decode_float, encode_float
 
 __all__ = [
@@ -53,12 +57,8 @@ __all__ = [
     "write_snapshot",
 ]
 
-logger = logging.getLogger(__name__)
-
 FORMAT = "emaboard.snapshot/1"
 """Value of the ``format`` metadata entry written into every snapshot."""
-
-_MAX_LISTED_KEYS = 5
 
 
 class SupportsSnapshot(Protocol):
@@ -190,16 +190,9 @@ def write_snapshot(
         FileNotFoundError: The destination folder does not exist.
     """
     _check_metadata(metadata)
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(dict(tensors), tmp_name, metadata=dict(metadata))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(
+        Path(path), lambda tmp: save_file(dict(tensors), tmp, metadata=dict(metadata))
+    )
 
 
 def save_snapshot(
@@ -233,14 +226,6 @@ def save_snapshot(
     return write_snapshot(snapshot_state(averager, name), metadata, path)
 
 
-def _not_safetensors(path: Path, error: Exception) -> SnapshotFormatError:
-    return SnapshotFormatError(
-        f"File {str(path)!r} is not a valid safetensors file ({error}): snapshots are "
-        "safetensors files written by ema_core.snapshot.save_snapshot or downloaded from "
-        "emaboard; torch.save/pickle checkpoints are not accepted"
-    )
-
-
 def read_snapshot_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read a snapshot's metadata without loading its tensors.
 
@@ -248,14 +233,8 @@ def read_snapshot_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         FileNotFoundError: ``path`` does not exist.
         SnapshotFormatError: The file is not a valid safetensors file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Snapshot file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except SafetensorError as error:
-        raise _not_safetensors(path, error) from error
+    with open_snapshot(Path(path)) as handle:
+        return dict(handle.metadata() or {})
 
 
 def snapshot_metrics(metadata: Mapping[str, str]) -> dict[str, float]:
@@ -272,71 +251,6 @@ def snapshot_metrics(metadata: Mapping[str, str]) -> dict[str, float]:
         raise SnapshotFormatError(
             f"Invalid snapshot metrics {text[:80]!r}: expected a JSON object of numbers"
         ) from error
-
-
-def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"Snapshot file {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-            return tensors, dict(handle.metadata() or {})
-    except SafetensorError as error:
-        raise _not_safetensors(path, error) from error
-
-
-def _model_tensors(model: nn.Module) -> dict[str, Tensor]:
-    """The model's state_dict keyed by prefix-stripped names (tensors share the model's memory)."""
-    tensors: dict[str, Tensor] = {}
-    original: dict[str, str] = {}
-    for key, tensor in model.state_dict().items():
-        stripped = strip_wrapper_prefixes(key)
-        if stripped in tensors:
-            raise ModelMismatchError(
-                f"Model keys {original[stripped]!r} and {key!r} are both {stripped!r} once "
-                "wrapper prefixes are stripped: load into the unwrapped model instead"
-            )
-        tensors[stripped] = tensor
-        original[stripped] = key
-    return tensors
-
-
-def _listed(keys: list[str]) -> str:
-    shown = ", ".join(repr(key) for key in keys[:_MAX_LISTED_KEYS])
-    more = len(keys) - _MAX_LISTED_KEYS
-    return f"[{shown}{f', ... and {more} more' if more > 0 else ''}]"
-
-
-def _check_keys(path: Path, missing: list[str], unexpected: list[str]) -> None:
-    if not missing and not unexpected:
-        return
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing (in the model, not in the file): {_listed(missing)}")
-    if unexpected:
-        parts.append(
-            f"{len(unexpected)} unexpected (in the file, not in the model): {_listed(unexpected)}"
-        )
-    raise ModelMismatchError(
-        f"Snapshot {str(path)!r} does not match the model's keys: {'; '.join(parts)}. Load it "
-        "into the architecture it was saved from, or pass strict=False to load the common keys"
-    )
-
-
-def _check_shapes(path: Path, pairs: list[tuple[str, Tensor, Tensor]]) -> None:
-    wrong = [(key, src, dst) for key, src, dst in pairs if src.shape != dst.shape]
-    if not wrong:
-        return
-    details = "; ".join(
-        f"{key!r}: file {tuple(src.shape)} vs model {tuple(dst.shape)}"
-        for key, src, dst in wrong[:_MAX_LISTED_KEYS]
-    )
-    more = len(wrong) - _MAX_LISTED_KEYS
-    raise ModelMismatchError(
-        f"Snapshot {str(path)!r} has {len(wrong)} tensor(s) whose shape differs from the "
-        f"model's: {details}{f'; ... and {more} more' if more > 0 else ''}. Load it into the "
-        "architecture it was saved from"
-    )
 
 
 def load_snapshot(
@@ -367,24 +281,13 @@ def load_snapshot(
             the message lists the first offending keys.
     """
     path = Path(path)
-    source, metadata = _read_tensors(path)
-    target = _model_tensors(model)
+    source, metadata = read_tensors(path)
+    target = model_tensors(model)
     missing = sorted(target.keys() - source.keys())
     unexpected = sorted(source.keys() - target.keys())
-    if strict:
-        _check_keys(path, missing, unexpected)
-    elif missing or unexpected:
-        logger.warning(
-            "Loading %s with strict=False: %d model keys missing from the file %s, "
-            "%d file keys not in the model %s",
-            path,
-            len(missing),
-            _listed(missing),
-            len(unexpected),
-            _listed(unexpected),
-        )
+    check_keys(path, missing, unexpected, strict=strict)
     pairs = [(key, source[key], target[key]) for key in sorted(source.keys() & target.keys())]
-    _check_shapes(path, pairs)
+    check_shapes(path, pairs)
     with torch.no_grad():
         for _, src, dst in pairs:
             dst.copy_(src)
