@@ -1,19 +1,25 @@
-"""The training thread's side of a Monitor's stream (private).
+"""Both ends of a Monitor's inbox: the deque between the training thread and the sender
+(private).
 
-:class:`Intake` checks each step, names each scalar's metric key once (a name without ``/``
-becomes ``train/<name>`` when logged by ``Monitor.step``) and appends ``(key, step, value,
-wall_time)`` tuples to the sender's inbox: no lock, no network, no disk. The background
-sender (:mod:`ema_core.sender`) numbers, batches and posts them.
+An inbox entry is ``(key, step, value, wall_time)``, or ``(None, step, WeightStats,
+wall_time)`` for an averager's statistics (expanded off the training thread). On the
+training thread, :class:`Intake` checks each step, names each scalar's metric key once (a
+name without ``/`` becomes ``train/<name>`` when logged by ``Monitor.step``) and appends:
+no lock, no network, no disk. On the sender's collector thread, :func:`drain_inbox` takes
+every entry, expands statistics into points and numbers them (``seq``) for the outbox.
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ema_core._rate_limited_log import RateLimitedLogger
 from ema_core.metric_keys import MAX_KEY_LENGTH, train_key
+from ema_core.spool import SpooledPoint
 
 STEP_LIMIT = 1 << 63  # the server stores steps as signed 64-bit integers
 
@@ -91,3 +97,24 @@ class Intake:
             return name
         self._train_keys[name] = key
         return key
+
+
+def drain_inbox(inbox: deque[Any], first_seq: int, log: RateLimitedLogger) -> list[SpooledPoint]:
+    """Pop the entries in ``inbox`` now as points numbered from ``first_seq`` (a statistics
+    entry becomes one point per statistic; one over ``MAX_KEY_LENGTH`` is dropped, logged)."""
+    popleft, points = inbox.popleft, []
+    seq = first_seq
+    for _ in range(len(inbox)):
+        key, step, value, wall_time = popleft()
+        if key is None:  # a WeightStats object: expand it here, off the training thread
+            for stat_key, stat_value in value.to_metrics().items():
+                if len(stat_key) > MAX_KEY_LENGTH:
+                    log.log(logging.WARNING, "key", "emaboard dropped statistic %r: longer "
+                            "than %d characters", stat_key, MAX_KEY_LENGTH)
+                    continue
+                points.append((seq, stat_key, step, float(stat_value), wall_time))
+                seq += 1
+        else:
+            points.append((seq, key, step, value, wall_time))
+            seq += 1
+    return points

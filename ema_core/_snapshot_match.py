@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ema_core._keys import strip_state_dict_keys
 from ema_core.exceptions import ModelMismatchError, SnapshotFormatError
 
-logger = logging.getLogger("ema_core.snapshot")  # the warnings of load_snapshot
+logger = logging.getLogger(__name__)
 
 MAX_LISTED_KEYS = 5
 

@@ -7,9 +7,10 @@ Two daemon threads, so that neither the network nor the disk ever runs on the tr
   (``seq``), expands weight statistics into points, writes snapshot files, and puts the
   points into a bounded in-memory ``buffer``, or into the spool when the buffer is full,
   the server is unreachable, or the spool already holds older points;
-- the **poster** creates (or resumes, as the spool's ``resume`` says) the run, then posts
-  batches: the buffer first (always older than anything spooled), then the spool in ``seq``
-  order, then pending snapshots. Failures back off exponentially with jitter (capped at
+- the **poster** creates (or resumes, as the spool's ``resume`` says) the run
+  (:mod:`ema_core._run_negotiation`), then posts batches: the buffer first (always older
+  than anything spooled), then the spool in ``seq`` order, then pending snapshots
+  (:mod:`ema_core._snapshot_uploads`). Failures back off exponentially with jitter (capped at
   ``max_backoff_s``, and during :meth:`Sender.close` at the time left); a failed batch and the
   buffer go to the spool, so they survive a crash of the training process.
 
@@ -21,7 +22,6 @@ server.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -31,12 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ema_core._intake import drain_inbox
 from ema_core._outbox import Outbox
 from ema_core._rate_limited_log import RateLimitedLogger
+from ema_core._run_negotiation import create_or_resume_run
 from ema_core._sender_config import SenderConfig, SenderStats, SnapshotJob
-from ema_core.metric_keys import MAX_KEY_LENGTH
-from ema_core.snapshot import write_snapshot
-from ema_core.spool import PendingSnapshot, Spool, SpooledPoint
+from ema_core._snapshot_uploads import SnapshotUploads
+from ema_core._worker_threads import WorkerThreads
+from ema_core.spool import Spool, SpooledPoint
 from ema_core.transport import (
     ApiClient,
     PayloadTooLarge,
@@ -67,16 +69,15 @@ class Sender:
     ) -> None:
         self.api, self.spool, self.config = api, spool, config
         self._run = run
-        self._snapshot_dir = snapshot_dir
         self.inbox: deque[tuple[Any, ...]] = deque()  # producer: append only
-        self.snapshots: deque[SnapshotJob] = deque()
         self._stats = SenderStats()
         self.run_id: int | None = None
         self._log = RateLimitedLogger(logger)
-        self._lock = threading.Lock()  # guards the summary and the pending-snapshot count
+        self._lock = threading.Lock()  # guards the summary and abandoning
         self._outbox = Outbox(spool, config.max_queue_points)
         self._next_seq = spool.max_seq() + 1
-        self._pending_snapshots = len(spool.pending_snapshots())
+        self._uploads = SnapshotUploads(spool, snapshot_dir, self._stats, self._log)
+        self.snapshots: deque[SnapshotJob] = self._uploads.jobs  # producer: extend only
         self._summary: dict[str, Any] = {}  # run summary entries still to PATCH
         self._batch_points = config.max_batch_points
         self._wake_collector, self._wake_poster = threading.Event(), threading.Event()
@@ -85,14 +86,9 @@ class Sender:
         self._stop = threading.Event()  # set when close() gives up: cuts a back-off short
         self._deadline = float("inf")
         self.run_name: str | None = spool.meta().get("server_name")
-        self._threads = [
-            threading.Thread(target=self._until_stopped(self._collector_loop),
-                             name="emaboard-collector", daemon=True),
-            threading.Thread(target=self._until_stopped(self._poster_loop),
-                             name="emaboard-poster", daemon=True),
-        ]
-        self._running = 0  # threads started and not ended yet
-        self._after_stop: list[Callable[[], None]] = []
+        self._workers = WorkerThreads([("emaboard-collector", self._collector_loop),
+                                       ("emaboard-poster", self._poster_loop)])
+        self._threads = self._workers.threads
 
     @property
     def stats(self) -> SenderStats:
@@ -103,33 +99,13 @@ class Sender:
 
     def start(self) -> None:
         """Start both threads."""
-        self._running = len(self._threads)
-        for thread in self._threads:
-            thread.start()
+        self._workers.start()
 
     def after_stop(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once both threads have ended: now when they have, else on the
         thread that ends last (a request still running after :meth:`close` must not find its
         HTTP client or spool closed under it)."""
-        with self._lock:
-            if self._running:
-                self._after_stop.append(callback)
-                return
-        callback()
-
-    def _until_stopped(self, loop: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                loop()
-            finally:
-                with self._lock:
-                    self._running -= 1
-                    callbacks, self._after_stop = (
-                        (self._after_stop, []) if not self._running else ([], self._after_stop))
-                for callback in callbacks:
-                    callback()
-
-        return run
+        self._workers.after_stop(callback)
 
     def update_summary(self, **entries: Any) -> None:
         """Queue run summary entries (e.g. ``primary_metric``) for the poster to PATCH."""
@@ -145,10 +121,7 @@ class Sender:
         Thread-safe: the post-hoc writer thread calls it. The row goes to the spool at once,
         so the upload survives a crash (``emaboard sync``); the file itself is not copied.
         """
-        self.spool.add_snapshot(path, averager=averager, step=step, metric=None, value=None,
-                                metadata=metadata)
-        with self._lock:
-            self._pending_snapshots += 1
+        self._uploads.add_file(path, averager=averager, step=step, metadata=metadata)
         self._wake_poster.set()
 
     def nudge(self) -> None:
@@ -170,16 +143,17 @@ class Sender:
         with self._lock:
             self._abandoned = True
             self._stop.set()
+            self._uploads.abandon()
         self._outbox.abandon()  # memory to the spool; so goes every later point
         if not self._threads[0].is_alive():
             self._outbox.put(self._drain_inbox())  # queued after the collector's last pass
-            self._write_snapshots()
-        self.stats.closed_cleanly = not self._outbox.spooled and not self._pending_snapshots
+            self._uploads.write_jobs()
+        self.stats.closed_cleanly = not self._outbox.spooled and not self._uploads.pending
         return self.stats.closed_cleanly
 
     def alive(self) -> bool:
         """Whether a sender thread still runs (stuck in a request after :meth:`close`)."""
-        return any(thread.is_alive() for thread in self._threads)
+        return self._workers.alive()
 
     def remaining_s(self) -> float:
         """Seconds left before the close deadline (inf before :meth:`close`)."""
@@ -208,38 +182,15 @@ class Sender:
 
     def _collect(self) -> None:
         points = self._drain_inbox()
-        self._write_snapshots()
+        self._uploads.write_jobs()
         self._outbox.put(points)
-        if points or self._pending_snapshots:
+        if points or self._uploads.pending:
             self._wake_poster.set()
 
     def _drain_inbox(self) -> list[SpooledPoint]:
-        popleft, points = self.inbox.popleft, []
-        for _ in range(len(self.inbox)):
-            key, step, value, wall_time = popleft()
-            if key is None:  # a WeightStats object: expand it here, off the training thread
-                for stat_key, stat_value in value.to_metrics().items():
-                    if len(stat_key) > MAX_KEY_LENGTH:
-                        self._log.log(logging.WARNING, "key", "emaboard dropped statistic %r: "
-                                      "longer than %d characters", stat_key, MAX_KEY_LENGTH)
-                        continue
-                    points.append((self._next_seq, stat_key, step, float(stat_value), wall_time))
-                    self._next_seq += 1
-            else:
-                points.append((self._next_seq, key, step, value, wall_time))
-                self._next_seq += 1
+        points = drain_inbox(self.inbox, self._next_seq, self._log)
+        self._next_seq += len(points)
         return points
-
-    def _write_snapshots(self) -> None:
-        while self.snapshots:
-            job = self.snapshots.popleft()
-            self._snapshot_dir.mkdir(parents=True, exist_ok=True)
-            path = self._snapshot_dir / f"{job.averager}-step{job.step}.safetensors"
-            write_snapshot(job.tensors, job.metadata, path)
-            self.spool.add_snapshot(path, averager=job.averager, step=job.step,
-                                    metric=job.metric, value=job.value, metadata=job.metadata)
-            with self._lock:
-                self._pending_snapshots += 1
 
     # -- poster thread ---------------------------------------------------------------------
 
@@ -288,29 +239,17 @@ class Sender:
         if batch:
             self._post_batch(run_id, batch, from_spool)
             return True
-        return self._upload_one_snapshot(run_id)
+        try:
+            return self._uploads.upload_one(self.api, run_id)
+        except RunGone:
+            self.run_id = None
+            return True
 
     def _create_run(self) -> int:
-        """Create or resume the run; the name it got is kept in the spool (``server_name``).
-
-        Once the run has a server name, this training always continues that run (also after
-        a ``RunGone``, and from a resumed spool); before, the spool's ``resume`` decides.
-        """
-        project, name, config = self._run
-        meta = self.spool.meta()
-        tags = json.loads(meta.get("tags", "[]"))
-        if self.run_name is not None:
-            return self.api.create_run(project, self.run_name, config, "allow", tags).id
-        created = self.api.create_run(project, name, config, meta.get("resume", "allow"), tags)
-        self.spool.set_meta(server_name=created.name)
-        self.run_name = created.name
-        if created.name != name:
-            logger.warning(
-                "emaboard: run %s/%s already exists; this training streams to %s/%s (pass "
-                "resume='allow' to continue %s/%s instead)", project, name, project,
-                created.name, project, name,
-            )
-        return created.id
+        """Create or resume the run (:mod:`ema_core._run_negotiation`); keep its name."""
+        run_id, self.run_name = create_or_resume_run(self.api, self.spool, self._run,
+                                                     self.run_name)
+        return run_id
 
     def _send_summary(self, run_id: int) -> bool:
         with self._lock:
@@ -354,30 +293,3 @@ class Sender:
         self._outbox.sent(batch, from_spool)
         if not self._abandoned:
             self.stats.points_posted += len(batch)
-
-    def _upload_one_snapshot(self, run_id: int) -> bool:
-        if not self._pending_snapshots:
-            return False
-        pending = self.spool.pending_snapshots()
-        if not pending:
-            with self._lock:
-                self._pending_snapshots = 0
-            return False
-        snap: PendingSnapshot = pending[0]
-        try:
-            self.api.upload_snapshot(
-                run_id, snap.path, averager=snap.averager, step=snap.step,
-                metric=snap.metric, value=snap.value, metadata=snap.metadata,
-            )
-            self.stats.snapshots_uploaded += 1
-        except RunGone:
-            self.run_id = None
-            return True
-        except (RejectedError, PayloadTooLarge, FileNotFoundError) as exc:
-            self._log.log(logging.ERROR, "snapshot", "emaboard dropped snapshot %s: %s",
-                          snap.path, exc)
-        with self._lock:
-            if not self._abandoned:
-                self.spool.delete_snapshot(snap.id)
-                self._pending_snapshots -= 1
-        return True
