@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,25 +12,16 @@ import torch
 from torch import Tensor, nn
 
 from ema_core import schedules
-from ema_core._distributed import global_rank, is_dtensor
-from ema_core._snapshot_writer import SnapshotWriter
+from ema_core._posthoc_snapshots import PosthocSnapshotFiles
 from ema_core.ema import EMA, _as_list
 from ema_core.posthoc import PosthocSolution
-from ema_core.posthoc_files import (
-    POSTHOC_KIND,
-    PosthocSnapshot,
-    parse_posthoc_metadata,
-    solve_for_snapshots,
-)
+from ema_core.posthoc_files import PosthocSnapshot, solve_for_snapshots
 from ema_core.posthoc_synthesis import synthesis_metadata, synthesize_posthoc, write_synthesis
-from ema_core.snapshot import snapshot_metadata, snapshot_state, write_snapshot
 
 __all__ = [
     "PostHocEMA",
     "TIME_UNITS",
 ]
-
-logger = logging.getLogger(__name__)
 
 TIME_UNITS = ("steps", "samples")
 """Units of training time accepted by :class:`PostHocEMA` (EDM2 counts samples: images)."""
@@ -128,9 +115,8 @@ class PostHocEMA(EMA):
         self.time = 0  # averaging time of the latest update, in time_unit
         self._since_update = 0  # time_unit accumulated since the latest update
         self._snapshot_time = 0  # time of the latest snapshot
-        self._snapshots: list[PosthocSnapshot] = []
         self.snapshot_listeners: list[Callable[[PosthocSnapshot], None]] = []
-        self._writer = SnapshotWriter(max_pending_writes)
+        self._files = PosthocSnapshotFiles(max_pending_writes)
         self.copied_keys = [s.key for s in self._store.copied_specs]
 
     def update(self, model: nn.Module, num_samples: int | None = None) -> None:
@@ -206,53 +192,7 @@ class PostHocEMA(EMA):
         if self.time <= self._snapshot_time:
             return []
         self._snapshot_time = self.time
-        sharded = any(is_dtensor(t) for t in self.shadow_state_dict().values())
-        if not sharded and global_rank() != 0:
-            return []  # data parallel: every rank holds the same shadows; rank 0 writes them
-        paths = []
-        jobs = []
-        for name in self.averager_names:
-            tensors = self._snapshot_tensors(name, sharded)  # a sharded one: every rank joins
-            if global_rank() != 0:
-                continue
-            path = self.snapshot_dir / f"{name}-{self.step:010d}.safetensors"
-            metadata = snapshot_metadata(self, name)
-            metadata.update(
-                snapshot_kind=POSTHOC_KIND, fingerprint=_fingerprint(tensors),
-                copied_keys=json.dumps(self.copied_keys), wall_time=repr(time.time()),
-            )
-            jobs.append((tensors, metadata, path))
-            paths.append(path)
-        if jobs:
-            self._writer.submit(lambda: self._write(jobs))
-        return paths
-
-    def _snapshot_tensors(self, name: str, sharded: bool) -> dict[str, Tensor]:
-        """CPU copies in ``snapshot_dtype`` (copied tensors keep theirs); a sharded shadow is
-        gathered to rank 0 (``{}`` elsewhere)."""
-        copied = set(self.copied_keys)
-        if sharded:
-            return {key: t if key in copied else t.to(self.snapshot_dtype)
-                    for key, t in snapshot_state(self, name).items()}
-        return {
-            key: t.detach().to(
-                "cpu", dtype=self.snapshot_dtype if key not in copied else t.dtype,
-                copy=True, memory_format=torch.contiguous_format,
-            )
-            for key, t in self.shadow_state_dict(name).items()
-        }
-
-    def _write(self, jobs: list[tuple[dict[str, Tensor], dict[str, str], Path]]) -> None:
-        """On the writer thread: write the files, record them, tell the listeners."""
-        for tensors, metadata, path in jobs:
-            write_snapshot(tensors, metadata, path)
-            record = parse_posthoc_metadata(metadata, path)
-            self._snapshots.append(record)
-            for listener in list(self.snapshot_listeners):
-                try:
-                    listener(record)
-                except Exception:  # a listener must not lose the snapshot
-                    logger.exception("A post-hoc snapshot listener failed on %s", path)
+        return self._files.take(self)
 
     @property
     def snapshots(self) -> list[PosthocSnapshot]:
@@ -261,8 +201,7 @@ class PostHocEMA(EMA):
         Raises:
             OSError: as :meth:`flush`.
         """
-        self.flush()
-        return list(self._snapshots)
+        return self._files.written()
 
     def flush(self) -> None:
         """Wait until every queued snapshot file is written.
@@ -270,7 +209,7 @@ class PostHocEMA(EMA):
         Raises:
             OSError: writing a snapshot failed (e.g. disk full); logged when it happened.
         """
-        self._writer.flush()
+        self._files.writer.flush()
 
     def close(self) -> None:
         """Flush and stop the writer thread.
@@ -278,7 +217,7 @@ class PostHocEMA(EMA):
         Raises:
             OSError: as :meth:`flush`.
         """
-        self._writer.close()
+        self._files.writer.close()
 
     def solve(
         self, sigma_rel: float | None = None, *, gamma: float | None = None,
@@ -335,9 +274,7 @@ class PostHocEMA(EMA):
     def _extra_state(self) -> dict[str, Any]:
         return {
             **super()._extra_state(), "time": self.time, "since_update": self._since_update,
-            "snapshot_time": self._snapshot_time,
-            "snapshots": [{"path": str(s.path), "metadata": dict(s.metadata)}
-                          for s in self.snapshots],
+            "snapshot_time": self._snapshot_time, "snapshots": self._files.state(),
         }
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
@@ -345,13 +282,4 @@ class PostHocEMA(EMA):
         self.time = int(extra["time"])
         self._since_update = int(extra["since_update"])
         self._snapshot_time = int(extra["snapshot_time"])
-        self.flush()
-        self._snapshots = [
-            parse_posthoc_metadata(s["metadata"], Path(s["path"])) for s in extra["snapshots"]
-        ]
-
-
-def _fingerprint(tensors: dict[str, Tensor]) -> str:
-    """16 hex digits of SHA-256 over the keys and (full) shapes: equal for one model."""
-    text = "".join(f"{key}:{tuple(t.shape)};" for key, t in sorted(tensors.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+        self._files.load_state(extra["snapshots"])
