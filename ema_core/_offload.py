@@ -30,7 +30,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from ema_core._shadow_groups import Group, Slot, Spec
+from ema_core._shadow_groups import Group, Slot
+from ema_core._shadow_specs import Spec
 
 __all__ = ["OffloadedGroup", "Offloader", "wants_offload"]
 

@@ -17,11 +17,9 @@ from ema_core._distributed import (
     wrap,
 )
 from ema_core._offload import OffloadedGroup, Offloader, wants_offload
-from ema_core._shadow_groups import (
-    Group,
-    Slot,
+from ema_core._shadow_groups import Group, Slot, as_real
+from ema_core._shadow_specs import (
     Spec,
-    as_real,
     build_specs,
     check_match,
     default_shadow_dtype,

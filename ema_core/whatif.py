@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ema_core._distributed import is_dtensor
 from ema_core._safetensors_mmap import MappedTensors
-from ema_core._shadow_groups import gather_live
+from ema_core._shadow_specs import gather_live
 from ema_core.exceptions import InvalidDecayError, ModelMismatchError
 from ema_core.posthoc import posthoc_sigma_rel_grid
 from ema_core.posthoc_files import PosthocSnapshot, solve_for_snapshots
