@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ema_core._distributed import local_piece
+from ema_core._keys import unwrap_model
 from ema_core._shadow_store import ShadowStore
 from ema_core.exceptions import StateDictError, UnknownAveragerError
 from ema_core.stats import WeightStats, build_weight_stats
@@ -278,17 +279,6 @@ class Averager:
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
         """Restore what :meth:`_extra_state` saved (after :meth:`_check_extra_state`)."""
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside DDP/DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-            inner = model.module
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def _check_shadow(dst: dict[str, Tensor], src: dict[str, Tensor], name: str) -> None:

@@ -1,9 +1,13 @@
-"""State-dict key normalisation shared by the averagers and snapshot loading (private)."""
+"""DDP and ``torch.compile`` wrappers, in one place (private): the key parts they add to a
+state dict (``module.``, ``_orig_mod.``), stripped for the averagers and snapshot loading,
+and the modules they wrap (:func:`unwrap_model`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TypeVar
+
+from torch import nn
 
 from ema_core.exceptions import ModelMismatchError
 
@@ -55,3 +59,14 @@ def module_path(key: str) -> str:
     """
     head, sep, _ = key.rpartition(".")
     return head if sep else "<root>"
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside DDP/DataParallel (``.module``) and ``torch.compile`` (``._orig_mod``)."""
+    while True:
+        inner = getattr(model, _COMPILE_COMPONENT, None)
+        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
