@@ -11,7 +11,7 @@ from typing import Any
 from ema_core._best_tracker import BestTracker
 from ema_core._distributed import rank_zero_decides
 from ema_core._sender_config import SnapshotJob
-from ema_core.metric_keys import bn_recomputed_key, default_mode
+from ema_core.metric_keys import bn_recomputed_key, default_mode, eval_key
 from ema_core.sender import Sender
 from ema_core.snapshot import snapshot_metadata, snapshot_state
 
@@ -144,6 +144,14 @@ class Watched:
                 for entry in self.entries if getattr(entry[0], "has_averaged", True)
                 for name in entry[0].averager_names
                 if name in described and not described[name].get("averaged", True)}
+
+    def eval_points(self, results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """``eval/<model>/<metric>`` → value for ``results``, with :meth:`bn_recomputed`."""
+        flat: dict[str, Any] = {eval_key(model, metric): value
+                                for model, metrics in results.items()
+                                for metric, value in metrics.items()}
+        flat.update(self.bn_recomputed(results))
+        return flat
 
     def bn_recomputed(self, results: Mapping[str, Any]) -> dict[str, float]:
         """``bn_recomputed/<name>`` for each evaluated averager that tracks its BatchNorm

@@ -17,7 +17,6 @@ disk); :class:`ema_core.sender.Sender` does the rest on two daemon threads, spoo
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import sys
 from collections import deque
@@ -29,19 +28,18 @@ from typing import Any
 
 from ema_core._distributed import global_rank
 from ema_core._intake import Intake, check_step
+from ema_core._monitor_settings import resolve_settings
 from ema_core._run_dir import config_json, dir_name, new_run_dir
-from ema_core._sender_config import SenderConfig, SenderStats, check_positive
+from ema_core._sender_config import SenderStats, check_positive
 from ema_core._stream import RunSummary, Stream
 from ema_core._watched import Watched
-from ema_core.metric_keys import eval_key, posthoc_key
+from ema_core.metric_keys import posthoc_key
 from ema_core.sender import Sender
 from ema_core.spool import Spool
 from ema_core.transport import ApiClient
-from ema_core.wire import RESUME_MODES, check_tags
+from ema_core.wire import check_tags
 
 __all__ = ["DEFAULT_SERVER", "Monitor", "default_run_dir"]
-
-logger = logging.getLogger(__name__)
 
 _STATUSES = ("finished", "crashed")
 DEFAULT_SERVER = "http://127.0.0.1:8000"
@@ -117,28 +115,18 @@ class Monitor:
         initial_backoff_s: float = 0.5, max_backoff_s: float = 30.0,
         request_timeout_s: float = 5.0, finish_timeout_s: float = 10.0,
     ) -> None:
-        for what, value in (("project", project), ("run", run)):
-            if not isinstance(value, str) or not value.strip() or len(value) > 200:
-                raise ValueError(
-                    f"Invalid {what} {value!r}: expected a non-empty string of at most 200 "
-                    "characters"
-                )
-        if resume not in RESUME_MODES:
-            raise ValueError(f"Invalid resume {resume!r}: expected one of {list(RESUME_MODES)}")
-        check_positive("finish_timeout_s", finish_timeout_s)
-        server = server if server is not None else (
-            os.environ.get("EMABOARD_SERVER") or DEFAULT_SERVER)
-        token = token if token is not None else (os.environ.get("EMABOARD_TOKEN") or None)
-        sender_config = SenderConfig(
-            flush_interval_ms=flush_interval_ms, max_batch_points=max_batch_points,
-            max_queue_points=max_queue_points, initial_backoff_s=initial_backoff_s,
-            max_backoff_s=max_backoff_s, request_timeout_s=request_timeout_s,
+        settings = resolve_settings(
+            project, run, server, token, resume=resume, finish_timeout_s=finish_timeout_s,
+            default_server=DEFAULT_SERVER, flush_interval_ms=flush_interval_ms,
+            max_batch_points=max_batch_points, max_queue_points=max_queue_points,
+            initial_backoff_s=initial_backoff_s, max_backoff_s=max_backoff_s,
+            request_timeout_s=request_timeout_s,
         )
-        self.project, self.run, self.server, self.resume = project, run, server, resume
+        self.project, self.run, self.server, self.resume = project, run, settings.server, resume
         self.finish_timeout_s = finish_timeout_s
         self.run_dir = (Path(run_dir) if run_dir is not None
                         else default_run_dir(project, run)).resolve()
-        self._api = ApiClient(server, token=token, timeout_s=request_timeout_s)
+        self._api = ApiClient(settings.server, token=settings.token, timeout_s=request_timeout_s)
         wire_config = config_json(config)  # NaN/±Inf as the API strings; TypeError if not JSON
         self.tags = check_tags([tags] if isinstance(tags, str) else tags)
         self.rank = global_rank()
@@ -156,7 +144,7 @@ class Monitor:
         if run_dir is None and resume == "never":  # a directory of its own, made on rank 0
             self.run_dir = new_run_dir(default_run_dir(project, run)).resolve()
         self._stream = Stream(self._api, self.run_dir, (project, run), wire_config, resume,
-                              self.tags, sender_config)
+                              self.tags, settings.sender)
         self.spool, self._sender = self._stream.spool, self._stream.sender
         self._summary = RunSummary(self._stream)
         self._intake = Intake(self._sender.inbox, self._sender.nudge, max_batch_points)
@@ -283,11 +271,7 @@ class Monitor:
         described = self._summary.averagers
         if first := self._watched.first_averages(step, described):
             self._summary.set(averagers={**described, **first})
-        flat: dict[str, Any] = {eval_key(model, metric): value
-                                for model, metrics in results.items()
-                                for metric, value in metrics.items()}
-        flat.update(self._watched.bn_recomputed(results))
-        self._intake.put(step, flat, time(), train=False)
+        self._intake.put(step, self._watched.eval_points(results), time(), train=False)
         jobs = self._watched.snapshot_jobs(step, results, streaming=self._sender is not None)
         if self._sender is not None:
             self._sender.snapshots.extend(jobs)
