@@ -137,9 +137,9 @@ class Sender:
         self._deadline = time.monotonic() + timeout_s
         self._closing.set()
         self._wake_collector.set()
-        self._threads[0].join(self._remaining())
+        self._threads[0].join(self.remaining_s())
         self._wake_poster.set()
-        self._threads[1].join(self._remaining())
+        self._threads[1].join(self.remaining_s())
         with self._lock:
             self._abandoned = True
             self._stop.set()
@@ -157,9 +157,6 @@ class Sender:
 
     def remaining_s(self) -> float:
         """Seconds left before the close deadline (inf before :meth:`close`)."""
-        return self._remaining()
-
-    def _remaining(self) -> float:
         return max(0.0, self._deadline - time.monotonic())
 
     # -- collector thread ------------------------------------------------------------------
@@ -213,9 +210,9 @@ class Sender:
                 continue
             delay_s = backoff_s * (0.5 + random.random() / 2)
             if self._closing.is_set():  # finish(): keep trying until its deadline
-                if self._remaining() <= 0:
+                if self.remaining_s() <= 0:
                     return  # close() spools the rest
-                self._stop.wait(min(delay_s, self._remaining()))
+                self._stop.wait(min(delay_s, self.remaining_s()))
             else:
                 self._closing.wait(delay_s)
             backoff_s = min(2 * backoff_s, self.config.max_backoff_s)
@@ -247,8 +244,15 @@ class Sender:
 
     def _create_run(self) -> int:
         """Create or resume the run (:mod:`ema_core._run_negotiation`); keep its name."""
-        run_id, self.run_name = create_or_resume_run(self.api, self.spool, self._run,
-                                                     self.run_name)
+        project, name, _ = self._run
+        run_id, self.run_name, renamed = create_or_resume_run(self.api, self.spool, self._run,
+                                                              self.run_name)
+        if renamed:
+            logger.warning(
+                "emaboard: run %s/%s already exists; this training streams to %s/%s (pass "
+                "resume='allow' to continue %s/%s instead)", project, name, project,
+                self.run_name, project, name,
+            )
         return run_id
 
     def _send_summary(self, run_id: int) -> bool:

@@ -17,12 +17,14 @@ import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ema_core.transport import ApiClient, PayloadTooLarge
+from ema_core._run_negotiation import create_or_resume_run
+from ema_core._spool_sync import sync_points, sync_snapshots
+from ema_core.transport import ApiClient
 
 __all__ = [
     "PendingSnapshot",
@@ -239,12 +241,16 @@ def _sync_one(api: ApiClient, path: Path, max_batch_points: int) -> SyncResult:
         pending = spool.count_points() or spool.pending_snapshots()
         if not pending and meta.get("status_sent", "1") == "1":
             return result
-        run_id = _create_run(api, spool, meta)
+        run = (meta["project"], meta["name"], json.loads(meta["config"]))
+        run_id, name, renamed = create_or_resume_run(api, spool, run, meta.get("server_name"))
+        if renamed:
+            logger.warning("Run %s/%s exists: %s goes to %s/%s", meta["project"], meta["name"],
+                           spool.path, meta["project"], name)
         result.run_id = run_id
         if "summary" in meta:
             api.update_summary(run_id, json.loads(meta["summary"]))
-        _sync_points(api, spool, run_id, result, max_batch_points)
-        _sync_snapshots(api, spool, run_id, result)
+        sync_points(api, spool, run_id, result, max_batch_points)
+        sync_snapshots(api, spool, run_id, result)
         if "status" in meta:
             api.set_status(run_id, meta["status"])
             spool.set_meta(status_sent="1")
@@ -252,59 +258,6 @@ def _sync_one(api: ApiClient, path: Path, max_batch_points: int) -> SyncResult:
         return result
     finally:
         spool.close()
-
-
-def _create_run(api: ApiClient, spool: Spool, meta: dict[str, str]) -> int:
-    """The run this spool streams to: its recorded server name (continued), or a new or
-    resumed run as the spool's ``resume`` says (``allow`` for spools from before it existed)."""
-    config = json.loads(meta["config"])
-    tags = json.loads(meta.get("tags", "[]"))
-    if "server_name" in meta:
-        return api.create_run(meta["project"], meta["server_name"], config, "allow", tags).id
-    created = api.create_run(meta["project"], meta["name"], config, meta.get("resume", "allow"),
-                             tags)
-    spool.set_meta(server_name=created.name)
-    if created.name != meta["name"]:
-        logger.warning("Run %s/%s exists: %s goes to %s/%s", meta["project"], meta["name"],
-                       spool.path, meta["project"], created.name)
-    return created.id
-
-
-def _sync_points(
-    api: ApiClient, spool: Spool, run_id: int, result: SyncResult, batch: int
-) -> None:
-    while rows := spool.head_points(batch):
-        try:
-            answer = api.post_points(run_id, _strip_seq(rows))
-        except PayloadTooLarge:
-            if batch == 1:
-                raise
-            batch = max(1, batch // 2)
-            continue
-        spool.delete_points_through(rows[-1][0])
-        result.points_sent += len(rows)
-        result.points_inserted += answer.inserted
-        result.points_conflicting += answer.conflicts
-
-
-def _sync_snapshots(api: ApiClient, spool: Spool, run_id: int, result: SyncResult) -> None:
-    for snap in spool.pending_snapshots():
-        if not snap.path.is_file():  # the run directory moved: look next to the spool
-            snap = replace(snap, path=spool.path.parent / "snapshots" / snap.path.name)
-        if not snap.path.is_file():
-            logger.warning("Snapshot file %s is missing; dropping it from the spool", snap.path)
-            result.snapshots_missing += 1
-        else:
-            api.upload_snapshot(
-                run_id, snap.path, averager=snap.averager, step=snap.step,
-                metric=snap.metric, value=snap.value, metadata=snap.metadata,
-            )
-            result.snapshots_sent += 1
-        spool.delete_snapshot(snap.id)
-
-
-def _strip_seq(rows: Sequence[SpooledPoint]) -> list[tuple[str, int, float, float]]:
-    return [(k, s, v, t) for _, k, s, v, t in rows]
 
 
 def spool_summary(path: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import torch
 
 from ema_core.snapshot import write_snapshot
 from ema_core.spool import SPOOL_FILENAME, Spool, find_spools, spool_summary, sync_spool
-from ema_core.transport import RetryableError
+from ema_core.transport import ApiClient, RetryableError
 from emaboard_server.cli import main as cli_main
 from emaboard_server.local_server import LocalServer, free_port
 
@@ -155,3 +155,27 @@ def test_sync_finds_snapshots_of_a_moved_run_dir_next_to_the_spool(
     (result,) = sync_spool(run_dir, live_server.url)
 
     assert (result.snapshots_sent, result.snapshots_missing) == (1, 0)
+
+
+def test_a_spool_whose_name_was_taken_syncs_to_a_new_run_and_keeps_it(
+    tmp_path: Path, live_server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    taken = ApiClient(live_server.url)
+    taken.create_run("proj", "run-a", {})
+    taken.close()
+    spool = Spool(tmp_path / "r" / SPOOL_FILENAME)
+    _identity(spool, resume="never")
+    spool.add_points([(0, "k", 0, 1.0, 0.0)])
+    spool.close()
+
+    with caplog.at_level(logging.WARNING, logger="ema_core.spool"):
+        (first,) = sync_spool(tmp_path, live_server.url)
+    assert "Run proj/run-a exists: " in caplog.text and "goes to proj/run-a-2" in caplog.text
+    assert httpx.get(f"{live_server.url}/api/runs/{first.run_id}").json()["name"] == "run-a-2"
+    assert spool_summary(tmp_path / "r" / SPOOL_FILENAME)["server_name"] == "run-a-2"
+
+    spool = Spool(tmp_path / "r" / SPOOL_FILENAME)
+    spool.add_points([(1, "k", 1, 2.0, 0.0)])  # a later sync of this spool continues run-a-2
+    spool.close()
+    (second,) = sync_spool(tmp_path, live_server.url)
+    assert (second.run_id, second.points_sent) == (first.run_id, 1)
