@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ema_core._posthoc_inputs import finite, input_gammas, target_gamma_of
 from ema_core.exceptions import IllPosedReconstructionWarning, InvalidDecayError
-from ema_core.schedules import SIGMA_REL_MAX, gamma_to_sigma_rel, sigma_rel_to_gamma
+from ema_core.schedules import SIGMA_REL_MAX, gamma_to_sigma_rel
 
 __all__ = [
     "DEFAULT_MAX_RESIDUAL",
@@ -118,50 +119,6 @@ class PosthocSolution:
         }
 
 
-def _target_gamma(sigma_rel: float | None, gamma: float | None) -> float:
-    if (sigma_rel is None) == (gamma is None):
-        raise InvalidDecayError(
-            f"Invalid target (target_sigma_rel={sigma_rel!r}, target_gamma={gamma!r}): pass "
-            "exactly one of them"
-        )
-    if sigma_rel is not None:
-        return sigma_rel_to_gamma(_real(sigma_rel, "target_sigma_rel"))
-    g = _real(gamma, "target_gamma")
-    gamma_to_sigma_rel(g)  # validates γ > 0
-    return g
-
-
-def _real(value: Any, what: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        out = math.nan
-    if not math.isfinite(out):
-        raise InvalidDecayError(f"Invalid {what} {value!r}: expected a finite number")
-    return out
-
-
-def _input_gammas(
-    n: int, sigma_rels: ArrayLike | None, gammas: ArrayLike | None
-) -> _Floats:
-    if (sigma_rels is None) == (gammas is None):
-        raise InvalidDecayError(
-            "Invalid snapshot profiles: pass exactly one of sigma_rels= or gammas= (one per "
-            "snapshot time)"
-        )
-    raw = np.atleast_1d(np.asarray(sigma_rels if gammas is None else gammas, dtype=np.float64))
-    if raw.shape != (n,):
-        raise InvalidDecayError(
-            f"Got {raw.size} snapshot {'gammas' if sigma_rels is None else 'sigma_rels'} for "
-            f"{n} snapshot times: pass one per snapshot"
-        )
-    if gammas is None:
-        return np.array([sigma_rel_to_gamma(float(s)) for s in raw])
-    for g in raw:
-        gamma_to_sigma_rel(float(g))  # validates γ > 0
-    return raw
-
-
 def solve_posthoc_coefficients(
     times: ArrayLike, *, sigma_rels: ArrayLike | None = None, gammas: ArrayLike | None = None,
     target_time: float, target_sigma_rel: float | None = None,
@@ -194,9 +151,9 @@ def solve_posthoc_coefficients(
             or two snapshots with the same time and γ.
     """
     t = np.atleast_1d(np.asarray(times, dtype=np.float64))
-    g = _input_gammas(t.size, sigma_rels, gammas)
-    g_out = _target_gamma(target_sigma_rel, target_gamma)
-    t_out = _real(target_time, "target_time")
+    g = input_gammas(t.size, sigma_rels, gammas)
+    g_out = target_gamma_of(target_sigma_rel, target_gamma)
+    t_out = finite(target_time, "target_time")
     if not np.all(np.isfinite(t)):
         raise InvalidDecayError(f"Invalid snapshot times {t.tolist()[:8]}: expected finite")
     used = (t > 0) & (t <= t_out)
