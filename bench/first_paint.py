@@ -45,8 +45,9 @@ N_LAYERS = 150
 LAYER_EVERY = 100  # 2,000 stats steps per layer
 MARKS = ("emaboard:first-chart", "emaboard:all-views")
 # Where the time goes (the page's own marks, printed with --detail).
-STAGES = ("emaboard:start", "emaboard:hello", "emaboard:first-data", "emaboard:plotly",
-          "emaboard:first-chart", "emaboard:line-charts", "emaboard:all-views")
+STAGES = ("emaboard:requests", "emaboard:series-requests", "emaboard:start", "emaboard:hello",
+          "emaboard:first-data", "emaboard:plotly", "emaboard:first-chart",
+          "emaboard:line-charts", "emaboard:all-views")
 
 
 def run_points(layer_every: int) -> list[dict[str, object]]:

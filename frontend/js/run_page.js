@@ -3,10 +3,9 @@
 // catches up over REST from the last step seen per key, a "resync" re-reads everything.
 // The views are built in run_views.js; this module runs the load and the live updates.
 
-import { apiJson } from "./api.js";
-import { keysByView, parseKey, summarizeKeys } from "./keys.js";
+import { firstLoad, requestLoad } from "./first_load.js";
+import { parseKey, summarizeKeys } from "./keys.js";
 import { LiveSocket } from "./live.js";
-import { loadPlotly } from "./plotly.js";
 import { buildViews } from "./run_views.js";
 import { fetchSeries, groupNewPoints, plotSeries, seriesToPoints } from "./series.js";
 import { onThemeChange } from "./theme.js";
@@ -14,7 +13,6 @@ import { runIdFromSearch } from "./urls.js";
 import { formatAgo } from "./values.js";
 
 const FLUSH_MS = 50;
-const HELLO_WAIT_MS = 2000;
 const AGO_REFRESH_MS = 5000;
 const $ = (selector) => document.querySelector(selector);
 
@@ -39,42 +37,33 @@ class RunPage {
   }
 
   async start() {
-    // Plotly.js downloads from the start (run.html preloads it) but runs only once the first
-    // series requests are out: its ~0.5 s of script evaluation holds the main thread, and
-    // would hold the websocket's hello, which those requests wait for.
-    const requested = new Promise((resolve) => { this.requestsOut = resolve; });
-    this.plotly = requested.then(loadPlotly);
+    // The first requests were sent by first_load.js before this module graph had loaded;
+    // Plotly.js evaluates once they are out. Subscribing afterwards loses nothing: the
+    // hello's latest point of each key tells which keys moved after those reads.
+    this.plotly = firstLoad.plotly;
     this.plotly.then(() => markOnce("emaboard:plotly"), showError);
-    let helloSeen;
-    const hello = new Promise((resolve) => { helloSeen = resolve; });
     this.socket = new LiveSocket(`/ws/runs/${this.runId}`, {
       indicator: $("#conn"),
-      onRefused: (reason) => { helloSeen(null); showError(new Error(reason)); },
+      onRefused: (reason) => showError(new Error(reason)),
       onMessage: (message, info) => {
-        if (message.type === "hello") {
-          markOnce("emaboard:hello");
-          helloSeen(message);
-        }
+        if (message.type === "hello") markOnce("emaboard:hello");
         this.onMessage(message, info);
       },
     });
     this.socket.start();
-    // Subscribe first, then read over REST: no point falls between the two. The hello holds
-    // the run and every key with its latest point: the first load needs no other request.
-    const first = await Promise.race([hello, new Promise((resolve) => setTimeout(resolve, HELLO_WAIT_MS))]);
-    await this.load(first || null);
+    await this.load(firstLoad);
   }
 
   /**
    * Reads the run, its keys and every series over REST and draws all views. A load asked
    * for while one runs happens once more after it (its data may predate the request).
    */
-  load(hello = null) {
+  load(requests = null) {
     if (this.loading) {
       this.loadAgain = true;
       return this.loading;
     }
-    const attempt = this.loadOnce(hello).then(
+    const attempt = this.loadOnce(requests || requestLoad(this.runId)).then(
       () => { this.loadFailed = false; },
       (error) => { this.loadFailed = true; throw error; });
     this.loading = attempt.finally(() => {
@@ -87,12 +76,13 @@ class RunPage {
     return this.loading;
   }
 
-  /** @param {object|null} hello the socket's hello (run, latest points), or null: REST. */
-  async loadOnce(hello) {
+  /** @param {object} requests first_load.js `requestLoad`: the run, keys, series read. */
+  async loadOnce(requests) {
     this.ready = false;
+    this.helloDuringLoad = null;
     document.body.dataset.state = "loading";
-    const [run, keyRows] = hello ? [hello.run, hello.latest] : await Promise.all([
-      apiJson(`/api/runs/${this.runId}`), apiJson(`/api/runs/${this.runId}/keys`)]);
+    const [run, keyRows, fetches] = await Promise.all(
+      [requests.run, requests.keyRows, requests.fetches]);
     this.setRun(run);
     this.lastStep = Object.fromEntries(keyRows.map((row) => [row.key, row.step]));
     this.noteDecays(keyRows.map((row) => ({ key: row.key, value: row.value })));
@@ -105,8 +95,6 @@ class RunPage {
     // (the server's costliest after the long series) go out once every line series has
     // arrived, so that they do not share the server's cores with the first chart's; the
     // snapshot table reads in parallel (one cheap request).
-    const fetches = keysByView(keys).map(([view, viewKeys]) =>
-      [view, fetchSeries(this.runId, viewKeys)]);
     const side = Promise.all([
       Promise.allSettled(fetches.map(([, fetched]) => fetched))
         .then(() => heatmap.setLayers(summarizeKeys(keys).layers)),
@@ -118,7 +106,6 @@ class RunPage {
       await this.drawView(view, raw, drawn);
       markOnce("emaboard:first-chart");
     }));
-    this.requestsOut();  // the line series' requests are sent: Plotly may run now
     await lineViews;
     await this.drawEmptyViews(drawn);
     markOnce("emaboard:line-charts");
@@ -129,6 +116,13 @@ class RunPage {
     $("#error").hidden = true;  // an earlier failure (server down) is over
     markOnce("emaboard:all-views");
     document.body.dataset.state = "ready";
+    // The socket's hello came while the REST reads ran: catch up what moved since them.
+    const hello = this.helloDuringLoad;
+    this.helloDuringLoad = null;
+    if (hello) {
+      this.setRun(hello.run);
+      await this.catchUp(hello.latest);
+    }
   }
 
   /** Draws one view from its series (REST answer) and notes the charts drawn in `drawn`. */
@@ -162,10 +156,15 @@ class RunPage {
 
   onMessage(message, { reconnected }) {
     if (message.type === "hello") {
-      this.setRun(message.run);
-      if (reconnected && this.ready) this.catchUp(message.latest).catch(showError);
-      // Also after a failed load: a page opened while the server was down (its first
-      // socket open is no "reconnect") would otherwise never read its data.
+      // Read before this subscription: what moved since the reads is read again. A hello
+      // during a load is caught up at its end (this.lastStep is that load's).
+      if (this.loading) this.helloDuringLoad = message;
+      else if (this.ready) {
+        this.setRun(message.run);
+        this.catchUp(message.latest).catch(showError);
+      }
+      // After a failed load: a page opened while the server was down (its first socket
+      // open is no "reconnect") would otherwise never read its data.
       else if (reconnected || this.loadFailed) this.load().catch(showError);
     } else if (message.type === "points") {
       this.pending.push(...message.points);

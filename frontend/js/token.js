@@ -36,7 +36,7 @@ export function clearToken() {
  */
 export function askToken(reason) {
   if (pending) return pending;
-  pending = new Promise((resolve) => {
+  pending = documentParsed().then(() => new Promise((resolve) => {
     const dialog = tokenDialog();
     dialog.querySelector(".token-reason").textContent = reason;
     const form = dialog.querySelector("form");
@@ -54,8 +54,14 @@ export function askToken(reason) {
     dialog.addEventListener("cancel", (event) => event.preventDefault(), { once: true });
     dialog.showModal();
     input.focus();
-  });
+  }));
   return pending;
+}
+
+/** Resolves once the page's body is parsed (a module may ask before it is: first_load.js). */
+function documentParsed() {
+  if (document.readyState !== "loading") return Promise.resolve();
+  return new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
 }
 
 /**

@@ -1,5 +1,6 @@
 """The pages' HTML: run.html preloads exactly the run page's module graph (one round trip
-instead of one per import level) and Plotly, which the page loads itself."""
+instead of one per import level), the first requests' modules first, and Plotly, which the
+page loads itself."""
 
 from __future__ import annotations
 
@@ -26,8 +27,21 @@ def module_graph(entry: Path) -> set[str]:
 
 def test_run_page_preloads_its_whole_module_graph() -> None:
     html = (FRONTEND / "run.html").read_text()
-    preloaded = set(re.findall(r'<link rel="modulepreload" href="([^"]+)">', html))
+    links = re.findall(r'<link rel="modulepreload" href="([^"]+)">', html)
+    scripts = re.findall(r'<script type="module"[^>]* src="([^"]+)"></script>', html)
+    assert scripts == ["/js/first_load.js", "/js/run_page.js"]
     graph = module_graph(FRONTEND / "js" / "run_page.js")
-    assert preloaded == graph - {"/js/run_page.js"}
+    assert set(links) == graph - set(scripts)
     assert '<link rel="preload" href="/vendor/plotly.min.js" as="script">' in html
     assert '<script src="/vendor/plotly.min.js">' not in html  # loaded by js/plotly.js
+
+
+def test_first_requests_load_first() -> None:
+    # first_load.js sends the data requests: it runs as soon as its own imports are in
+    # (async), and those are asked for before the other modules, Plotly.js and the CSS.
+    html = (FRONTEND / "run.html").read_text()
+    assert '<script type="module" async src="/js/first_load.js"></script>' in html
+    first = module_graph(FRONTEND / "js" / "first_load.js") - {"/js/first_load.js"}
+    links = re.findall(r'<link rel="[^"]*preload" href="([^"]+)"', html)
+    assert set(links[:len(first)]) == first
+    assert html.index("first_load.js") < html.index("/css/style.css")

@@ -1,0 +1,54 @@
+// The run page's first requests, sent before the rest of the page has loaded: run.html
+// runs this small module (`async`, its few imports preloaded first) as soon as it arrives,
+// while the ~35 modules of the views are still on their way. It reads the run and its keys,
+// then each line view's series in its own request, and only then lets Plotly.js (preloaded)
+// evaluate: its ~0.5 s of script holds the main thread, which the requests must not wait
+// behind. run_page.js takes over these requests (`firstLoad`) and subscribes to the run's
+// websocket; a point written between these reads and its hello is caught up from the hello.
+
+import { apiJson } from "./api.js";
+import { keysByView } from "./keys.js";
+import { loadPlotly } from "./plotly.js";
+import { fetchSeries } from "./series.js";
+import { runIdFromSearch } from "./urls.js";
+
+/**
+ * Sends the requests of a run page's load: the run, its keys with their latest points, then
+ * one request per line view (keys.js `keysByView`).
+ * @param {number} runId
+ * @returns {{run: Promise<object>, keyRows: Promise<object[]>,
+ *   fetches: Promise<Array<[string, Promise<object>]>>}} `fetches` resolves once every
+ *   series request is sent, to [view, series by key] pairs (series.js `fetchSeries`).
+ */
+export function requestLoad(runId) {
+  const run = apiJson(`/api/runs/${runId}`);
+  const keyRows = apiJson(`/api/runs/${runId}/keys`);
+  const fetches = keyRows.then((rows) => keysByView(rows.map((row) => row.key))
+    .map(([view, keys]) => [view, quiet(fetchSeries(runId, keys))]));
+  return { run: quiet(run), keyRows: quiet(keyRows), fetches: quiet(fetches) };
+}
+
+/** `promise` itself, marked handled: the page reads it later (a rejection is shown then). */
+function quiet(promise) {
+  promise.catch(() => {});
+  return promise;
+}
+
+/** This page's first load, requested at once; null when the page's URL holds no valid run id
+ * (run_page.js says why). */
+export const firstLoad = startFirstLoad();
+
+function startFirstLoad() {
+  let runId;
+  try {
+    runId = runIdFromSearch(window.location.search);
+  } catch {
+    return null;
+  }
+  performance.mark("emaboard:requests");
+  const load = requestLoad(runId);
+  // Plotly evaluates once the series requests are out (or failed): the answers need it.
+  load.fetches.then(() => performance.mark("emaboard:series-requests"), () => {});
+  load.plotly = quiet(load.fetches.catch(() => null).then(loadPlotly));
+  return load;
+}
