@@ -200,6 +200,26 @@ def test_reconnects_and_catches_up(live_server: LocalServer, page: Page) -> None
     wait_trace_lengths(page, "chart-norms", 17)
 
 
+def test_points_written_before_the_socket_subscribed_are_caught_up(
+    server: LocalServer, page: Page
+) -> None:
+    # The page reads over REST before its websocket subscribes (first_load.js): points
+    # written between the two are in neither, unless the hello's latest points are caught up.
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 300, 50)))
+    held: list[WebSocketRoute] = []
+    page.route_web_socket(f"**/ws/runs/{run['id']}", lambda ws: held.append(ws))
+    page.goto(f"{server.url}/run.html?id={run['id']}")
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    assert trace_lengths(page, "chart-norms")["live"] == 6
+    post_points(server, run["id"], training_points(range(300, 400, 50)))
+    held[0].connect_to_server()  # subscribes now: its hello holds step 350
+    wait_trace_lengths(page, "chart-norms", 8)
+    expect(page.locator("#last-step")).to_have_text("350")
+    post_points(server, run["id"], training_points(range(400, 450, 50)))  # then live
+    wait_trace_lengths(page, "chart-norms", 9)
+
+
 def test_asks_for_the_token_once(tmp_path: Path, page: Page) -> None:
     with LocalServer(data_dir=tmp_path / "data", token="s3cret") as server:
         run = create_run(server)
