@@ -26,8 +26,8 @@ def test_plotly_is_served_from_the_vendored_bundle(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
     assert response.content == plotly_js().read_bytes()
-    assert plotly_js() == frontend_dir() / "vendor" / "plotly-cartesian.min.js"
-    assert response.content.startswith(b"/**\n* plotly.js (cartesian - minified) v4.1.1")
+    assert plotly_js() == frontend_dir() / "vendor" / "plotly-scatter-heatmap.min.js"
+    assert response.content.startswith(b"/**\n* plotly.js (scatter + heatmap - minified) v4.1.1")
 
 
 def test_dashboard_index_is_served_at_root(client: TestClient) -> None:
