@@ -21,10 +21,11 @@ import { runIdFromSearch } from "./urls.js";
  *   series request is sent, to [view, series by key] pairs (series.js `fetchSeries`).
  */
 export function requestLoad(runId) {
-  const run = apiJson(`/api/runs/${runId}`);
-  const keyRows = apiJson(`/api/runs/${runId}/keys`);
+  const options = { priority: "high" };  // before the page's modules (run.html)
+  const run = apiJson(`/api/runs/${runId}`, options);
+  const keyRows = apiJson(`/api/runs/${runId}/keys`, options);
   const fetches = keyRows.then((rows) => keysByView(rows.map((row) => row.key))
-    .map(([view, keys]) => [view, quiet(fetchSeries(runId, keys))]));
+    .map(([view, keys]) => [view, quiet(fetchSeries(runId, keys, options))]));
   return { run: quiet(run), keyRows: quiet(keyRows), fetches: quiet(fetches) };
 }
 

@@ -12,16 +12,17 @@ const KEYS_PER_REQUEST = 60;
  * The series of `keys` (several requests of at most 60 keys, in parallel).
  * @param {number} runId
  * @param {string[]} keys
- * @param {{minStep?: number, maxPoints?: number}} options
+ * @param {{minStep?: number, maxPoints?: number, priority?: string}} options priority:
+ *   fetch()'s ("high", "low", "auto").
  * @returns {Promise<Object<string, {steps: number[], values: any[], wall_times: number[]}>>}
  */
-export async function fetchSeries(runId, keys, { minStep, maxPoints = MAX_POINTS } = {}) {
+export async function fetchSeries(runId, keys, { minStep, maxPoints = MAX_POINTS, priority } = {}) {
   const chunks = [];
   for (let i = 0; i < keys.length; i += KEYS_PER_REQUEST) {
     chunks.push(keys.slice(i, i + KEYS_PER_REQUEST));
   }
   const answers = await Promise.all(chunks.map((chunk) =>
-    apiJson(metricsUrl(runId, { keys: chunk, minStep, maxPoints }))));
+    apiJson(metricsUrl(runId, { keys: chunk, minStep, maxPoints }), priority ? { priority } : {})));
   return Object.assign({}, ...answers.map((answer) => answer.series));
 }
 

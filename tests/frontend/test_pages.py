@@ -27,8 +27,8 @@ def module_graph(entry: Path) -> set[str]:
 
 def test_run_page_preloads_its_whole_module_graph() -> None:
     html = (FRONTEND / "run.html").read_text()
-    links = re.findall(r'<link rel="modulepreload" href="([^"]+)">', html)
-    scripts = re.findall(r'<script type="module"[^>]* src="([^"]+)"></script>', html)
+    links = re.findall(r'<link rel="modulepreload" href="([^"]+)"', html)
+    scripts = re.findall(r'<script type="module"[^>]* src="([^"]+)"', html)
     assert scripts == ["/js/first_load.js", "/js/run_page.js"]
     graph = module_graph(FRONTEND / "js" / "run_page.js")
     assert set(links) == graph - set(scripts)
@@ -40,8 +40,14 @@ def test_first_requests_load_first() -> None:
     # first_load.js sends the data requests: it runs as soon as its own imports are in
     # (async), and those are asked for before the other modules, Plotly.js and the CSS.
     html = (FRONTEND / "run.html").read_text()
-    assert '<script type="module" async src="/js/first_load.js"></script>' in html
+    # The rest come at a low priority, so that they do not take the browser's 6
+    # connections to the server before the data requests (sent at a high priority).
+    assert re.search(r'<script type="module" async src="/js/first_load.js"[^>]*>', html)
     first = module_graph(FRONTEND / "js" / "first_load.js") - {"/js/first_load.js"}
-    links = re.findall(r'<link rel="[^"]*preload" href="([^"]+)"', html)
-    assert set(links[:len(first)]) == first
+    links = re.findall(r'<link rel="([^"]*preload)" href="([^"]+)"(?: fetchpriority="(\w+)")?', html)
+    assert {(rel, href, priority) for rel, href, priority in links[:len(first)]} == {
+        ("modulepreload", href, "high") for href in first}
+    assert all(priority == "low" for rel, href, priority in links[len(first):]
+               if rel == "modulepreload")
+    assert '<script type="module" src="/js/run_page.js" fetchpriority="low">' in html
     assert html.index("first_load.js") < html.index("/css/style.css")
