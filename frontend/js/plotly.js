@@ -1,6 +1,6 @@
-// Plotly.js, loaded once by the page that needs it: the run page starts its websocket and
-// its REST reads first and draws when both the data and Plotly are in (run.html preloads
-// the file, so its download starts with the page's).
+// Plotly.js, loaded once by the page that needs it: the run page sends its REST reads first
+// (first_load.js) and draws when both the data and Plotly are in (run.html preloads the
+// file, so its download starts with the page's).
 
 export const PLOTLY_URL = "/vendor/plotly.min.js";
 let loading = null;
