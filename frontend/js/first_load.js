@@ -1,7 +1,8 @@
 // The run page's first requests, sent before the rest of the page has loaded: run.html
 // runs this small module (`async`, its few imports preloaded first) as soon as it arrives,
-// while the ~35 modules of the views are still on their way. It reads the run and its keys,
-// then each line view's series in its own request, and only then lets Plotly.js (preloaded)
+// while the ~30 modules of the views are still on their way. It takes the run and its keys
+// (asked for by run.html's inline script, before any module loaded), then sends each line
+// view's series in its own request, and only then lets Plotly.js (preloaded)
 // evaluate: its ~0.5 s of script holds the main thread, which the requests must not wait
 // behind. run_page.js takes over these requests (`firstLoad`) and subscribes to the run's
 // websocket; a point written between these reads and its hello is caught up from the hello.
@@ -16,14 +17,20 @@ import { runIdFromSearch } from "./urls.js";
  * Sends the requests of a run page's load: the run, its keys with their latest points, then
  * one request per line view (keys.js `keysByView`).
  * @param {number} runId
+ * @param {{run: Promise<Response|null>, keys: Promise<Response|null>}|null} sent the run
+ *   and keys requests already sent (run.html's inline script), or null.
  * @returns {{run: Promise<object>, keyRows: Promise<object[]>,
  *   fetches: Promise<Array<[string, Promise<object>]>>}} `fetches` resolves once every
  *   series request is sent, to [view, series by key] pairs (series.js `fetchSeries`).
  */
-export function requestLoad(runId) {
+export function requestLoad(runId, sent = null) {
   const options = { priority: "high" };  // before the page's modules (run.html)
-  const run = apiJson(`/api/runs/${runId}`, options);
-  const keyRows = apiJson(`/api/runs/${runId}/keys`, options);
+  // An answer the page's inline script asked for (`sent`, a promise of a Response or null)
+  // when it is a 200; else asked for now, through api.js.
+  const read = (path, response) => (response || Promise.resolve(null)).then((answer) =>
+    answer?.ok ? answer.json() : apiJson(path, options));
+  const run = read(`/api/runs/${runId}`, sent?.run);
+  const keyRows = read(`/api/runs/${runId}/keys`, sent?.keys);
   const fetches = keyRows.then((rows) => keysByView(rows.map((row) => row.key))
     .map(([view, keys]) => [view, quiet(fetchSeries(runId, keys, options))]));
   return { run: quiet(run), keyRows: quiet(keyRows), fetches: quiet(fetches) };
@@ -47,7 +54,8 @@ function startFirstLoad() {
     return null;
   }
   performance.mark("emaboard:requests");
-  const load = requestLoad(runId);
+  const sent = window.emaboardFirstRequests;
+  const load = requestLoad(runId, sent?.id === runId ? sent : null);
   // Plotly evaluates once the series requests are out (or failed): the answers need it.
   load.fetches.then(() => performance.mark("emaboard:series-requests"), () => {});
   load.plotly = quiet(load.fetches.catch(() => null).then(loadPlotly));

@@ -220,6 +220,19 @@ def test_points_written_before_the_socket_subscribed_are_caught_up(
     wait_trace_lengths(page, "chart-norms", 9)
 
 
+def test_first_load_reads_the_run_and_keys_once(server: LocalServer, page: Page) -> None:
+    # run.html's inline script asks for the run and its keys before any module has loaded;
+    # first_load.js takes those answers instead of asking again.
+    run = create_run(server)
+    post_points(server, run["id"], training_points(range(0, 300, 50)))
+    paths: list[str] = []
+    page.on("request", lambda request: paths.append(request.url.split(server.url)[1]))
+    open_run_page(page, server, run["id"])
+    assert paths.count(f"/api/runs/{run['id']}") == 1
+    assert paths.count(f"/api/runs/{run['id']}/keys") == 1
+    assert trace_lengths(page, "chart-norms")["live"] == 6
+
+
 def test_asks_for_the_token_once(tmp_path: Path, page: Page) -> None:
     with LocalServer(data_dir=tmp_path / "data", token="s3cret") as server:
         run = create_run(server)

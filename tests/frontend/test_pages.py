@@ -50,4 +50,14 @@ def test_first_requests_load_first() -> None:
     assert all(priority == "low" for rel, href, priority in links[len(first):]
                if rel == "modulepreload")
     assert '<script type="module" src="/js/run_page.js" fetchpriority="low">' in html
-    assert html.index("first_load.js") < html.index("/css/style.css")
+    assert html.index('src="/js/first_load.js"') < html.index("/css/style.css")
+
+
+def test_inline_first_requests_send_the_token_of_token_js() -> None:
+    # run.html's inline script reads the tab's token before token.js has loaded: same key.
+    html = (FRONTEND / "run.html").read_text()
+    token_js = (FRONTEND / "js" / "token.js").read_text()
+    key = re.search(r'const STORAGE_KEY = "([^"]+)";', token_js)
+    assert key is not None
+    assert f'sessionStorage.getItem("{key.group(1)}")' in html
+    assert html.index("window.emaboardFirstRequests") < html.index('src="/js/first_load.js"')
