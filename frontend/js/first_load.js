@@ -1,11 +1,12 @@
-// The run page's first requests, sent before the rest of the page has loaded: run.html
-// runs this small module (`async`, its few imports preloaded first) as soon as it arrives,
-// while the ~30 modules of the views are still on their way. It takes the run and its keys
-// (asked for by run.html's inline script, before any module loaded), then sends each line
-// view's series in its own request, and only then lets Plotly.js (preloaded)
-// evaluate: its ~0.5 s of script holds the main thread, which the requests must not wait
-// behind. run_page.js takes over these requests (`firstLoad`) and subscribes to the run's
-// websocket; a point written between these reads and its hello is caught up from the hello.
+// The run page's first requests, sent before the rest of the page loads: run.html runs this
+// small module (`async`, its few imports preloaded) as soon as it arrives. It takes the run
+// and its keys (asked for by run.html's inline script before any module loaded), sends each
+// line view's series in its own request, and only then loads the rest of the page (~30
+// modules, which would otherwise hold the browser's 6 connections to the server) and lets
+// Plotly.js (preloaded) evaluate: its script holds the main thread, which the requests must
+// not wait behind. run_page.js takes over these requests (`firstLoad`) and subscribes to the
+// run's websocket; a point written between these reads and its hello is caught up from the
+// hello.
 
 import { apiJson } from "./api.js";
 import { keysByView } from "./keys.js";
@@ -45,6 +46,14 @@ function quiet(promise) {
 /** This page's first load, requested at once; null when the page's URL holds no valid run id
  * (run_page.js says why). */
 export const firstLoad = startFirstLoad();
+(firstLoad ? firstLoad.fetches.catch(() => null) : Promise.resolve()).then(loadPage);
+
+/** Loads the rest of the page: its modules (run.html's template of preloads) and run_page.js. */
+function loadPage() {
+  const modules = document.getElementById("page-modules");
+  if (modules) document.head.append(modules.content.cloneNode(true));
+  return import("./run_page.js");
+}
 
 function startFirstLoad() {
   let runId;
