@@ -164,7 +164,7 @@ def test_eval_table_lower_is_better_for_loss() -> None:
 
 
 def test_line_traces_are_svg_at_any_length() -> None:
-    # The served Plotly bundle (scatter + heatmap) has no scattergl: a trace of it would not be drawn.
+    # The served Plotly bundle (scatter + heatmap) has no scattergl: such a trace is not drawn.
     got = call(
         "figures.js",
         "[m.lineTrace({name: 'live', x: [1, 2], values: [1, 2]}).type,"
