@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from ema_core._distributed import global_rank
-from ema_core._intake import Intake, check_step
+from ema_core._intake import STEP_LIMIT, Intake, check_step
 from ema_core._monitor_settings import resolve_settings
 from ema_core._run_dir import config_json, dir_name, new_run_dir
 from ema_core._sender_config import SenderStats, check_positive
@@ -237,7 +237,8 @@ class Monitor:
         now = time()
         if scalars:
             self._intake.put(step, scalars, now, train=True)
-        self._watched.forward_stats(self._intake.append, step, now)
+        if self._watched.entries:
+            self._watched.forward_stats(self._intake.append, step, now)
         self._intake.nudge_when_full()
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -359,6 +360,8 @@ class Monitor:
     def _check_step(self, step: Any) -> int:
         if self._finished:
             raise RuntimeError("Monitor used after finish(): create a new Monitor to log again")
+        if step.__class__ is int and 0 <= step < STEP_LIMIT:  # the hot path: no call
+            return int(step)
         return check_step(step)
 
     def _finish_at_exit(self) -> None:
