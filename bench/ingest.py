@@ -24,7 +24,8 @@ against a server on a fresh SQLite file, then against one on that PostgreSQL dat
 ``--variant 'LABEL: NAME=VALUE ...'`` adds, for every database, a server started with those
 environment variables too (a setting such as ``EMABOARD_WS_SEND_INTERVAL_MS=100``, or
 ``PYTHONPATH`` pointing at another checkout's ``backend`` folder to measure a change side by
-side with the code before it)::
+side with the code before it; ``EMABOARD_DATABASE_URL`` there replaces the PostgreSQL database
+only, for code that needs another schema revision)::
 
     .venv/bin/python bench/ingest.py --repeats 3 \\
         --variant '100 ms: EMABOARD_WS_SEND_INTERVAL_MS=100'
@@ -339,7 +340,10 @@ def main() -> None:
             label = f"PostgreSQL, {workers} process{'es' if workers > 1 else ''}"
             configs.append((label, {"EMABOARD_DATABASE_URL": args.database_url,
                                     "EMABOARD_WORKERS": str(workers)}))
-    configs += [(f"{label}, {name}", {**env, **extra})
+    # A variant's EMABOARD_DATABASE_URL replaces the PostgreSQL database only (a checkout of
+    # older code needs a database at its own schema revision).
+    configs += [(f"{label}, {name}", {**env, **{k: v for k, v in extra.items()
+                                                if k in env or k != "EMABOARD_DATABASE_URL"}})
                 for name, extra in args.variant for label, env in list(configs)]
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
     for _ in range(args.repeats):

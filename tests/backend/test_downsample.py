@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, create_engine, insert
+from sqlalchemy import Connection, create_engine, insert, select
 
 from emaboard_server.app.downsample import _BUCKET_STEPS, _BUCKET_STEPS_SQLITE, read_downsampled
 from emaboard_server.app.ingest import MAX_STEP, POINTS, RUNS
 from emaboard_server.app.models import Base
+from emaboard_server.app.series_ids import SERIES
 from tests.utils.databases import DATABASES
 
 values = st.lists(
@@ -38,9 +39,12 @@ def connection(request: pytest.FixtureRequest) -> Iterator[Connection]:
 
 
 def store(conn: Connection, key: str, steps: list[int], vals: list[float]) -> None:
-    conn.execute(POINTS.delete().where(POINTS.c.key == key))
+    series_id = conn.execute(select(SERIES.c.id).where(SERIES.c.key == key)).scalar()
+    if series_id is None:
+        series_id = conn.execute(insert(SERIES).values(run_id=1, key=key)).inserted_primary_key[0]
+    conn.execute(POINTS.delete().where(POINTS.c.series_id == series_id))
     rows = [
-        {"run_id": 1, "key": key, "step": s, "value": None if math.isnan(v) else v,
+        {"series_id": series_id, "step": s, "value": None if math.isnan(v) else v,
          "wall_time": float(s)}
         for s, v in zip(steps, vals, strict=True)
     ]
@@ -120,7 +124,8 @@ def test_sqlite_bucket_ranges_answer_as_the_group_by(
     steps = [start + i * stride for i in range(len(vals))]
     store(connection, "q", steps, vals)
     width = -(-(steps[-1] - steps[0] + 1) // buckets)
-    params = {"run_id": 1, "key": "q", "lo": steps[0], "hi": steps[-1], "width": width}
+    series_id = connection.execute(select(SERIES.c.id).where(SERIES.c.key == "q")).scalar()
+    params = {"series_id": series_id, "lo": steps[0], "hi": steps[-1], "width": width}
     expected = [tuple(row) for row in connection.execute(_BUCKET_STEPS, params)]
     got = [tuple(row) for row in connection.execute(_BUCKET_STEPS_SQLITE, params)]
     assert got == expected and len(got) <= buckets

@@ -3,7 +3,9 @@ multi-row INSERT as the reference: the same posted points read back the same."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,9 +53,12 @@ def test_a_point_stored_behind_ingest_s_back_falls_back_to_on_conflict(
     # CONFLICT DO NOTHING: the rest stored once, the row kept.
     engine = create_engine(settings.resolved_database_url())
     with engine.begin() as connection:
+        series_id = connection.exec_driver_sql(
+            f"INSERT INTO metric_series (run_id, key) VALUES ({run['id']}, 'a') RETURNING id"
+        ).scalar()
         connection.exec_driver_sql(
-            "INSERT INTO metric_point (run_id, key, step, value, wall_time) "
-            f"VALUES ({run['id']}, 'a', 5, 42.0, 0)")
+            "INSERT INTO metric_point (series_id, step, value, wall_time) "
+            f"VALUES ({series_id}, 5, 42.0, 0)")
     url = f"/api/runs/{run['id']}/metrics"
     body = {"points": [{"key": "a", "step": s, "value": float(s)} for s in range(10)]}
     assert client.post(url, json=body).status_code == 200
@@ -62,3 +67,49 @@ def test_a_point_stored_behind_ingest_s_back_falls_back_to_on_conflict(
     assert series["values"] == [*range(5), 42.0, *range(6, 10)]
     assert "a posted point existed although ingest had checked" in caplog.text
     engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["postgres"])
+def test_new_points_take_one_copy_of_the_posted_batch_and_others_the_careful_way(
+    client: TestClient, run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch of new points is stored by copy_posted as posted; a retry, a conflict or a
+    # repeat inside the batch makes its COPY fail, and the careful path stores the batch.
+    from emaboard_server.app import ingest_postgres
+    from emaboard_server.app.exceptions import PointExists
+
+    outcomes: list[str] = []
+    real = ingest_postgres.copy_posted
+
+    @contextlib.contextmanager
+    def spy(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            with real(*args, **kwargs) as columns:
+                yield columns
+        except PointExists:
+            outcomes.append("exists")
+            raise
+        outcomes.append("stored")
+
+    monkeypatch.setattr(ingest_postgres, "copy_posted", spy)
+    url = f"/api/runs/{run['id']}/metrics"
+    body = {"points": [{"key": key, "step": step, "value": _wire(value)}  # no wall_time
+                       for step, value in enumerate(VALUES) for key in ("a", "b")]}
+    assert client.post(url, json=body).json() == {
+        "accepted": 18, "inserted": 18, "conflicts": 0}
+    assert client.post(url, json=body).json() == {"accepted": 18, "inserted": 0, "conflicts": 0}
+    changed = {"points": [{"key": "a", "step": 0, "value": 7.0},
+                          {"key": "a", "step": 100, "value": 1.0}]}
+    assert client.post(url, json=changed).json() == {
+        "accepted": 2, "inserted": 1, "conflicts": 1}
+    twice = {"points": [{"key": "c", "step": 1, "value": 1.0}, {"key": "c", "step": 1,
+                                                                "value": 2.0}]}
+    assert client.post(url, json=twice).json() == {"accepted": 2, "inserted": 1, "conflicts": 1}
+    assert outcomes == ["stored", "exists", "exists", "exists"]
+    series = client.get(url, params={"keys": ["a", "b", "c"]}).json()["series"]
+    for key in ("a", "b"):
+        assert series[key]["values"][:len(VALUES)] == [_wire(v) for v in VALUES]
+    assert series["a"]["steps"] == [*range(len(VALUES)), 100]
+    assert series["c"]["values"] == [1.0]
+    latest = {row["key"]: row for row in client.get(f"/api/runs/{run['id']}/keys").json()}
+    assert latest["a"]["step"] == 100 and latest["b"]["step"] == len(VALUES) - 1

@@ -23,7 +23,14 @@ from emaboard_server.app.exceptions import (
     SnapshotConflict,
     SnapshotNotFound,
 )
-from emaboard_server.app.models import LatestMetric, MetricPoint, Run, RunTag, Snapshot
+from emaboard_server.app.models import (
+    LatestMetric,
+    MetricPoint,
+    MetricSeries,
+    Run,
+    RunTag,
+    Snapshot,
+)
 
 MAX_NAME_LENGTH = 200
 
@@ -147,9 +154,12 @@ def update_run(
 def delete_run(session: Session, *, run: Run) -> list[str]:
     """Delete the run with its points and snapshot rows; return the snapshot files' paths."""
     paths = [snapshot.stored_path for snapshot in run.snapshots]
-    session.delete(run)
-    session.flush()  # first the run's row: an ingest holding it finishes, later ones find none
-    session.execute(delete(MetricPoint).where(MetricPoint.run_id == run.id))
+    # First the run's row lock: an ingest holding it finishes, later ones find no run.
+    session.execute(select(Run.id).where(Run.id == run.id).with_for_update())
+    series = select(MetricSeries.id).where(MetricSeries.run_id == run.id)
+    session.execute(delete(MetricPoint).where(MetricPoint.series_id.in_(series)))
+    session.delete(run)  # its series, latest values, tags and snapshot rows with it
+    session.flush()
     return paths
 
 

@@ -27,20 +27,20 @@ MIN_POINTS = 5
 # the aggregation's answer; ~20 % of a 200k-point read, docs/benchmarks.md).
 _RANGE = text(
     "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM metric_point "
-    "  WHERE run_id = :run_id AND key = :key AND step BETWEEN :lo AND :hi LIMIT :cap) AS kept), "
+    "  WHERE series_id = :series_id AND step BETWEEN :lo AND :hi LIMIT :cap) AS kept), "
     "(SELECT MIN(step) FROM metric_point "
-    "  WHERE run_id = :run_id AND key = :key AND step BETWEEN :lo AND :hi), "
+    "  WHERE series_id = :series_id AND step BETWEEN :lo AND :hi), "
     "(SELECT MAX(step) FROM metric_point "
-    "  WHERE run_id = :run_id AND key = :key AND step BETWEEN :lo AND :hi)"
+    "  WHERE series_id = :series_id AND step BETWEEN :lo AND :hi)"
 )
 _IN_BUCKET = (
-    "SELECT MIN(m.step) FROM metric_point m WHERE m.run_id = :run_id AND m.key = :key "
+    "SELECT MIN(m.step) FROM metric_point m WHERE m.series_id = :series_id "
     "AND m.step BETWEEN agg.first AND agg.last AND m.value "
 )
 _BUCKET_STEPS = text(
     "WITH agg AS (SELECT MIN(step) AS first, MAX(step) AS last, MIN(value) AS vmin, "
     "  MAX(value) AS vmax FROM metric_point "
-    "  WHERE run_id = :run_id AND key = :key AND step BETWEEN :lo AND :hi "
+    "  WHERE series_id = :series_id AND step BETWEEN :lo AND :hi "
     "  GROUP BY (step - :lo) / :width) "
     f"SELECT first, last, ({_IN_BUCKET} = agg.vmin), ({_IN_BUCKET} = agg.vmax), "
     f"({_IN_BUCKET} IS NULL) FROM agg"
@@ -59,10 +59,10 @@ _BUCKET_STEPS = text(
 # ~10 % faster, of 16 steps ~8 % slower (docs/benchmarks.md); the ranges from 32 steps on.
 _RANGES_FROM_WIDTH = 32
 _IN_RANGE = (
-    "FROM metric_point m WHERE m.run_id = :run_id AND m.key = :key AND m.step BETWEEN b.s AND b.e"
+    "FROM metric_point m WHERE m.series_id = :series_id AND m.step BETWEEN b.s AND b.e"
 )
 _IN_RANGE_AGG = (
-    "SELECT MIN(m.step) FROM metric_point m WHERE m.run_id = :run_id AND m.key = :key "
+    "SELECT MIN(m.step) FROM metric_point m WHERE m.series_id = :series_id "
     "AND m.step BETWEEN agg.s AND agg.e AND m.value "
 )
 _BUCKET_STEPS_SQLITE = text(
@@ -74,9 +74,10 @@ _BUCKET_STEPS_SQLITE = text(
     f"SELECT first, last, ({_IN_RANGE_AGG} = agg.vmin), ({_IN_RANGE_AGG} = agg.vmax), "
     f"({_IN_RANGE_AGG} IS NULL) FROM agg WHERE first IS NOT NULL"
 )
+_SERIES_ID = text("SELECT id FROM metric_series WHERE run_id = :run_id AND key = :key")
 _POINTS_AT = text(
     "SELECT step, value, wall_time FROM metric_point "
-    "WHERE run_id = :run_id AND key = :key AND step IN :steps ORDER BY step"
+    "WHERE series_id = :series_id AND step IN :steps ORDER BY step"
 ).bindparams(bindparam("steps", expanding=True))
 
 
@@ -100,7 +101,10 @@ def read_downsampled(
     if max_points < MIN_POINTS:
         raise ValueError(f"Invalid max_points {max_points}: expected at least {MIN_POINTS}")
     lo, hi = min_step or 0, MAX_STEP if max_step is None else max_step
-    where = {"run_id": run_id, "key": key, "lo": lo, "hi": hi}
+    series_id = connection.execute(_SERIES_ID, {"run_id": run_id, "key": key}).scalar()
+    if series_id is None:
+        return Series((), np.empty(0), ())
+    where = {"series_id": series_id, "lo": lo, "hi": hi}
     count, first, last = connection.execute(_RANGE, {**where, "cap": max_points + 1}).one()
     if count <= max_points:
         return read_series(connection, run_id=run_id, key=key, min_step=lo, max_step=hi)

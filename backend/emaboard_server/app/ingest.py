@@ -2,17 +2,23 @@
 
 One ingest is one transaction, under the server's write lock for SQLite:
 
-1. ``UPDATE run`` moves ``last_seen_at`` / ``last_step`` (and tells whether the run exists);
+1. ``UPDATE run`` moves ``last_seen_at`` / ``last_step`` (and tells whether the run exists),
+   and each posted key's series id and latest stored step are read
+   (:func:`touch_and_read_series`: two statements; one round trip on PostgreSQL); keys the
+   run has not had before get a series id (:class:`~emaboard_server.app.models.MetricSeries`);
 2. the steps that could already be stored are looked up — only for keys whose posted steps
    reach back to or below the key's latest stored step, so a run that streams forward never
    pays for it — and those points, and repeats inside the batch, are dropped (a retry); one
    whose value differs from the stored one is a *conflict*: dropped as well, and reported;
-3. multi-row ``INSERT ... VALUES (...), ... ON CONFLICT (run_id, key, step) DO NOTHING``
+3. multi-row ``INSERT ... VALUES (...), ... ON CONFLICT (series_id, step) DO NOTHING``
    statements of 1,000 rows store the new points on SQLite (the conflict clause is a guard:
-   the run's ingests are serialised), one ``COPY`` on PostgreSQL
+   the run's ingests are serialised), one binary ``COPY`` on PostgreSQL
    (:mod:`emaboard_server.app.ingest_postgres`);
-4. one executemany upsert of :class:`~emaboard_server.app.models.LatestMetric` per touched key keeps
-   its latest point and its running minimum and maximum.
+4. one executemany upsert of :class:`~emaboard_server.app.models.LatestMetric` per touched
+   key keeps its latest point and its running minimum and maximum.
+
+On PostgreSQL a batch is first stored without step 2, by ``ingest_postgres.copy_posted``
+(the primary key refuses a stored point); only when that fails is it stored this way.
 
 Statements on the hot path are plain SQL (valid for SQLite and PostgreSQL) run through the
 DBAPI's ``executemany``: SQLAlchemy's per-row parameter processing cost more than the insert.
@@ -33,6 +39,7 @@ from sqlalchemy import Connection, Table, and_, or_, select
 from ema_core.wire import NON_FINITE
 from emaboard_server.app.models import LatestMetric, MetricPoint, Run
 from emaboard_server.app.schemas import PointIn
+from emaboard_server.app.series_ids import KEYS_PER_LOOKUP, READ_SERIES, Known, create_series
 
 POINTS: Table = MetricPoint.__table__  # type: ignore[assignment]
 LATEST: Table = LatestMetric.__table__  # type: ignore[assignment]
@@ -48,7 +55,7 @@ class Point(NamedTuple):
     wall_time: float
 
 
-_POINT_COLUMNS = "run_id, key, step, value, wall_time"
+_POINT_COLUMNS = "series_id, step, value, wall_time"
 _LATEST_COLUMNS = (
     "run_id, key, step, value, wall_time, min_value, min_step, max_value, max_step"
 )
@@ -77,7 +84,6 @@ _UPSERT_LATEST = (
     "THEN excluded.max_step ELSE latest_metric.max_step END"
 )
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-KEYS_PER_LOOKUP = 200
 _KEY = operator.itemgetter(0)
 _STEP = operator.itemgetter(1)
 _VALUE = operator.itemgetter(2)
@@ -95,7 +101,7 @@ def _render(style: str, template: str) -> str:
         raise NotImplementedError(
             f"Unsupported DBAPI paramstyle {style!r}: expected qmark, format or pyformat"
         )
-    for n in (1, 4, 9):
+    for n in (1, 2, 4, 9):
         template = template.replace(f"{{{n}}}", ", ".join([mark] * n))
     return template
 
@@ -153,7 +159,7 @@ def same_value(a: float, b: float | None) -> bool:
 class Inserted(NamedTuple):
     """What :func:`insert_points` did with a batch."""
 
-    rows: list[Row]  # the new rows, in posted order
+    rows: Sequence[Row]  # the new rows, in posted order
     conflicts: list[tuple[str, int]]  # (key, step) posted again with another value: not stored
 
 
@@ -183,25 +189,37 @@ def touch_run(
     return bool(result.rowcount)
 
 
-def _latest_steps(connection: Connection, run_id: int, keys: Sequence[str]) -> dict[str, int]:
-    """The latest stored step of each of ``keys`` that the run has."""
-    found: dict[str, int] = {}
+def touch_and_read_series(
+    connection: Connection, *, run_id: int, batch: Batch, now: float
+) -> dict[str, Known] | None:
+    """:func:`touch_run` to the batch's largest step, then read the series id and latest
+    stored step of each of the batch's keys that the run has (None when the run does not
+    exist)."""
+    keys = list(batch.by_key)
+    if connection.dialect.name == "postgresql":
+        from emaboard_server.app.ingest_postgres import touch_and_read_series as on_postgres
+
+        return on_postgres(connection, run_id=run_id, max_step=batch.max_step, now=now,
+                           keys=keys)
+    if not touch_run(connection, run_id=run_id, max_step=batch.max_step, now=now):
+        return None
+    found: dict[str, Known] = {}
     for start in range(0, len(keys), KEYS_PER_LOOKUP):
         chunk = keys[start:start + KEYS_PER_LOOKUP]
-        sql = _latest_steps_sql(connection.dialect.paramstyle, len(chunk))
-        found.update(connection.exec_driver_sql(sql, (run_id, *chunk)).fetchall())
+        sql = _series_sql(connection.dialect.paramstyle, len(chunk))
+        found.update((key, Known(series_id, step))
+                     for key, series_id, step in connection.exec_driver_sql(sql, (run_id, *chunk)))
     return found
 
 
 @functools.lru_cache(maxsize=64)
-def _latest_steps_sql(style: str, n_keys: int) -> str:
+def _series_sql(style: str, n_keys: int) -> str:
     marks = ", ".join([_render(style, "{1}")] * n_keys)
-    return _render(style, "SELECT key, step FROM latest_metric WHERE run_id = {1} AND key IN ") + (
-        f"({marks})")
+    return _render(style, READ_SERIES) + f" IN ({marks})"
 
 
 def _stored_values(
-    connection: Connection, run_id: int, batch: Batch
+    connection: Connection, batch: Batch, known: dict[str, Known]
 ) -> dict[tuple[str, int], float | None]:
     """The (key, step) pairs in the batch's step ranges that the run already has, with their
     stored values (None for a stored NaN).
@@ -209,27 +227,28 @@ def _stored_values(
     Steps beyond a key's latest stored step are new without looking (the usual case); for
     the other keys, one indexed range lookup per key (several keys per query).
     """
-    latest = _latest_steps(connection, run_id, list(batch.by_key))
     items = []
     for key, rows in batch.by_key.items():
         low = min(_STEP(r) for r in rows)
-        if key in latest and low <= latest[key]:
-            items.append((key, low, max(_STEP(r) for r in rows)))
+        latest = known[key].latest_step if key in known else None
+        if latest is not None and low <= latest:
+            items.append((known[key].series_id, low, max(_STEP(r) for r in rows)))
+    keys = {known[key].series_id: key for key in known}
     found: dict[tuple[str, int], float | None] = {}
     for start in range(0, len(items), KEYS_PER_LOOKUP):
-        # run_id inside each branch: SQLite then serves every branch from the primary key.
         clauses = [
-            and_(POINTS.c.run_id == run_id, POINTS.c.key == key, POINTS.c.step.between(low, high))
-            for key, low, high in items[start:start + KEYS_PER_LOOKUP]
+            and_(POINTS.c.series_id == series_id, POINTS.c.step.between(low, high))
+            for series_id, low, high in items[start:start + KEYS_PER_LOOKUP]
         ]
-        query = select(POINTS.c.key, POINTS.c.step, POINTS.c.value).where(or_(*clauses))
-        found.update(((key, step), value)
-                     for key, step, value in connection.execute(query))
+        query = select(POINTS.c.series_id, POINTS.c.step, POINTS.c.value).where(or_(*clauses))
+        found.update(((keys[series_id], step), value)
+                     for series_id, step, value in connection.execute(query))
     return found
 
 
 def insert_points(
-    connection: Connection, run_id: int, batch: Batch, *, copy: bool = True
+    connection: Connection, run_id: int, batch: Batch, *, known: dict[str, Known],
+    copy: bool = True,
 ) -> Inserted:
     """Store the batch's points that the run does not have yet (1,000 rows per statement).
 
@@ -237,8 +256,9 @@ def insert_points(
     is a retry (idempotent); with another value it is a *conflict* — the stored value is
     kept, and the pair is reported so that the caller can count and log it.
 
-    Call inside the write transaction (under the write lock for SQLite), so the lookup of
-    stored steps and the insert see the same table. ``ON CONFLICT DO NOTHING`` stays as the
+    Call inside the write transaction (under the write lock for SQLite), after
+    :func:`touch_and_read_series` (whose result is ``known``), so the lookup of stored steps
+    and the insert see the same table. ``ON CONFLICT DO NOTHING`` stays as the
     guard for databases with concurrent writers.
 
     Raises:
@@ -248,7 +268,7 @@ def insert_points(
     Returns:
         The new rows in posted order, and the conflicts (those of the batch itself first).
     """
-    stored = _stored_values(connection, run_id, batch)
+    stored = _stored_values(connection, batch, known)
     conflicts = list(batch.conflicts)
     if stored:
         conflicts += [(k, s) for k, s, v, _ in batch.rows
@@ -257,47 +277,62 @@ def insert_points(
         batch = Batch(fresh, _group(fresh))
     if not batch.rows:
         return Inserted([], conflicts)
-    _insert_rows(connection, run_id, batch.rows, copy)
-    _upsert_latest(connection, run_id, batch)
+    ids = {key: known[key].series_id for key in batch.by_key if key in known}
+    if len(ids) < len(batch.by_key):
+        ids |= create_series(connection, run_id, [k for k in batch.by_key if k not in ids])
+    upsert_latest(connection, _insert_rows(connection, run_id, ids, batch, copy))
     return Inserted(batch.rows, conflicts)
 
 
-def _insert_rows(connection: Connection, run_id: int, rows: Sequence[Row], copy: bool) -> None:
-    """Store new rows: ``COPY`` on PostgreSQL (unless ``copy`` is False), else multi-row
-    ``INSERT ... ON CONFLICT DO NOTHING``."""
+def upsert_latest(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Merge a batch's :func:`latest_rows` into ``latest_metric`` (one executemany)."""
+    connection.exec_driver_sql(_sql(connection, _UPSERT_LATEST), rows)
+
+
+def _insert_rows(
+    connection: Connection, run_id: int, ids: dict[str, int], batch: Batch, copy: bool
+) -> list[tuple[Any, ...]]:
+    """Store new rows: ``COPY`` on PostgreSQL (unless ``copy`` is False), key by key, else
+    multi-row ``INSERT ... ON CONFLICT DO NOTHING`` in posted order.
+
+    Returns:
+        The batch's ``latest_metric`` rows (:func:`_summaries`), computed on PostgreSQL while
+        it stores the rows.
+    """
     if copy and connection.dialect.name == "postgresql":
         from emaboard_server.app.ingest_postgres import copy_points  # psycopg: [postgres]
 
-        copy_points(connection, run_id, rows)
-        return
-    _insert_values(connection, run_id, rows)
+        with copy_points(connection, ids, batch.by_key):
+            return latest_rows(run_id, batch)
+    _insert_values(connection, ids, batch.rows)
+    return latest_rows(run_id, batch)
 
 
-def _insert_values(connection: Connection, run_id: int, rows: Sequence[Row]) -> None:
+def _insert_values(connection: Connection, ids: dict[str, int], rows: Sequence[Row]) -> None:
     """Multi-row ``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING``, 1,000 rows each.
 
     SQLAlchemy's "insertmanyvalues" form of executemany, by hand: one statement step per
     1,000 rows instead of one per row (about a fifth less CPU in SQLite, and one release of
-    the GIL instead of a thousand). The run id, an int of ours, is written into the
-    statement, so the parameters are the rows themselves, flattened in C.
+    the GIL instead of a thousand). ``ids``: the series id of each row's key.
     """
-    if any(r[2] != r[2] for r in rows):  # NaN is stored as NULL
-        rows = [(k, s, None if v != v else v, w) for k, s, v, w in rows]  # type: ignore[misc]
-    for start in range(0, len(rows), ROWS_PER_INSERT):
-        chunk = rows[start:start + ROWS_PER_INSERT]
-        sql = _insert_sql(connection.dialect.paramstyle, int(run_id), len(chunk))
+    nan = any(r[2] != r[2] for r in rows)  # NaN is stored as NULL
+    params = [(ids[k], s, None if nan and v != v else v, w) for k, s, v, w in rows]
+    for start in range(0, len(params), ROWS_PER_INSERT):
+        chunk = params[start:start + ROWS_PER_INSERT]
+        sql = _insert_sql(connection.dialect.paramstyle, len(chunk))
         connection.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(chunk)))
 
 
 @functools.lru_cache(maxsize=256)
-def _insert_sql(style: str, run_id: int, n_rows: int) -> str:
-    row = f"({run_id:d}, " + _render(style, "{4}") + ")"
+def _insert_sql(style: str, n_rows: int) -> str:
+    row = "(" + _render(style, "{4}") + ")"
     return (f"INSERT INTO metric_point ({_POINT_COLUMNS}) VALUES {', '.join([row] * n_rows)} "
-            "ON CONFLICT (run_id, key, step) DO NOTHING")
+            "ON CONFLICT (series_id, step) DO NOTHING")
 
 
-def _summaries(run_id: int, batch: Batch) -> list[tuple[Any, ...]]:
-    """Per key: the last point, and the minimum and maximum (NaN ignored) with their steps."""
+def latest_rows(run_id: int, batch: Batch) -> list[tuple[Any, ...]]:
+    """The batch's ``latest_metric`` rows: per key, the last point, and the minimum and
+    maximum (NaN ignored) with their steps."""
     out = []
     for key, rows in batch.by_key.items():
         _, step, value, wall_time = max(rows, key=_STEP)
@@ -308,9 +343,6 @@ def _summaries(run_id: int, batch: Batch) -> list[tuple[Any, ...]]:
                     low[2], low[1], high[2], high[1]))
     return out
 
-
-def _upsert_latest(connection: Connection, run_id: int, batch: Batch) -> None:
-    connection.exec_driver_sql(_sql(connection, _UPSERT_LATEST), _summaries(run_id, batch))
 
 
 def latest_points(connection: Connection, *, run_id: int) -> list[Point]:
@@ -331,9 +363,10 @@ def keys_with_prefix(connection: Connection, *, run_id: int, prefix: str) -> lis
     return sorted(connection.scalars(query))
 
 
+SERIES_ID = "(SELECT id FROM metric_series WHERE run_id = {1} AND key = {1})"
 _READ_SERIES = (
-    "SELECT step, value, wall_time FROM metric_point "
-    "WHERE run_id = {1} AND key = {1} AND step >= {1} AND step <= {1} ORDER BY step"
+    f"SELECT step, value, wall_time FROM metric_point WHERE series_id = {SERIES_ID} "
+    "AND step >= {1} AND step <= {1} ORDER BY step"
 )
 MAX_STEP = 2**63 - 1
 

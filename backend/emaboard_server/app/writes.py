@@ -14,11 +14,13 @@ import logging
 import time
 from typing import IO, Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from emaboard_server.app import crud, ingest
 from emaboard_server.app.exceptions import PointExists, RunNotFound
 from emaboard_server.app.hub import points_body
+from emaboard_server.app.posted import PostedRows
 from emaboard_server.app.posthoc import POSTHOC_KIND, check_posthoc_upload, thin_posthoc
 from emaboard_server.app.schemas import MetricBatch, check_object_size
 from emaboard_server.app.serialize import runs_dicts, snapshot_dict
@@ -124,6 +126,11 @@ def store_points(
         RunNotFound: No run has this id.
     """
     now = time.time()
+    if not state.db.is_sqlite and batch.points:
+        try:
+            return _store_posted(state, run_id, batch, now)
+        except PointExists:  # a retry, or a point posted twice: the careful way below
+            pass
     prepared = ingest.prepare(batch.points, now)
     try:
         return _store(state, run_id, prepared, batch, now, copy=True)
@@ -135,16 +142,45 @@ def store_points(
 
 def _store(state: AppState, run_id: int, prepared: ingest.Batch, batch: MetricBatch,
            now: float, *, copy: bool) -> tuple[ingest.Inserted, str | None]:
-    body = None
     with state.db.ingesting() as connection:
-        if not ingest.touch_run(connection, run_id=run_id, max_step=prepared.max_step, now=now):
+        known = ingest.touch_and_read_series(connection, run_id=run_id, batch=prepared,
+                                             now=now)
+        if known is None:
             raise RunNotFound
-        inserted = ingest.insert_points(connection, run_id, prepared, copy=copy)
-        if inserted.rows and (state.fanout.enabled or state.hub.has_subscribers(run_id)):
-            as_posted = prepared.as_posted and len(inserted.rows) == len(batch.points)
-            body = points_body(inserted.rows, batch.points if as_posted else None)
-            state.fanout.emit(connection, run_id, body, kind="points")
-    return inserted, body
+        inserted = ingest.insert_points(connection, run_id, prepared, known=known, copy=copy)
+        as_posted = prepared.as_posted and len(inserted.rows) == len(batch.points)
+        return inserted, _emit(state, connection, run_id, inserted, batch if as_posted else None)
+
+
+def _store_posted(state: AppState, run_id: int, batch: MetricBatch,
+                  now: float) -> tuple[ingest.Inserted, str | None]:
+    """PostgreSQL: :func:`~emaboard_server.app.ingest_postgres.copy_posted`, the
+    ``latest_metric`` rows computed while PostgreSQL stores the points.
+
+    Raises:
+        PointExists: A point of the batch is stored already, or posted twice.
+    """
+    from emaboard_server.app.ingest_postgres import copy_posted  # psycopg: [postgres]
+
+    with state.db.ingesting() as connection:
+        with copy_posted(connection, run_id=run_id, points=batch.points, now=now) as columns:
+            latest = columns.latest_rows(run_id)
+        ingest.upsert_latest(connection, latest)
+        inserted = ingest.Inserted(PostedRows(columns), [])  # every point: COPY took them
+        return inserted, _emit(state, connection, run_id, inserted,
+                               batch if columns.as_posted else None)
+
+
+def _emit(state: AppState, connection: Connection, run_id: int, inserted: ingest.Inserted,
+          posted: MetricBatch | None) -> str | None:
+    """The new points serialized for a ``points`` message (from ``posted`` when it holds
+    exactly them), when a websocket of this process or (with fan-out) of another may want
+    them, and sent to the other processes."""
+    if not inserted.rows or not (state.fanout.enabled or state.hub.has_subscribers(run_id)):
+        return None
+    body = points_body(inserted.rows, None if posted is None else posted.points)
+    state.fanout.emit(connection, run_id, body, kind="points")
+    return body
 
 
 @guard_storage

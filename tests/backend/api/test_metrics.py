@@ -41,6 +41,7 @@ def test_post_then_read_back(client: TestClient, run: dict[str, Any]) -> None:
     }
 
 
+@both_databases
 def test_wall_time_defaults_to_receive_time(client: TestClient, run: dict[str, Any]) -> None:
     post(client, run["id"], {"points": points("a", range(1))})
     wall_time = series(client, run["id"], keys="a")["a"]["wall_times"][0]
@@ -135,12 +136,14 @@ def test_out_of_order_steps_are_stored_and_read_sorted(
     assert latest[0]["step"] == 19
 
 
+@both_databases
 def test_empty_batch_is_accepted(client: TestClient, run: dict[str, Any]) -> None:
     assert post(client, run["id"], {"points": []}).json() == {"accepted": 0, "inserted": 0,
                                                               "conflicts": 0}
     assert client.get(f"/api/runs/{run['id']}").json()["last_step"] is None
 
 
+@both_databases
 def test_post_to_missing_run_is_404(client: TestClient) -> None:
     assert_error(post(client, 42, {"points": points("a", range(1))}), 404, "Run not found")
 

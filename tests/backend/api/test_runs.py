@@ -150,7 +150,7 @@ def test_delete_run_removes_it_and_its_points(
     assert response.status_code == 204 and response.content == b""
     engine = create_engine(settings.resolved_database_url())
     with engine.connect() as connection:
-        for table in ("metric_point", "latest_metric"):
+        for table in ("metric_point", "metric_series", "latest_metric"):
             assert connection.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() == 0
     engine.dispose()
     assert_error(client.get(url), 404, "Run not found")

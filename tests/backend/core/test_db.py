@@ -17,7 +17,7 @@ from emaboard_server.app.core.db import (
     alembic_config,
     upgrade_database,
 )
-from emaboard_server.app.models import Base, MetricPoint, Run
+from emaboard_server.app.models import Base, MetricPoint, MetricSeries, Run
 from tests.utils.databases import both_databases
 
 
@@ -105,7 +105,15 @@ def test_only_metric_point_transactions_commit_asynchronously(url: str) -> None:
     def setting(connection: Any) -> str:
         return str(connection.exec_driver_sql("SHOW synchronous_commit").scalar())
 
-    with db.ingesting() as connection:
+    upgrade_database(db.engine)
+    with db.writing() as session:
+        session.add(Run(project="p", name="r", config={}, created_at=0.0, last_seen_at=0.0,
+                        summary={}))
+    with db.ingesting() as connection:  # ingest's first round trip sets it
+        from emaboard_server.app.ingest import prepare, touch_and_read_series
+
+        batch = prepare([{"key": "k", "step": 1, "value": 1.0}], 0.0)  # type: ignore[list-item]
+        assert touch_and_read_series(connection, run_id=1, batch=batch, now=0.0) == {}
         assert setting(connection) == "off"
     with db.writing() as session:
         assert setting(session.connection()) == "on"
@@ -130,9 +138,12 @@ def test_nan_round_trips_through_the_orm(url: str, tmp_path: Path) -> None:
         )
         session.add(run)
         session.flush()
+        series = MetricSeries(run_id=run.id, key="k")
+        session.add(series)
+        session.flush()
         session.add_all(
             [
-                MetricPoint(run_id=run.id, key="k", step=s, value=v, wall_time=0.0)
+                MetricPoint(series_id=series.id, step=s, value=v, wall_time=0.0)
                 for s, v in enumerate([math.nan, math.inf, -math.inf, 1.5])
             ]
         )
@@ -249,3 +260,51 @@ def test_other_databases_are_refused_naming_the_remedy(url: str, message: str) -
     with pytest.raises(ValueError) as info:
         database_url(url)
     assert str(info.value) == message
+
+
+@both_databases
+def test_0007_stores_points_by_series_id_and_keeps_every_point(url: str) -> None:
+    from alembic import command
+
+    from emaboard_server.app.ingest import read_series
+
+    db = Database(url)
+    config = alembic_config(db.engine)
+    command.upgrade(config, "0006")
+    points = [(run_id, key, step, None if step == 3 else step / 2 + run_id)
+              for run_id in (1, 2) for key in ("a", "b/c") for step in range(5)]
+    with db.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO run (id, project, name, config, status, created_at, last_seen_at, "
+            "summary) VALUES (:id, 'p', :name, '{}', 'running', 0, 0, '{}')"),
+            [{"id": 1, "name": "r1"}, {"id": 2, "name": "r2"}])
+        connection.execute(text(
+            "INSERT INTO metric_point (run_id, key, step, value, wall_time) "
+            "VALUES (:run_id, :key, :step, :value, :step)"),
+            [dict(zip(("run_id", "key", "step", "value"), p, strict=True)) for p in points]
+            + [{"run_id": 99, "key": "a", "step": 0, "value": 1.0}])  # a deleted run's
+    upgrade_database(db.engine)
+    with db.engine.begin() as connection:
+        assert connection.execute(text(
+            "SELECT run_id, key FROM metric_series ORDER BY id")).all() == [
+            (1, "a"), (1, "b/c"), (2, "a"), (2, "b/c")]
+        for run_id in (1, 2):
+            for key in ("a", "b/c"):
+                got = read_series(connection, run_id=run_id, key=key, min_step=None,
+                                  max_step=None)
+                assert list(got.steps) == [0, 1, 2, 3, 4]
+                assert list(got.wall_times) == [0.0, 1.0, 2.0, 3.0, 4.0]
+                expected = [None if p[3] is None else p[3] for p in points
+                            if p[:2] == (run_id, key)]
+                assert [None if math.isnan(v) else v for v in got.values] == expected
+        assert connection.execute(text("SELECT COUNT(*) FROM metric_point")).scalar() == 20
+        if db.is_sqlite:
+            sql = connection.execute(text(
+                "SELECT sql FROM sqlite_master WHERE name = 'metric_point'")).scalar()
+            assert "WITHOUT ROWID" in sql
+    command.downgrade(config, "0006")
+    with db.engine.begin() as connection:
+        rows = connection.execute(text(
+            "SELECT run_id, key, step, value FROM metric_point ORDER BY run_id, key, step"))
+        assert [tuple(row) for row in rows] == points
+    db.dispose()

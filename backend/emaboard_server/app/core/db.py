@@ -170,18 +170,17 @@ class Database:
         """A bare Core connection in one transaction under the write lock, for metric points.
 
         On PostgreSQL its commit does not wait for the write-ahead log to reach the disk
-        (``synchronous_commit=off``): a power cut or a crash of PostgreSQL itself can lose
-        the points of the last ~0.6 s (3 x ``wal_writer_delay``), never half a batch. That
-        is SQLite's own default here (WAL with ``synchronous=NORMAL`` syncs at checkpoints
-        only), and a crash of the emaboard server loses nothing. Every other transaction
-        commits synchronously. Measured at 48 k points/s with 2 processes, the asynchronous
-        commit alone took the ingest-to-websocket p99 from 183-241 to 149-182 ms
-        (docs/benchmarks.md).
+        (``synchronous_commit=off``, set by ingest's first round trip, with the run's update:
+        ``ingest_postgres.touch_and_read_series``): a power cut or a crash of PostgreSQL
+        itself can lose the points of the last ~0.6 s (3 x ``wal_writer_delay``), never half
+        a batch. That is SQLite's own default here (WAL with ``synchronous=NORMAL`` syncs at
+        checkpoints only), and a crash of the emaboard server loses nothing. Every other
+        transaction commits synchronously. Measured at 48 k points/s with 2 processes, the
+        asynchronous commit alone took the ingest-to-websocket p99 from 183-241 to 149-182
+        ms (docs/benchmarks.md).
         """
         lock = self.write_lock or contextlib.nullcontext()
         with lock, self.engine.begin() as connection:
-            if not self.is_sqlite:
-                connection.exec_driver_sql("SET LOCAL synchronous_commit TO off")
             yield connection
 
     @contextlib.contextmanager
