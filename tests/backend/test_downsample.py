@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, create_engine, insert, select
 
 from emaboard_server.app.downsample import _BUCKET_STEPS, _BUCKET_STEPS_SQLITE, read_downsampled
-from emaboard_server.app.ingest import MAX_STEP, POINTS, RUNS
+from emaboard_server.app.ingest import POINTS, RUNS
 from emaboard_server.app.models import Base
+from emaboard_server.app.read_points import MAX_STEP
 from emaboard_server.app.series_ids import SERIES
 from tests.utils.databases import DATABASES
 

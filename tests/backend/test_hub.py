@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from emaboard_server.app.hub import RESYNC, SEND_INTERVAL_S, Hub
-from emaboard_server.app.ingest import Point
+from emaboard_server.app.read_points import Point
 
 
 def batch(step: int, n: int = 3) -> list[Point]:

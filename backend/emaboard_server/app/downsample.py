@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import Connection, bindparam, text
 
-from emaboard_server.app.ingest import MAX_STEP, Series, read_series
+from emaboard_server.app.read_points import MAX_STEP, Series, read_series
 
 MIN_POINTS = 5
 

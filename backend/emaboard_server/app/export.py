@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ema_core.wire import encode_float
-from emaboard_server.app import crud, ingest
+from emaboard_server.app import crud, read_points
 from emaboard_server.app.models import Run
 from emaboard_server.app.serialize import runs_dicts, snapshot_dict
 from emaboard_server.app.state import AppState
@@ -55,9 +55,9 @@ def _value_text(value: float) -> str:
     return encoded if isinstance(encoded, str) else repr(encoded)
 
 
-def _read(state: AppState, run_id: int, key: str) -> ingest.Series:
+def _read(state: AppState, run_id: int, key: str) -> read_points.Series:
     with state.db.reading() as session:
-        return ingest.read_series(session.connection(), run_id=run_id, key=key,
+        return read_points.read_series(session.connection(), run_id=run_id, key=key,
                                   min_step=None, max_step=None)
 
 
@@ -66,7 +66,7 @@ def run_keys(state: AppState, run_id: int, keys: Sequence[str] | None) -> list[s
     if keys:
         return list(dict.fromkeys(keys))
     with state.db.reading() as session:
-        return ingest.keys_with_prefix(session.connection(), run_id=run_id, prefix="")
+        return read_points.keys_with_prefix(session.connection(), run_id=run_id, prefix="")
 
 
 def points_csv(state: AppState, run_id: int, keys: Sequence[str]) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""Writing and reading metric points.
+"""Writing metric points (reading them: :mod:`emaboard_server.app.read_points`).
 
 One ingest is one transaction, under the server's write lock for SQLite:
 
@@ -33,26 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
 from sqlalchemy import Connection, Table, and_, or_, select
 
 from ema_core.wire import NON_FINITE
 from emaboard_server.app.models import LatestMetric, MetricPoint, Run
 from emaboard_server.app.schemas import PointIn
 from emaboard_server.app.series_ids import KEYS_PER_LOOKUP, READ_SERIES, Known, create_series
+from emaboard_server.app.sql_text import render, sql_for
 
 POINTS: Table = MetricPoint.__table__  # type: ignore[assignment]
 LATEST: Table = LatestMetric.__table__  # type: ignore[assignment]
 RUNS: Table = Run.__table__  # type: ignore[assignment]
-
-
-class Point(NamedTuple):
-    """A stored point: series key, step, value (may be NaN/±Inf), wall time (Unix s)."""
-
-    key: str
-    step: int
-    value: float
-    wall_time: float
 
 
 _POINT_COLUMNS = "series_id, step, value, wall_time"
@@ -83,27 +74,9 @@ _UPSERT_LATEST = (
     "OR excluded.max_value > latest_metric.max_value "
     "THEN excluded.max_step ELSE latest_metric.max_step END"
 )
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _KEY = operator.itemgetter(0)
 _STEP = operator.itemgetter(1)
 _VALUE = operator.itemgetter(2)
-
-
-def _sql(connection: Connection, template: str) -> str:
-    """``template`` with ``{n}`` replaced by n positional placeholders of the DBAPI's style."""
-    return _render(connection.dialect.paramstyle, template)
-
-
-@functools.lru_cache(maxsize=32)
-def _render(style: str, template: str) -> str:
-    mark = _PLACEHOLDERS.get(style)
-    if mark is None:
-        raise NotImplementedError(
-            f"Unsupported DBAPI paramstyle {style!r}: expected qmark, format or pyformat"
-        )
-    for n in (1, 2, 4, 9):
-        template = template.replace(f"{{{n}}}", ", ".join([mark] * n))
-    return template
 
 
 Row = tuple[str, int, float, float]  # (key, step, value, wall_time): a Point without names
@@ -184,7 +157,7 @@ def touch_run(
         False when the run does not exist.
     """
     result = connection.exec_driver_sql(
-        _sql(connection, _TOUCH_RUN), (now, max_step, max_step, run_id)
+        sql_for(connection, _TOUCH_RUN), (now, max_step, max_step, run_id)
     )
     return bool(result.rowcount)
 
@@ -214,8 +187,8 @@ def touch_and_read_series(
 
 @functools.lru_cache(maxsize=64)
 def _series_sql(style: str, n_keys: int) -> str:
-    marks = ", ".join([_render(style, "{1}")] * n_keys)
-    return _render(style, READ_SERIES) + f" IN ({marks})"
+    marks = ", ".join([render(style, "{1}")] * n_keys)
+    return render(style, READ_SERIES) + f" IN ({marks})"
 
 
 def _stored_values(
@@ -286,7 +259,7 @@ def insert_points(
 
 def upsert_latest(connection: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Merge a batch's :func:`latest_rows` into ``latest_metric`` (one executemany)."""
-    connection.exec_driver_sql(_sql(connection, _UPSERT_LATEST), rows)
+    connection.exec_driver_sql(sql_for(connection, _UPSERT_LATEST), rows)
 
 
 def _insert_rows(
@@ -325,7 +298,7 @@ def _insert_values(connection: Connection, ids: dict[str, int], rows: Sequence[R
 
 @functools.lru_cache(maxsize=256)
 def _insert_sql(style: str, n_rows: int) -> str:
-    row = "(" + _render(style, "{4}") + ")"
+    row = "(" + render(style, "{4}") + ")"
     return (f"INSERT INTO metric_point ({_POINT_COLUMNS}) VALUES {', '.join([row] * n_rows)} "
             "ON CONFLICT (series_id, step) DO NOTHING")
 
@@ -342,55 +315,3 @@ def latest_rows(run_id: int, batch: Batch) -> list[tuple[Any, ...]]:
         out.append((run_id, key, step, None if value != value else value, wall_time,
                     low[2], low[1], high[2], high[1]))
     return out
-
-
-
-def latest_points(connection: Connection, *, run_id: int) -> list[Point]:
-    """Each key of the run with its latest point, by key."""
-    query = (
-        select(LATEST.c.key, LATEST.c.step, LATEST.c.value, LATEST.c.wall_time)
-        .where(LATEST.c.run_id == run_id)
-        .order_by(LATEST.c.key)
-    )
-    return [Point(*row) for row in connection.execute(query)]
-
-
-def keys_with_prefix(connection: Connection, *, run_id: int, prefix: str) -> list[str]:
-    """The run's keys that start with ``prefix`` (taken literally, no wildcards)."""
-    query = select(LATEST.c.key).where(
-        LATEST.c.run_id == run_id, LATEST.c.key.startswith(prefix, autoescape=True)
-    )
-    return sorted(connection.scalars(query))
-
-
-SERIES_ID = "(SELECT id FROM metric_series WHERE run_id = {1} AND key = {1})"
-_READ_SERIES = (
-    f"SELECT step, value, wall_time FROM metric_point WHERE series_id = {SERIES_ID} "
-    "AND step >= {1} AND step <= {1} ORDER BY step"
-)
-MAX_STEP = 2**63 - 1
-
-
-class Series(NamedTuple):
-    """One key's points in step order as columns; NaN values are NaN in ``values``."""
-
-    steps: Sequence[int]
-    values: np.ndarray  # (n,) float64
-    wall_times: Sequence[float]
-
-
-def read_series(
-    connection: Connection, *, run_id: int, key: str, min_step: int | None, max_step: int | None
-) -> Series:
-    """The points of ``key`` with ``min_step <= step <= max_step``, by step.
-
-    Read with the DBAPI cursor into columns (no per-row objects): a 200k-point series is
-    read in a fraction of the time the ORM-typed path takes.
-    """
-    params = (run_id, key, min_step or 0, MAX_STEP if max_step is None else max_step)
-    rows = connection.exec_driver_sql(_sql(connection, _READ_SERIES), params).fetchall()
-    if not rows:
-        return Series((), np.empty(0), ())
-    steps, values, wall_times = zip(*rows, strict=True)
-    # NULL (a stored NaN) becomes NaN in a float64 array.
-    return Series(steps, np.array(values, dtype=np.float64), wall_times)

@@ -8,8 +8,8 @@ from typing import Any
 
 from ema_core.wire import encode_float
 from emaboard_server.app import crud
-from emaboard_server.app.ingest import Point
 from emaboard_server.app.models import Run, Snapshot
+from emaboard_server.app.read_points import Point
 from emaboard_server.app.schemas import RunOut, SnapshotOut
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

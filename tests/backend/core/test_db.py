@@ -156,14 +156,14 @@ def test_nan_round_trips_through_the_orm(url: str, tmp_path: Path) -> None:
 def test_unsupported_paramstyle_is_refused() -> None:
     import pytest
 
-    from emaboard_server.app.ingest import _render
+    from emaboard_server.app.sql_text import render
 
     with pytest.raises(
         NotImplementedError,
         match="Unsupported DBAPI paramstyle 'numeric': expected qmark, format or pyformat",
     ):
-        _render("numeric", "INSERT INTO t VALUES ({1})")
-    assert _render("format", "SELECT {1}, {4}") == "SELECT %s, %s, %s, %s, %s"
+        render("numeric", "INSERT INTO t VALUES ({1})")
+    assert render("format", "SELECT {1}, {4}") == "SELECT %s, %s, %s, %s, %s"
 
 
 def test_one_alembic_head() -> None:
@@ -266,7 +266,7 @@ def test_other_databases_are_refused_naming_the_remedy(url: str, message: str) -
 def test_0007_stores_points_by_series_id_and_keeps_every_point(url: str) -> None:
     from alembic import command
 
-    from emaboard_server.app.ingest import read_series
+    from emaboard_server.app.read_points import read_series
 
     db = Database(url)
     config = alembic_config(db.engine)

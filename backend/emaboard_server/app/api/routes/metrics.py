@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ema_core.wire import encode_float
-from emaboard_server.app import ingest, writes
+from emaboard_server.app import read_points, writes
 from emaboard_server.app.api.deps import MAX_ID, Digits, RunDep, RunId, SessionDep, StateDep
 from emaboard_server.app.api.errors import describe, error_response, validation_details
 from emaboard_server.app.downsample import MIN_POINTS, read_downsampled
@@ -121,7 +121,7 @@ async def create_metrics(run_id: RunId, request: Request, state: StateDep) -> An
                         conflicts=len(inserted.conflicts))
 
 
-def _series(series: ingest.Series) -> dict[str, list[Any]]:
+def _series(series: read_points.Series) -> dict[str, list[Any]]:
     return {
         "steps": list(series.steps),
         "values": [encode_float(v) for v in series.values.tolist()],
@@ -144,7 +144,7 @@ def read_metrics(
     connection = session.connection()
     wanted = list(dict.fromkeys(keys or []))
     if prefix is not None or not keys:
-        wanted += ingest.keys_with_prefix(connection, run_id=run_id, prefix=prefix or "")
+        wanted += read_points.keys_with_prefix(connection, run_id=run_id, prefix=prefix or "")
     body = {"series": {
         key: _series(read_downsampled(connection, run_id=run_id, key=key, min_step=min_step,
                                       max_step=max_step, max_points=max_points))
@@ -156,7 +156,7 @@ def read_metrics(
 @router.get("/keys", response_model=list[PointOut], responses={404: {"model": ErrorResponse}})
 def read_keys(run: RunDep, session: SessionDep) -> list[dict[str, Any]]:
     """List the run's keys, each with its latest point."""
-    return point_dicts(ingest.latest_points(session.connection(), run_id=run.id))
+    return point_dicts(read_points.latest_points(session.connection(), run_id=run.id))
 
 
 def batch_schema() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from emaboard_server.app import crud, ingest
+from emaboard_server.app import crud, read_points
 from emaboard_server.app.api.close_codes import WS_4401_INVALID_TOKEN, WS_4404_RUN_NOT_FOUND
 from emaboard_server.app.api.deps import RunId
 from emaboard_server.app.core.security import INVALID_TOKEN, presented_token, token_ok
@@ -64,7 +64,7 @@ async def run_socket(websocket: WebSocket, run_id: RunId) -> None:
     def load() -> dict[str, Any]:
         with state.db.reading() as session:
             run = crud.require_run(session, run_id=run_id)
-            latest = ingest.latest_points(session.connection(), run_id=run_id)
+            latest = read_points.latest_points(session.connection(), run_id=run_id)
             return {"type": "hello", "run": runs_dicts(session, [run])[0],
                     "latest": point_dicts(latest)}
 
