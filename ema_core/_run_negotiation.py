@@ -7,11 +7,17 @@ answers with the run it chose: ``run`` itself, or ``run-2`` (``run-3``, …) whe
 once; from then on this training always continues that run with ``resume="allow"``: after
 the run was deleted on the server (``RunGone``), from a spool a later Monitor resumes, and
 from ``emaboard sync`` (:func:`ema_core.spool.sync_spool`).
+
+Each request carries the spool's ``creation_id`` (a ``uuid4`` hex, generated and stored the
+first time this module negotiates for the spool, so a restart of the training from its
+spool and ``emaboard sync`` send the same one): a create whose reply was lost after the
+server committed it is answered, when retried, with the run it created, not ``run-2``.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ema_core.transport import ApiClient
@@ -39,8 +45,14 @@ def create_or_resume_run(
     project, name, config = run
     meta = spool.meta()
     tags = json.loads(meta.get("tags", "[]"))
+    creation_id = meta.get("creation_id")
+    if creation_id is None:  # stored before it is sent: every retry sends the same one
+        creation_id = uuid.uuid4().hex
+        spool.set_meta(creation_id=creation_id)
     if server_name is not None:
-        return api.create_run(project, server_name, config, "allow", tags).id, server_name, False
-    created = api.create_run(project, name, config, meta.get("resume", "allow"), tags)
+        created = api.create_run(project, server_name, config, "allow", tags, creation_id)
+        return created.id, server_name, False
+    created = api.create_run(project, name, config, meta.get("resume", "allow"), tags,
+                             creation_id)
     spool.set_meta(server_name=created.name)
     return created.id, created.name, created.name != name

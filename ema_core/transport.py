@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
 
 Point = tuple[str, int, float, float]  # (key, step, value, wall_time)
 
+logger = logging.getLogger(__name__)
+
 
 class CreatedRun(NamedTuple):
     """The server's answer to ``POST /api/runs``: the run's id and the name it got."""
@@ -55,6 +58,8 @@ class Ingested(NamedTuple):
     conflicts: int  # points at a stored (key, step) with another value; not stored
 
 _RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
+# How a server without creation ids (before migration 0008) refuses the field.
+_OLD_SERVER_CREATE = "answered 422: Invalid field 'creation_id': Extra inputs are not permitted"
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -107,10 +112,16 @@ class ApiClient:
 
     def create_run(
         self, project: str, name: str, config: Mapping[str, Any], resume: str = "allow",
-        tags: Sequence[str] = (),
+        tags: Sequence[str] = (), creation_id: str | None = None,
     ) -> CreatedRun:
         """Create or resume the run (project, name) as ``resume`` says (docs/api.md); ``tags``
         are added to its tags.
+
+        Args:
+            creation_id: the training's id (``ema_core.wire.check_creation_id``): the server
+                answers the run that already has it, so a retry after a lost reply never
+                creates a second run. A server that predates it (422 naming the field) is
+                asked again without it.
 
         Returns:
             The run's server id and its name (another one than ``name`` when ``resume`` is
@@ -122,6 +133,16 @@ class ApiClient:
         body = {"project": project, "name": name, "config": dict(config), "resume": resume}
         if tags:
             body["tags"] = list(tags)
+        if creation_id is not None:
+            try:
+                answer = self._request("POST", "/api/runs", json={**body,
+                                                                  "creation_id": creation_id})
+                return CreatedRun(int(answer["id"]), str(answer.get("name", name)))
+            except RejectedError as exc:
+                if _OLD_SERVER_CREATE not in str(exc):
+                    raise
+                logger.warning("emaboard: server %s predates creation ids (upgrade it): a create "
+                               "whose reply is lost may leave an empty run", self.server)
         answer = self._request("POST", "/api/runs", json=body)
         return CreatedRun(int(answer["id"]), str(answer.get("name", name)))
 

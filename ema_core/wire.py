@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_OBJECT_BYTES",
+    "MAX_CREATION_ID_LENGTH",
     "MAX_JSON_DEPTH",
     "MAX_TAGS",
     "MAX_TAG_LENGTH",
     "NON_FINITE",
     "RESUME_MODES",
+    "check_creation_id",
     "check_tags",
     "decode_float",
     "encode_float",
@@ -55,6 +58,33 @@ MAX_TAG_LENGTH = 64
 
 MAX_TAGS = 32
 """The most tags one run holds."""
+
+MAX_CREATION_ID_LENGTH = 64
+"""The longest creation id of a run (``POST /api/runs``), in characters."""
+
+_CREATION_ID = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_creation_id(value: str) -> str:
+    """A run's creation id, checked: 1 to :data:`MAX_CREATION_ID_LENGTH` ASCII letters,
+    digits, ``-`` or ``_`` (the Monitor sends a ``uuid.uuid4().hex``, 32 hex digits).
+
+    The client generates it once per spool and sends it with ``POST /api/runs``; the server
+    answers a request whose creation id a run of the project already has with that run, so
+    a retry after a lost reply never creates a second run (docs/api.md).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: naming the value (its start, when it is long) and the rule.
+    """
+    if len(value) <= MAX_CREATION_ID_LENGTH and _CREATION_ID.fullmatch(value):
+        return value
+    shown = repr(value) if len(value) <= MAX_CREATION_ID_LENGTH else (
+        f"{value[:MAX_CREATION_ID_LENGTH]!r}... ({len(value)} characters)")
+    raise ValueError(f"Invalid creation_id {shown}: expected 1 to {MAX_CREATION_ID_LENGTH} "
+                     "ASCII letters, digits, '-' or '_', e.g. uuid.uuid4().hex")
 
 
 def check_tags(tags: Iterable[Any]) -> list[str]:

@@ -61,3 +61,18 @@ def test_shared_modules_import_without_torch(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_check_creation_id_accepts_a_uuid4_hex_and_names_a_bad_value() -> None:
+    import uuid
+
+    from ema_core.wire import check_creation_id
+
+    creation_id = uuid.uuid4().hex
+    assert check_creation_id(creation_id) == creation_id
+    dashed = str(uuid.uuid4())
+    assert check_creation_id(dashed) == dashed
+    with pytest.raises(ValueError) as info:
+        check_creation_id("a/b")
+    assert str(info.value) == ("Invalid creation_id 'a/b': expected 1 to 64 ASCII letters, "
+                               "digits, '-' or '_', e.g. uuid.uuid4().hex")

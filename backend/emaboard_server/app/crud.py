@@ -37,7 +37,7 @@ MAX_NAME_LENGTH = 200
 
 def get_or_create_run(
     session: Session, *, project: str, name: str, config: dict[str, Any] | None,
-    resume: str = "allow", tags: list[str] | None = None,
+    resume: str = "allow", tags: list[str] | None = None, creation_id: str | None = None,
 ) -> tuple[Run, bool]:
     """Create the run (project, name), or resume it: status back to running, config merged,
     ``tags`` added to its tags.
@@ -46,6 +46,9 @@ def get_or_create_run(
         resume: ``"allow"`` resumes an existing run; ``"never"`` creates a new run under the
             first free name ``name-2``, ``name-3``, … (cut to fit 200 characters);
             ``"must"`` resumes and raises when the run does not exist.
+        creation_id: the client's id of the training: a run of ``project`` that has it is
+            resumed whatever ``name`` and ``resume`` say (the request is a retry); a new
+            run keeps it.
 
     Returns:
         The run and whether it was created.
@@ -55,18 +58,21 @@ def get_or_create_run(
         InvalidTags: the resumed run would hold more than ``MAX_TAGS`` tags.
     """
     now = time.time()
-    run = session.scalar(select(Run).where(Run.project == project, Run.name == name))
-    if run is None and resume == "must":
-        raise RunMissing(project, name)
-    if run is None or resume == "never":
-        if run is not None:
-            name = _free_name(session, project=project, name=name)
-        run = Run(project=project, name=name, config=config or {}, status="running",
-                  created_at=now, last_seen_at=now, summary={})
-        run.set_tags(tags or [])
-        session.add(run)
-        session.flush()
-        return run, True
+    run = None if creation_id is None else session.scalar(
+        select(Run).where(Run.project == project, Run.creation_id == creation_id))
+    if run is None:
+        run = session.scalar(select(Run).where(Run.project == project, Run.name == name))
+        if run is None and resume == "must":
+            raise RunMissing(project, name)
+        if run is None or resume == "never":
+            if run is not None:
+                name = _free_name(session, project=project, name=name)
+            run = Run(project=project, name=name, config=config or {}, status="running",
+                      created_at=now, last_seen_at=now, summary={}, creation_id=creation_id)
+            run.set_tags(tags or [])
+            session.add(run)
+            session.flush()
+            return run, True
     run.status = "running"
     run.last_seen_at = now
     if config:

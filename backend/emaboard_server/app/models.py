@@ -50,13 +50,19 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """One training process's stream, identified by (project, name)."""
+    """One training process's stream, identified by (project, name).
+
+    ``creation_id`` is the id the client generated for the training that created the run
+    (``POST /api/runs``, migration 0008): unique per project, NULL for runs created without
+    one, so a retried create after a lost reply finds the run it already created.
+    """
 
     __tablename__ = "run"
     # AUTOINCREMENT: an id is never reused after a delete, so a client still holding a
     # deleted run's id cannot post into (or download from) another run.
     __table_args__ = (
         UniqueConstraint("project", "name", name="uq_run_project_name"),
+        Index("ix_run_project_creation_id", "project", "creation_id", unique=True),
         {"sqlite_autoincrement": True},
     )
 
@@ -69,6 +75,7 @@ class Run(Base):
     last_seen_at: Mapped[float] = mapped_column(Float(precision=53))
     last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    creation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     snapshots: Mapped[list[Snapshot]] = relationship(
         back_populates="run", cascade="all, delete-orphan", passive_deletes=True

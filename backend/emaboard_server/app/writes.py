@@ -34,13 +34,15 @@ logger = logging.getLogger(__name__)
 @guard_storage
 def create_or_resume_run(
     state: AppState, *, project: str, name: str, config: dict[str, Any] | None,
-    resume: str = "allow", tags: list[str] | None = None,
+    resume: str = "allow", tags: list[str] | None = None, creation_id: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Create the run (project, name) or resume it, its config merged into the stored one.
 
     Args:
         resume: what to do when the run exists (``crud.get_or_create_run``): ``"allow"``
             resumes it, ``"never"`` creates ``name-2`` (…), ``"must"`` requires it.
+        creation_id: the client's id of the training; the run of the project that has it
+            is resumed, whatever ``name`` and ``resume`` say (a retried create).
 
     Returns:
         The run in API form (its ``name`` the one it got) and whether it was created.
@@ -57,15 +59,16 @@ def create_or_resume_run(
     def write() -> tuple[dict[str, Any], bool]:
         with state.db.writing() as session:
             run, created = crud.get_or_create_run(session, project=project, name=name,
-                                                  config=config, resume=resume, tags=tags)
+                                                  config=config, resume=resume, tags=tags,
+                                                  creation_id=creation_id)
             if config:  # a resumed run's config is merged: the result must fit too
                 check_object_size("config", run.config, limit, merged_with="the stored config")
             return runs_dicts(session, [run])[0], created
 
     try:
         return write()
-    except IntegrityError:  # another server process created (project, name) meanwhile
-        return write()
+    except IntegrityError:  # another server process created (project, name), or a run with
+        return write()  # this creation id (a concurrent retry), meanwhile
 
 
 @guard_storage

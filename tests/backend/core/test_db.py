@@ -308,3 +308,36 @@ def test_0007_stores_points_by_series_id_and_keeps_every_point(url: str) -> None
             "SELECT run_id, key, step, value FROM metric_point ORDER BY run_id, key, step"))
         assert [tuple(row) for row in rows] == points
     db.dispose()
+
+
+@both_databases
+def test_0008_adds_a_creation_id_unique_per_project_and_keeps_every_run(url: str) -> None:
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    db = Database(url)
+    config = alembic_config(db.engine)
+    command.upgrade(config, "0007")
+    insert = text(
+        "INSERT INTO run (project, name, config, status, created_at, last_seen_at, summary) "
+        "VALUES (:project, :name, '{}', 'running', 0, 0, '{}')")
+    with db.engine.begin() as connection:
+        connection.execute(insert, [{"project": "p", "name": "r1"}, {"project": "p", "name": "r2"}])
+    upgrade_database(db.engine)
+    with db.engine.begin() as connection:
+        assert connection.execute(text(
+            "SELECT name, creation_id FROM run ORDER BY id")).all() == [("r1", None), ("r2", None)]
+        set_id = text("UPDATE run SET creation_id = :cid WHERE name = :name")
+        connection.execute(set_id, {"cid": "c1", "name": "r1"})
+        connection.execute(text(
+            "INSERT INTO run (project, name, config, status, created_at, last_seen_at, summary, "
+            "creation_id) VALUES ('q', 'r1', '{}', 'running', 0, 0, '{}', 'c1')"))  # other project
+    with pytest.raises(IntegrityError), db.engine.begin() as connection:
+        connection.execute(text("UPDATE run SET creation_id = 'c1' WHERE name = 'r2'"))
+    command.downgrade(config, "0007")
+    with db.engine.begin() as connection:
+        assert "creation_id" not in {c["name"] for c in inspect(connection).get_columns("run")}
+        assert connection.execute(text(
+            "SELECT project, name FROM run ORDER BY id")).all() == [("p", "r1"), ("p", "r2"),
+                                                                    ("q", "r1")]
+    db.dispose()

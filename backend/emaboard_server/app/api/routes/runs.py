@@ -42,7 +42,7 @@ async def create_run(body: RunCreate, state: StateDep, response: Response) -> di
     run, created = await run_in_threadpool(
         lambda: writes.create_or_resume_run(state, project=body.project, name=body.name,
                                             config=body.config, resume=body.resume,
-                                            tags=body.tags))
+                                            tags=body.tags, creation_id=body.creation_id))
     if not created:
         response.status_code = status.HTTP_200_OK
     elif run["name"] != body.name:
