@@ -7,7 +7,6 @@ holds every step once, with the value that was logged at that step.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from emaboard_server.cli import main as cli_main
 from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import find_run, series
 from tests.utils.databases import both_databases, server_env
+from tests.utils.tcp_proxy import TcpProxy
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}
 KEYS = ("loss", "acc", "lr")
@@ -92,44 +92,17 @@ def test_sigkill_mid_run_and_restart_on_the_same_data_dir(tmp_path: Path,
     assert mon.sender_stats.failures > 0
 
 
-class SlowProxy:
+class SlowProxy(TcpProxy):
     """A TCP proxy that holds every chunk from the client for ``delay_s`` before forwarding."""
 
     def __init__(self, target_port: int, delay_s: float) -> None:
-        self.target_port, self.delay_s, self.delayed_chunks = target_port, delay_s, 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
+        self.delay_s, self.delayed_chunks = delay_s, 0
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False),
-                             daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                if slow:
-                    time.sleep(self.delay_s)
-                    self.delayed_chunks += 1
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._listener.close()
+    def to_server(self, data: bytes, pair: dict[str, object]) -> bool:
+        time.sleep(self.delay_s)
+        self.delayed_chunks += 1
+        return True
 
 
 def test_slow_server_never_blocks_the_loop_and_the_spool_takes_the_overflow(

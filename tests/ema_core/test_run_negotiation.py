@@ -23,80 +23,39 @@ from emaboard_server.cli import main as cli_main
 from emaboard_server.local_server import LocalServer, free_port
 from tests.ema_core.client_utils import series
 from tests.utils.databases import both_databases, server_env
+from tests.utils.tcp_proxy import TcpProxy, shut
 
 FAST = {"flush_interval_ms": 20, "initial_backoff_s": 0.05, "max_backoff_s": 0.3}
 N_STEPS = 200
 
 
-def _shut(*socks: socket.socket) -> None:
-    for sock in socks:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        sock.close()
-
-
-class CreateReplyDropper:
+class CreateReplyDropper(TcpProxy):
     """A TCP proxy to ``target_port`` that drops the server's reply to the first ``POST
     /api/runs``: the request reaches the server, and when the answer arrives the client's
     connection is closed instead. With ``refuse_after``, every connection after that is
     closed at once (the training process died before its retry)."""
 
     def __init__(self, target_port: int, *, refuse_after: bool = False) -> None:
-        self.target_port, self.refuse_after = target_port, refuse_after
+        self.refuse_after = refuse_after
         self.dropped = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def relay(self, client: socket.socket) -> None:
+        if self.refuse_after and self.dropped.is_set():
+            shut(client)
+        else:
+            super().relay(client)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self.refuse_after and self.dropped.is_set():
-                _shut(client)
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            create_sent = threading.Event()
-            threading.Thread(target=self._requests, args=(client, upstream, create_sent),
-                             daemon=True).start()
-            threading.Thread(target=self._replies, args=(upstream, client, create_sent),
-                             daemon=True).start()
+    def to_server(self, data: bytes, pair: dict[str, object]) -> bool:
+        if data.startswith(b"POST /api/runs ") and not self.dropped.is_set():
+            pair["create_sent"] = True
+        return True
 
-    def _requests(self, client: socket.socket, upstream: socket.socket,
-                  create_sent: threading.Event) -> None:
-        try:
-            while data := client.recv(65536):
-                if data.startswith(b"POST /api/runs ") and not self.dropped.is_set():
-                    create_sent.set()
-                upstream.sendall(data)
-        except OSError:
-            pass
-        finally:
-            _shut(client, upstream)
-
-    def _replies(self, upstream: socket.socket, client: socket.socket,
-                 create_sent: threading.Event) -> None:
-        try:
-            while data := upstream.recv(65536):
-                if create_sent.is_set():  # the server answered: the run is committed
-                    self.dropped.set()
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        finally:
-            _shut(upstream, client)
-
-    def close(self) -> None:
-        self._listener.close()
+    def to_client(self, data: bytes, pair: dict[str, object]) -> bool:
+        if pair.get("create_sent"):  # the server answered: the run is committed
+            self.dropped.set()
+            return False
+        return True
 
 
 @pytest.fixture
