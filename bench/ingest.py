@@ -21,6 +21,13 @@ against a server on a fresh SQLite file, then against one on that PostgreSQL dat
     .venv/bin/python bench/ingest.py --clients 1 --batch 5000 --points 200000 --ws-clients 0 \\
         --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
 
+``--paired`` starts every configuration's server at once and sends each batch to each in
+turn from one client, so that they all meet the machine in the same state (its speed drifts
+by ±25 % over seconds, more than the differences measured)::
+
+    .venv/bin/python bench/ingest.py --paired --batch 5000 --points 1000000 \\
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+
 ``--variant 'LABEL: NAME=VALUE ...'`` adds, for every database, a server started with those
 environment variables too (a setting such as ``EMABOARD_WS_SEND_INTERVAL_MS=100``, or
 ``PYTHONPATH`` pointing at another checkout's ``backend`` folder to measure a change side by
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import re
@@ -303,6 +311,56 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
     return label.strip(), {name: value for name, _, value in pairs}
 
 
+def paired(args: argparse.Namespace, configs: list[tuple[str, dict[str, str]]]) -> None:
+    """``--paired``: every configuration's server up at once, and one client posting each
+    batch to every server in turn (the order reversed every other batch), so that all of them
+    meet the machine in the same state. On a machine whose speed drifts over seconds (other
+    tenants, clock changes), back-to-back runs differ by ±25 %; batch-by-batch pairs do not.
+
+    Prints, per configuration, the POST round trips (ms) and the points per second of POST
+    time (the client's own encoding left out: it is the same for all), and their ratios.
+    """
+    batches = max(1, (args.points or 200_000) // args.batch)
+    steps = max(1, (args.batch - 1) // KEYS_PER_BATCH)
+    keys = [f"train/k{k}" for k in range(KEYS_PER_BATCH)]
+    headers = {"content-type": "application/json"}
+    with contextlib.ExitStack() as stack:
+        clients: dict[str, tuple[httpx.Client, int]] = {}
+        for label, env in configs:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            server = stack.enter_context(LocalServer(data_dir=Path(tmp), env=env))
+            client = stack.enter_context(httpx.Client(base_url=server.url, timeout=30.0))
+            run = client.post("/api/runs", json={"project": "bench", "name": f"p{time.time()}"})
+            clients[label] = client, run.json()["id"]
+        trips: dict[str, list[float]] = {label: [] for label in clients}
+        for index in range(batches + 3):  # the first 3 rounds warm up
+            body = batch_body(index * steps, steps, keys)
+            order = list(clients) if index % 2 == 0 else list(reversed(clients))
+            for label in order:
+                client, run_id = clients[label]
+                sent = time.perf_counter()
+                response = client.post(f"/api/runs/{run_id}/metrics", content=body,
+                                       headers=headers)
+                elapsed = (time.perf_counter() - sent) * 1000
+                response.raise_for_status()
+                if index >= 3:
+                    trips[label].append(elapsed)
+    points = steps * len(keys) + 1
+    print(f"paired: {batches} batches of {points:,} points to each of {len(configs)} servers, "
+          f"one client, alternating (1-min load average at the end: {os.getloadavg()[0]:.1f})")
+    print("| database | POST p50 ms | POST mean ms | POST p99 ms | points/s of POST time |")
+    print("|---|---:|---:|---:|---:|")
+    rates = {}
+    for label, times in trips.items():
+        rates[label] = points * len(times) / (sum(times) / 1000)
+        q = statistics.quantiles(times, n=100)
+        print(f"| {label} | {q[49]:.1f} | {statistics.fmean(times):.1f} | {q[98]:.1f} | "
+              f"{rates[label]:,.0f} |")
+    first = next(iter(rates))
+    for label in list(rates)[1:]:
+        print(f"ingest {label} / {first}: {rates[label] / rates[first]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--clients", type=int, default=4, help="posting processes (default 4)")
@@ -324,6 +382,10 @@ def main() -> None:
                         "table gives medians (default 1)")
     parser.add_argument("--only-database-url", action="store_true",
                         help="skip the SQLite run")
+    parser.add_argument("--paired", action="store_true",
+                        help="run the configurations' servers at once and send each batch "
+                        "to each in turn from one client (--batch, --points; the clients, "
+                        "websockets, seconds and repeats are not used)")
     parser.add_argument("--variant", action="append", default=[], type=variant,
                         metavar="'LABEL: NAME=VALUE ...'",
                         help="also run every database configuration with these server "
@@ -345,6 +407,9 @@ def main() -> None:
     configs += [(f"{label}, {name}", {**env, **{k: v for k, v in extra.items()
                                                 if k in env or k != "EMABOARD_DATABASE_URL"}})
                 for name, extra in args.variant for label, env in list(configs)]
+    if args.paired:
+        paired(args, configs)
+        return
     runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
     for _ in range(args.repeats):
         for label, env in configs:

@@ -148,6 +148,7 @@ def test_post_to_missing_run_is_404(client: TestClient) -> None:
     assert_error(post(client, 42, {"points": points("a", range(1))}), 404, "Run not found")
 
 
+@both_databases
 @pytest.mark.parametrize(
     ("point", "message"),
     [
@@ -194,6 +195,32 @@ def test_bad_point_is_422_naming_index_and_field(
     assert client.get(f"/api/runs/{run['id']}/keys").json() == []  # nothing of the batch stored
 
 
+@both_databases
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"key": "k3", "step": 4321, "value": None}, f"field 'value': {VALUE_MESSAGE}"),
+    ({"key": "k3", "step": 4321, "value": True}, f"field 'value': {VALUE_MESSAGE}"),
+    ({"key": "k3", "step": -1, "value": 1.0},
+     "field 'step': Input should be greater than or equal to 0"),
+    ({"key": "k3", "step": 4321, "value": 1.0, "wall_time": True},
+     "field 'wall_time': Input should be a valid number"),
+    ({"key": "k3", "step": 4321, "value": 1.0, "tag": "x"},
+     "field 'tag': Extra inputs are not permitted"),
+])
+def test_a_bad_point_deep_in_a_big_batch_stores_nothing_of_it(
+    client: TestClient, run: dict[str, Any], bad: dict[str, Any], message: str
+) -> None:
+    # Validation stops the whole batch, on PostgreSQL as on SQLite: no point, key or step.
+    url = f"/api/runs/{run['id']}/metrics"
+    good = [{"key": f"k{i % 10}", "step": i, "value": i * 0.5} for i in range(5000)]
+    assert_error(client.post(url, json={"points": [*good[:4321], bad, *good[4321:]]}), 422,
+                 f"Invalid point 4321 {message}")
+    assert client.get(f"/api/runs/{run['id']}/keys").json() == []
+    assert client.get(f"/api/runs/{run['id']}").json()["last_step"] is None
+    assert client.post(url, json={"points": good}).json() == {
+        "accepted": 5000, "inserted": 5000, "conflicts": 0}
+
+
+@both_databases
 def test_non_finite_wall_time_is_rejected(client: TestClient, run: dict[str, Any]) -> None:
     response = client.post(
         f"/api/runs/{run['id']}/metrics",
@@ -205,6 +232,7 @@ def test_non_finite_wall_time_is_rejected(client: TestClient, run: dict[str, Any
     )
 
 
+@both_databases
 def test_malformed_json_is_422(client: TestClient, run: dict[str, Any]) -> None:
     response = client.post(
         f"/api/runs/{run['id']}/metrics",
@@ -221,6 +249,7 @@ def test_malformed_json_is_422(client: TestClient, run: dict[str, Any]) -> None:
     ]
 
 
+@both_databases
 def test_body_without_points_is_422(client: TestClient, run: dict[str, Any]) -> None:
     assert_error(
         post(client, run["id"], {"pts": []}), 422, "Invalid field 'points': Field required"
