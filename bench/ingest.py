@@ -320,7 +320,7 @@ def paired(args: argparse.Namespace, configs: list[tuple[str, dict[str, str]]]) 
     Prints, per configuration, the POST round trips (ms) and the points per second of POST
     time (the client's own encoding left out: it is the same for all), and their ratios.
     """
-    batches = max(1, (args.points or 200_000) // args.batch)
+    batches = max(2, (args.points or 200_000) // args.batch)  # quantiles need 2
     steps = max(1, (args.batch - 1) // KEYS_PER_BATCH)
     keys = [f"train/k{k}" for k in range(KEYS_PER_BATCH)]
     headers = {"content-type": "application/json"}
