@@ -211,7 +211,8 @@ class BestValue(BaseModel):
 
 
 class RunOut(BaseModel):
-    """A run as the API shows it."""
+    """A run as the API shows it; ``creation_id``: the client-generated id of the training
+    that created it (``RunCreate.creation_id``), None when it was created without one."""
 
     id: int
     project: str
@@ -224,6 +225,7 @@ class RunOut(BaseModel):
     tags: list[str]
     last_step: int | None
     best: dict[str, BestValue]
+    creation_id: str | None
 
 
 class SnapshotOut(BaseModel):

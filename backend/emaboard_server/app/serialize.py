@@ -21,6 +21,7 @@ def run_dict(run: Run, best: dict[str, dict[str, Any]]) -> dict[str, Any]:
         id=run.id, project=run.project, name=run.name, config=run.config, status=run.status,  # type: ignore[arg-type]
         created_at=run.created_at, last_seen_at=run.last_seen_at, summary=run.summary,
         tags=run.tags, last_step=run.last_step, best=best,  # type: ignore[arg-type]
+        creation_id=run.creation_id,
     )
     return out.model_dump(mode="json")
 

@@ -41,6 +41,13 @@ def test_a_retried_create_answers_the_run_it_created(client: TestClient) -> None
     assert (again.json()["id"], again.json()["name"]) == (first.json()["id"], "r")
     assert again.json()["config"] == {"lr": 0.1}
     assert _names(client) == ["r"]
+    run_id = first.json()["id"]
+    assert first.json()["creation_id"] == creation_id
+    assert client.get(f"/api/runs/{run_id}").json()["creation_id"] == creation_id
+    without = _create(client, "s", None).json()
+    assert without["creation_id"] is None
+    assert {run["name"]: run["creation_id"] for run in client.get("/api/runs").json()} == {
+        "r": creation_id, "s": None}
 
 
 @both_databases
