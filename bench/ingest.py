@@ -314,8 +314,9 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
 def paired(args: argparse.Namespace, configs: list[tuple[str, dict[str, str]]]) -> None:
     """``--paired``: every configuration's server up at once, and one client posting each
     batch to every server in turn (the order reversed every other batch), so that all of them
-    meet the machine in the same state. On a machine whose speed drifts over seconds (other
-    tenants, clock changes), back-to-back runs differ by ±25 %; batch-by-batch pairs do not.
+    meet the machine in the same state. On the project's machine, back-to-back runs of one
+    configuration differed by ±25 % with nothing else running; batch-by-batch pairs share
+    that drift.
 
     Prints, per configuration, the POST round trips (ms) and the points per second of POST
     time (the client's own encoding left out: it is the same for all), and their ratios.
